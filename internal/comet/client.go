@@ -1,0 +1,328 @@
+package comet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/time/rate"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultTimeout      = 60 * time.Second
+	DefaultMaxBodyBytes = 64 << 20
+	DefaultConcurrency  = 8
+	DefaultMaxRetries   = 6
+	MaxPageSize         = 1000
+)
+
+// Config configures a Client for one saved report.
+type Config struct {
+	// BaseURL is the COMET address, with or without a trailing slash.
+	BaseURL string
+	// APIKey is the report's API code. It is redacted from everything the
+	// client returns.
+	APIKey string
+	// Limiter is shared by every report of the same source and user; every
+	// request, retries included, takes a token first. Build it with NewLimiter.
+	Limiter *rate.Limiter
+	// HTTPClient defaults to a client that does not follow redirects.
+	HTTPClient *http.Client
+	// Timeout bounds one request, body included.
+	Timeout time.Duration
+	// MaxBodyBytes bounds one response body.
+	MaxBodyBytes int64
+	// Concurrency bounds the requests of one Fetch in flight at once.
+	Concurrency int
+	// MaxRetries bounds retries of one page; Backoff shapes the waits.
+	MaxRetries int
+	Backoff    Backoff
+	Logger     *slog.Logger
+	// OnRequest, when set, is called after every HTTP request (for metrics).
+	OnRequest func(RequestInfo)
+}
+
+// Backoff shapes the exponential, jittered waits between retries.
+type Backoff struct {
+	Initial    time.Duration // default 500ms
+	Max        time.Duration // default 30s
+	MaxElapsed time.Duration // default 3m; 0 keeps the default
+}
+
+// RequestInfo describes one HTTP request, for metrics.
+type RequestInfo struct {
+	Page     int
+	Status   int // 0 when no response arrived
+	Class    error
+	Duration time.Duration
+	Wait     time.Duration // time spent waiting for a rate-limiter token
+}
+
+// Client fetches pages of one saved report.
+type Client struct {
+	cfg     Config
+	base    string
+	redact  redactor
+	log     *slog.Logger
+	httpc   *http.Client
+	retries int
+}
+
+// NewLimiter returns a limiter for callsPerSecond calls per second. It runs
+// 2% under the limit with a burst of one, so that jitter between sending a
+// request and COMET counting it cannot make ten calls land inside one
+// second.
+func NewLimiter(callsPerSecond float64) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(callsPerSecond*0.98), 1)
+}
+
+// New returns a client. It fails when BaseURL is not an absolute http(s) URL,
+// the key is empty or no limiter is given.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(cfg.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("base_url %q is not an absolute http(s) URL", cfg.BaseURL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("base_url %q must not have a query or fragment", cfg.BaseURL)
+	}
+	if cfg.APIKey == "" {
+		return nil, errors.New("empty API key")
+	}
+	if cfg.Limiter == nil {
+		return nil, errors.New("no rate limiter")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.MaxRetries == 0 {
+		cfg.MaxRetries = DefaultMaxRetries
+	}
+	if cfg.Backoff.Initial <= 0 {
+		cfg.Backoff.Initial = 500 * time.Millisecond
+	}
+	if cfg.Backoff.Max <= 0 {
+		cfg.Backoff.Max = 30 * time.Second
+	}
+	if cfg.Backoff.MaxElapsed <= 0 {
+		cfg.Backoff.MaxElapsed = 3 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	httpc := cfg.HTTPClient
+	if httpc == nil {
+		httpc = &http.Client{
+			Transport: http.DefaultTransport.(*http.Transport).Clone(),
+			// The key is in the query string: never carry it to wherever a
+			// redirect points.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		httpc.Transport.(*http.Transport).MaxIdleConnsPerHost = 64
+	}
+	return &Client{
+		cfg:     cfg,
+		base:    strings.TrimRight(cfg.BaseURL, "/"),
+		redact:  newRedactor(cfg.APIKey),
+		log:     cfg.Logger,
+		httpc:   httpc,
+		retries: max(cfg.MaxRetries, 0),
+	}, nil
+}
+
+// ReportPath is the COMET path of a saved-report page, before page and size.
+const ReportPath = "/data-backend/api/public/areports/run/"
+
+// URL returns the address of a page, API key included. Never log it: use
+// RedactedURL.
+func (c *Client) URL(page, size int) string {
+	return c.base + ReportPath + strconv.Itoa(page) + "/" + strconv.Itoa(size) + "/?API_KEY=" + url.QueryEscape(c.cfg.APIKey)
+}
+
+// RedactedURL returns the address of a page with the key replaced.
+func (c *Client) RedactedURL(page, size int) string {
+	return c.base + ReportPath + strconv.Itoa(page) + "/" + strconv.Itoa(size) + "/?API_KEY=" + Redacted
+}
+
+// FetchPage fetches and decodes one page, retrying transient failures and
+// 429s. The returned error is an *Error.
+func (c *Client) FetchPage(ctx context.Context, page, size int) (*Page, error) {
+	p, _, err := c.fetchPage(ctx, page, size, false)
+	return p, err
+}
+
+// fetchPage fetches one page with retries and returns how many requests it
+// made. With tokenHeld, the first request's rate-limiter token was already
+// taken by the caller.
+func (c *Client) fetchPage(ctx context.Context, page, size int, tokenHeld bool) (*Page, int, error) {
+	if size < 1 || size > MaxPageSize {
+		return nil, 0, &Error{Page: page, Class: ErrInvalidResponse, Err: fmt.Errorf("page size %d outside 1..%d", size, MaxPageSize)}
+	}
+	bo := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(c.cfg.Backoff.Initial),
+		backoff.WithMaxInterval(c.cfg.Backoff.Max),
+		backoff.WithMaxElapsedTime(c.cfg.Backoff.MaxElapsed),
+		backoff.WithRandomizationFactor(0.5),
+	)
+	requests := 0
+	for attempt := 0; ; attempt++ {
+		if !tokenHeld || attempt > 0 {
+			start := time.Now()
+			if err := c.cfg.Limiter.Wait(ctx); err != nil {
+				return nil, requests, &Error{Page: page, Class: ErrTransient, Err: err}
+			}
+			c.observeWait(page, time.Since(start))
+		}
+		requests++
+		p, retryAfter, err := c.attempt(ctx, page, size)
+		if err == nil {
+			return p, requests, nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return nil, requests, err
+		}
+		wait := bo.NextBackOff()
+		if attempt >= c.retries || wait == backoff.Stop {
+			return nil, requests, err
+		}
+		if retryAfter > wait {
+			wait = retryAfter
+		}
+		c.log.Warn("comet request failed, retrying", "page", page, "attempt", attempt+1, "wait", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, requests, &Error{Page: page, Class: ErrTransient, Err: ctx.Err()}
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) observeWait(page int, d time.Duration) {
+	if c.cfg.OnRequest != nil && d > 0 {
+		c.cfg.OnRequest(RequestInfo{Page: page, Wait: d, Status: -1})
+	}
+}
+
+func retryable(err error) bool {
+	return errors.Is(err, ErrTransient) || errors.Is(err, ErrRateLimited)
+}
+
+// maxRetryAfter caps how long a Retry-After header can make us wait.
+const maxRetryAfter = 2 * time.Minute
+
+// attempt makes one request. It returns how long COMET asked us to wait
+// before retrying (429/503 Retry-After).
+func (c *Client) attempt(ctx context.Context, page, size int) (p *Page, retryAfter time.Duration, err error) {
+	start := time.Now()
+	status := 0
+	defer func() {
+		if c.cfg.OnRequest != nil {
+			info := RequestInfo{Page: page, Status: status, Duration: time.Since(start)}
+			var ce *Error
+			if errors.As(err, &ce) {
+				info.Class = ce.Class
+			}
+			c.cfg.OnRequest(info)
+		}
+	}()
+	fail := func(class error, e error) (*Page, time.Duration, error) {
+		return nil, retryAfter, &Error{Page: page, Status: status, Class: class, Err: c.redact.error(e, c.RedactedURL(page, size))}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(page, size), nil)
+	if err != nil {
+		return fail(ErrInvalidResponse, fmt.Errorf("build request: %w", err))
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.httpc.Do(req)
+	if err != nil {
+		return fail(ErrTransient, err)
+	}
+	defer resp.Body.Close()
+	status = resp.StatusCode
+	switch {
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusNotFound, status == http.StatusGone:
+		drain(resp.Body)
+		return fail(ErrReportUnavailable, fmt.Errorf("COMET refused the API key with HTTP %d", status))
+	case status == http.StatusTooManyRequests:
+		drain(resp.Body)
+		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), time.Second)
+		return fail(ErrRateLimited, fmt.Errorf("HTTP 429, Retry-After %s", retryAfter))
+	case status >= 500:
+		drain(resp.Body)
+		if status == http.StatusServiceUnavailable {
+			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0)
+		}
+		return fail(ErrTransient, fmt.Errorf("HTTP %d", status))
+	case status >= 300 && status < 400:
+		drain(resp.Body)
+		return fail(ErrInvalidResponse, fmt.Errorf("redirected with HTTP %d to %s; redirects are not followed because the API key is in the URL: set base_url to the final address", status, c.redactLocation(resp.Header.Get("Location"))))
+	case status != http.StatusOK:
+		drain(resp.Body)
+		return fail(ErrInvalidResponse, fmt.Errorf("unexpected HTTP %d", status))
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return fail(ErrTransient, fmt.Errorf("read body: %w", err))
+	}
+	if int64(len(body)) > c.cfg.MaxBodyBytes {
+		return fail(ErrInvalidResponse, fmt.Errorf("response body larger than %d bytes", c.cfg.MaxBodyBytes))
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return fail(ErrTransient, errors.New("empty body"))
+	}
+	p, err = DecodePage(body, page, size)
+	if err != nil {
+		class := ErrInvalidResponse
+		if errors.Is(err, ErrTransient) {
+			class = ErrTransient
+		}
+		return fail(class, err)
+	}
+	return p, 0, nil
+}
+
+// redactLocation shows where a redirect pointed without its query string,
+// which would carry the key.
+func (c *Client) redactLocation(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil {
+		return "an unparseable Location"
+	}
+	u.RawQuery, u.Fragment, u.User = "", "", nil
+	return c.redact.string(u.String())
+}
+
+func drain(r io.Reader) { _, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10)) }
+
+// parseRetryAfter reads a Retry-After header (seconds or an HTTP date),
+// returning def when it is absent or unreadable, capped at maxRetryAfter.
+func parseRetryAfter(h string, now time.Time, def time.Duration) time.Duration {
+	h = strings.TrimSpace(h)
+	d := def
+	if secs, err := strconv.Atoi(h); err == nil && secs >= 0 {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = max(t.Sub(now), 0)
+	}
+	return min(d, maxRetryAfter)
+}

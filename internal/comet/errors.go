@@ -1,0 +1,108 @@
+package comet
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// Failure classes. Every error the client returns wraps exactly one of them
+// (or a context error when the caller gave up).
+var (
+	// ErrReportUnavailable means COMET refused the API key: the report was
+	// deleted or the key revoked (HTTP 401, 403, 404, 410). It is permanent
+	// until someone fixes the report or the key.
+	ErrReportUnavailable = errors.New("report unavailable")
+	// ErrRateLimited means COMET answered 429 and the retries ran out.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrTransient means a failure worth retrying (5xx, timeouts, connection
+	// resets, truncated or non-JSON bodies) persisted past the retry budget.
+	ErrTransient = errors.New("transient failure")
+	// ErrInvalidResponse means COMET answered with a well-formed body that
+	// breaks the API contract; the error says what was wrong.
+	ErrInvalidResponse = errors.New("invalid response")
+)
+
+// Error is a failed request for one page. Status is the HTTP status when
+// there was one.
+type Error struct {
+	Page   int
+	Status int
+	// Class is one of the sentinel errors above.
+	Class error
+	// Err says what happened; it never contains the API key.
+	Err error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "comet page %d: %v", e.Page, e.Class)
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " (HTTP %d)", e.Status)
+	}
+	if e.Err != nil && !errors.Is(e.Class, e.Err) {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is match both the class and the cause.
+func (e *Error) Unwrap() []error { return []error{e.Class, e.Err} }
+
+// redactor removes an API key from text, in raw and URL-escaped forms.
+type redactor struct {
+	secrets []string
+}
+
+func newRedactor(key string) redactor {
+	if key == "" {
+		return redactor{}
+	}
+	set := map[string]bool{key: true, url.QueryEscape(key): true, url.PathEscape(key): true}
+	r := redactor{}
+	for s := range set {
+		r.secrets = append(r.secrets, s)
+	}
+	return r
+}
+
+// Redacted is what replaces the API key in any text.
+const Redacted = "REDACTED"
+
+func (r redactor) string(s string) string {
+	for _, k := range r.secrets {
+		s = strings.ReplaceAll(s, k, Redacted)
+	}
+	return s
+}
+
+// error returns err with the key removed from its text. *url.Error carries
+// the whole request URL, so its URL is replaced; any other error whose text
+// still contains the key is replaced by an error with the redacted text that
+// answers errors.Is like the original but cannot be unwrapped to it.
+func (r redactor) error(err error, redactedURL string) error {
+	if err == nil {
+		return nil
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = redactedURL
+	}
+	msg := err.Error()
+	if clean := r.string(msg); clean != msg {
+		return &redactedError{msg: clean, err: err}
+	}
+	return err
+}
+
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+
+// Is matches what the original matched (context.Canceled, timeouts) without
+// handing the original, key and all, to the caller.
+func (e *redactedError) Is(target error) bool { return errors.Is(e.err, target) }

@@ -1,0 +1,468 @@
+package comet
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// Page is one decoded, validated page of a saved report.
+type Page struct {
+	ReportName string
+	Columns    []event.Column
+	TotalSize  int
+	Page       int
+	PageSize   int
+	LastPage   int
+
+	rows   int
+	width  int
+	values []event.Value // rows*width cells, row-major, aligned with Columns
+	errs   []RowError    // rows whose values could not be converted, by row order
+}
+
+// RowError says why one row of a page could not be converted to typed values.
+type RowError struct {
+	Row    int // index in the page
+	Column string
+	Type   event.ColumnType
+	Reason string
+}
+
+func (e RowError) Error() string {
+	return fmt.Sprintf("row %d column %q (%s): %s", e.Row, e.Column, e.Type, e.Reason)
+}
+
+// Len returns the number of rows on the page.
+func (p *Page) Len() int { return p.rows }
+
+// Row returns row i's values aligned with Columns. The slice aliases the
+// page's storage.
+func (p *Page) Row(i int) []event.Value { return p.values[i*p.width : (i+1)*p.width : (i+1)*p.width] }
+
+// RowErrors returns the rows whose values could not be converted.
+func (p *Page) RowErrors() []RowError { return p.errs }
+
+// ExpectedRows returns how many rows page n should hold when the report has
+// total rows at size rows a page.
+func ExpectedRows(total, size, n int) int {
+	rem := total - n*size
+	switch {
+	case rem <= 0:
+		return 0
+	case rem > size:
+		return size
+	}
+	return rem
+}
+
+// LastPageOf computes lastPage the way COMET does: 185 rows at 25 a page
+// have pages 0–7.
+func LastPageOf(total, size int) int {
+	if total <= 0 {
+		return 0
+	}
+	return (total+size-1)/size - 1
+}
+
+// DecodePage parses a COMET page and validates it against the request (page
+// number and size). A body that is not complete JSON returns an error that
+// wraps ErrTransient (a truncated body is worth retrying); a well-formed body
+// that breaks the contract returns an error wrapping ErrInvalidResponse.
+// Values that cannot be converted to their column type do not fail the page:
+// the row is reported by RowErrors.
+func DecodePage(body []byte, page, size int) (*Page, error) {
+	p, resultsAt, err := decodeEnvelope(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.validate(page, size); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidResponse, err)
+	}
+	if resultsAt >= 0 {
+		if err := p.decodeResults(&scanner{b: body, i: resultsAt}); err != nil {
+			if _, ok := err.(*syntaxError); ok || isEOF(err) {
+				return nil, fmt.Errorf("%w: malformed JSON: %w", ErrTransient, err)
+			}
+			return nil, err
+		}
+	}
+	if p.rows > size {
+		return nil, fmt.Errorf("%w: %d rows on a page of %d", ErrInvalidResponse, p.rows, size)
+	}
+	return p, nil
+}
+
+// envelope fields that must be present.
+const (
+	hasTypes = 1 << iota
+	hasNames
+	hasKeys
+	hasResults
+	hasTotal
+	hasPage
+	hasPageSize
+	hasLastPage
+	hasAll = hasTypes | hasNames | hasKeys | hasResults | hasTotal | hasPage | hasPageSize | hasLastPage
+)
+
+var fieldNames = []string{"columnTypes", "columnNames", "columnKeys", "results", "totalSize", "page", "pageSize", "lastPage"}
+
+func decodeEnvelope(body []byte) (*Page, int, error) {
+	s := &scanner{b: body}
+	p := &Page{}
+	var types, names, keys []string
+	seen, resultsAt := 0, -1
+	syntax := func(err error) (*Page, int, error) {
+		return nil, 0, fmt.Errorf("%w: malformed JSON: %w", ErrTransient, err)
+	}
+	if err := s.expect('{'); err != nil {
+		return syntax(err)
+	}
+	if s.peek() == '}' {
+		s.i++
+	} else {
+		for {
+			field, err := s.str()
+			if err != nil {
+				return syntax(err)
+			}
+			if err := s.expect(':'); err != nil {
+				return syntax(err)
+			}
+			bit := 0
+			for i, n := range fieldNames {
+				if n == field {
+					bit = 1 << i
+				}
+			}
+			if bit != 0 && seen&bit != 0 {
+				return nil, 0, fmt.Errorf("%w: field %q appears twice", ErrInvalidResponse, field)
+			}
+			seen |= bit
+			switch field {
+			case "reportName":
+				if s.peek() == 'n' {
+					err = s.literal("null")
+				} else {
+					p.ReportName, err = s.str()
+				}
+			case "columnTypes":
+				types, err = s.strings()
+			case "columnNames":
+				names, err = s.strings()
+			case "columnKeys":
+				keys, err = s.strings()
+			case "results":
+				resultsAt = s.i
+				if s.peek() != '[' {
+					return nil, 0, fmt.Errorf("%w: results is not an array", ErrInvalidResponse)
+				}
+				// COMET sends the columns first; then the rows can be read in
+				// this one pass. Otherwise skip them and come back.
+				if seen&(hasTypes|hasNames|hasKeys) == hasTypes|hasNames|hasKeys && p.setColumns(types, names, keys) == nil {
+					if _, err := event.NewSchema(p.Columns); err == nil {
+						if err := p.decodeResults(s); err != nil {
+							if _, ok := err.(*syntaxError); ok || isEOF(err) {
+								return syntax(err)
+							}
+							return nil, 0, err
+						}
+						resultsAt = -2
+						break
+					}
+				}
+				err = s.skip()
+			case "totalSize":
+				p.TotalSize, err = s.integer()
+			case "page":
+				p.Page, err = s.integer()
+			case "pageSize":
+				p.PageSize, err = s.integer()
+			case "lastPage":
+				p.LastPage, err = s.integer()
+			default:
+				err = s.skip() // including apiKeyRequestURL and curl: never kept
+			}
+			if err != nil {
+				if _, ok := err.(*syntaxError); ok || isEOF(err) {
+					return syntax(err)
+				}
+				return nil, 0, fmt.Errorf("%w: field %q: %w", ErrInvalidResponse, field, err)
+			}
+			if s.peek() == ',' {
+				s.i++
+				continue
+			}
+			if err := s.expect('}'); err != nil {
+				return syntax(err)
+			}
+			break
+		}
+	}
+	if s.peek() != 0 {
+		return syntax(s.errorf("data after the top-level object"))
+	}
+	if seen != hasAll {
+		var missing []string
+		for i, n := range fieldNames {
+			if seen&(1<<i) == 0 {
+				missing = append(missing, n)
+			}
+		}
+		return nil, 0, fmt.Errorf("%w: missing %s", ErrInvalidResponse, strings.Join(missing, ", "))
+	}
+	if resultsAt != -2 {
+		if err := p.setColumns(types, names, keys); err != nil {
+			return nil, 0, err
+		}
+	}
+	return p, resultsAt, nil
+}
+
+func (p *Page) setColumns(types, names, keys []string) error {
+	if len(types) != len(keys) || len(names) != len(keys) {
+		return fmt.Errorf("%w: %d column keys, %d names, %d types", ErrInvalidResponse, len(keys), len(names), len(types))
+	}
+	p.Columns = make([]event.Column, len(keys))
+	for i := range keys {
+		p.Columns[i] = event.Column{Key: keys[i], Name: names[i], Type: event.ColumnType(types[i])}
+	}
+	return nil
+}
+
+func isEOF(err error) bool {
+	for e := err; e != nil; {
+		if e == errEOF {
+			return true
+		}
+		u, ok := e.(interface{ Unwrap() error })
+		if !ok {
+			return false
+		}
+		e = u.Unwrap()
+	}
+	return false
+}
+
+// strings reads an array of strings; null elements read as "".
+func (s *scanner) strings() ([]string, error) {
+	if err := s.expect('['); err != nil {
+		return nil, err
+	}
+	var out []string
+	if s.peek() == ']' {
+		s.i++
+		return out, nil
+	}
+	for {
+		if s.peek() == 'n' {
+			if err := s.literal("null"); err != nil {
+				return nil, err
+			}
+			out = append(out, "")
+		} else {
+			v, err := s.str()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		if s.peek() == ',' {
+			s.i++
+			continue
+		}
+		return out, s.expect(']')
+	}
+}
+
+// maxColumns bounds the width of a report.
+const maxColumns = 4096
+
+func (p *Page) validate(page, size int) error {
+	if len(p.Columns) == 0 {
+		return fmt.Errorf("no columns")
+	}
+	if len(p.Columns) > maxColumns {
+		return fmt.Errorf("%d columns, more than %d", len(p.Columns), maxColumns)
+	}
+	if _, err := event.NewSchema(p.Columns); err != nil {
+		return err
+	}
+	if p.Page != page {
+		return fmt.Errorf("page is %d, requested %d", p.Page, page)
+	}
+	if p.PageSize != size {
+		return fmt.Errorf("pageSize is %d, requested %d", p.PageSize, size)
+	}
+	if p.TotalSize < 0 {
+		return fmt.Errorf("totalSize is %d", p.TotalSize)
+	}
+	if want := LastPageOf(p.TotalSize, size); p.LastPage != want && !(p.TotalSize == 0 && p.LastPage == -1) {
+		return fmt.Errorf("lastPage is %d, but totalSize %d at %d a page makes %d", p.LastPage, p.TotalSize, size, want)
+	}
+	return nil
+}
+
+// decodeResults reads the results array, converting each row.
+func (p *Page) decodeResults(s *scanner) error {
+	p.width = len(p.Columns)
+	index := make(map[string]int, p.width)
+	for i, c := range p.Columns {
+		index[c.Key] = i
+	}
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("%w: results row %d: %s", ErrInvalidResponse, p.rows, fmt.Sprintf(format, args...))
+	}
+	if err := s.expect('['); err != nil {
+		return err
+	}
+	if s.peek() == ']' {
+		s.i++
+		return nil
+	}
+	set := make([]bool, p.width)
+	for {
+		if s.peek() != '{' {
+			return invalid("not an object")
+		}
+		s.i++
+		row := len(p.values)
+		p.values = append(p.values, make([]event.Value, p.width)...)
+		clear(set)
+		var rowErr *RowError
+		if s.peek() == '}' {
+			s.i++
+		} else {
+			for {
+				raw, escaped, err := s.stringBytes()
+				if err != nil {
+					return err
+				}
+				if err := s.expect(':'); err != nil {
+					return err
+				}
+				var key string
+				var col int
+				var known bool
+				if escaped {
+					if key, err = unescape(raw, s.i); err != nil {
+						return err
+					}
+					col, known = index[key]
+				} else {
+					col, known = index[string(raw)] // no allocation
+					if known {
+						key = p.Columns[col].Key
+					} else {
+						key = string(raw)
+					}
+				}
+				if !known {
+					if strings.HasPrefix(key, "#") { // #result_id#: the position, never data
+						if err := s.skip(); err != nil {
+							return err
+						}
+					} else {
+						return invalid("column %q is not in columnKeys", truncate(key, 64))
+					}
+				} else {
+					if set[col] {
+						return invalid("column %q appears twice", truncate(key, 64))
+					}
+					set[col] = true
+					v, err := s.scalar()
+					if err != nil {
+						if _, ok := err.(*syntaxError); ok || isEOF(err) {
+							return err
+						}
+						return invalid("column %q: %v", truncate(key, 64), err)
+					}
+					c := p.Columns[col]
+					cv, reason := convert(c.Type, v)
+					if reason != "" && rowErr == nil {
+						rowErr = &RowError{Row: p.rows, Column: c.Key, Type: c.Type, Reason: reason}
+					}
+					p.values[row+col] = cv
+				}
+				if s.peek() == ',' {
+					s.i++
+					continue
+				}
+				if err := s.expect('}'); err != nil {
+					return err
+				}
+				break
+			}
+		}
+		if rowErr != nil {
+			p.errs = append(p.errs, *rowErr)
+		}
+		p.rows++
+		if s.peek() == ',' {
+			s.i++
+			continue
+		}
+		return s.expect(']')
+	}
+}
+
+// convert turns a cell as COMET sent it into its contract form. A non-empty
+// reason says why it could not.
+func convert(t event.ColumnType, v scalar) (event.Value, string) {
+	if v.kind == kindNull {
+		return event.Value{}, ""
+	}
+	switch t {
+	case event.TypeNumber, event.TypeAmount:
+		switch {
+		case v.kind == kindNumber:
+			return event.NumberValue(v.text), ""
+		case v.kind == kindString && v.text == "":
+			return event.Value{}, ""
+		case v.kind == kindString && event.ValidNumber(strings.TrimSpace(v.text)):
+			return event.NumberValue(strings.TrimSpace(v.text)), ""
+		}
+		return event.Value{}, fmt.Sprintf("%s is not a number", v.kind)
+	case event.TypeString, event.TypeImageLink:
+		return event.TextValue(v.text), ""
+	case event.TypeDate, event.TypeDateTime:
+		return convertTime(t, v)
+	}
+	return event.Value{}, "unknown column type"
+}
+
+func convertTime(t event.ColumnType, v scalar) (event.Value, string) {
+	format := event.FormatDate
+	if t == event.TypeDateTime {
+		format = event.FormatDateTime
+	}
+	text := v.text
+	if v.kind == kindString {
+		text = strings.TrimSpace(text)
+		if text == "" {
+			return event.Value{}, ""
+		}
+		if !event.ValidNumber(text) {
+			// Already a calendar date or an RFC 3339 time: normalise to UTC.
+			if ts, err := time.Parse(time.RFC3339Nano, text); err == nil {
+				return event.TextValue(format(ts.UnixMilli())), ""
+			}
+			if t == event.TypeDate {
+				if d, err := time.ParseInLocation(event.DateLayout, text, time.UTC); err == nil {
+					return event.TextValue(d.Format(event.DateLayout)), ""
+				}
+			}
+			return event.Value{}, "string is neither epoch milliseconds nor a date"
+		}
+	} else if v.kind != kindNumber {
+		return event.Value{}, fmt.Sprintf("%s is not epoch milliseconds", v.kind)
+	}
+	ms, err := event.ParseMillis(text)
+	if err != nil {
+		return event.Value{}, truncate(err.Error(), 120)
+	}
+	return event.TextValue(format(ms)), ""
+}

@@ -1,0 +1,303 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// Config is the producer's configuration file.
+type Config struct {
+	DataDir string   `yaml:"data_dir"`
+	NATS    NATS     `yaml:"nats"`
+	HTTP    HTTP     `yaml:"http"`
+	Sources []Source `yaml:"sources"`
+}
+
+// NATS configures the connection, or the embedded server when URL is empty.
+type NATS struct {
+	URL             string        `yaml:"url"`
+	Listen          string        `yaml:"listen"`
+	Stream          string        `yaml:"stream"`
+	SubjectPrefix   string        `yaml:"subject_prefix"`
+	Replicas        int           `yaml:"replicas"`
+	DuplicateWindow time.Duration `yaml:"duplicate_window"`
+	Sync            string        `yaml:"sync"`
+	CredentialsFile string        `yaml:"credentials_file"`
+	User            string        `yaml:"user"`
+	Password        string        `yaml:"password"`
+	PasswordEnv     string        `yaml:"password_env"`
+	Token           string        `yaml:"token"`
+	TokenEnv        string        `yaml:"token_env"`
+	NKeyFile        string        `yaml:"nkey_file"`
+	TLS             TLS           `yaml:"tls"`
+}
+
+// TLS names certificate files for the NATS connection.
+type TLS struct {
+	CA   string `yaml:"ca"`
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// HTTP configures the operations endpoint.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+}
+
+// Source is one COMET installation.
+type Source struct {
+	Name      string   `yaml:"name"`
+	BaseURL   string   `yaml:"base_url"`
+	RateLimit float64  `yaml:"rate_limit"`
+	Reports   []Report `yaml:"reports"`
+}
+
+// Report is one saved report.
+type Report struct {
+	Name              string        `yaml:"name"`
+	APIKeyEnv         string        `yaml:"api_key_env"`
+	APIKeyFile        string        `yaml:"api_key_file"`
+	APIKey            string        `yaml:"api_key"` // inline: allowed, with a warning
+	User              string        `yaml:"user"`
+	Key               []string      `yaml:"key"`
+	Interval          time.Duration `yaml:"interval"`
+	PageSize          int           `yaml:"page_size"`
+	MaxDeleteFraction *float64      `yaml:"max_delete_fraction"`
+}
+
+// Defaults of fields a file leaves out.
+const (
+	DefaultDataDir           = "./data"
+	DefaultListen            = "127.0.0.1:4222"
+	DefaultStream            = "COMET"
+	DefaultSubjectPrefix     = "comet"
+	DefaultDuplicateWindow   = 2 * time.Minute
+	DefaultHTTPListen        = "127.0.0.1:9464"
+	DefaultRateLimit         = 10
+	DefaultUser              = "default"
+	DefaultInterval          = time.Minute
+	DefaultPageSize          = 1000
+	DefaultMaxDeleteFraction = 0.5
+	MinInterval              = time.Second
+)
+
+// Default returns a configuration with every default filled in and no sources.
+func Default() *Config {
+	return &Config{
+		DataDir: DefaultDataDir,
+		NATS: NATS{
+			Listen:          DefaultListen,
+			Stream:          DefaultStream,
+			SubjectPrefix:   DefaultSubjectPrefix,
+			Replicas:        1,
+			DuplicateWindow: DefaultDuplicateWindow,
+			Sync:            "default",
+		},
+		HTTP: HTTP{Listen: DefaultHTTPListen},
+	}
+}
+
+// FieldError is a validation error naming the offending field.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// ErrInvalid is wrapped by every error Parse and Validate return, so that
+// commands can exit with status 2.
+var ErrInvalid = errors.New("invalid configuration")
+
+func fieldErr(field, format string, args ...any) error {
+	return fmt.Errorf("%w: %w", ErrInvalid, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Parse reads YAML strictly (an unknown field is an error), fills defaults
+// and validates.
+func Parse(r io.Reader) (*Config, error) {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	c.fillDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Load parses the file at path.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	defer f.Close()
+	c, err := Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) fillDefaults() {
+	for i := range c.Sources {
+		s := &c.Sources[i]
+		if s.RateLimit == 0 {
+			s.RateLimit = DefaultRateLimit
+		}
+		for j := range s.Reports {
+			r := &s.Reports[j]
+			if r.User == "" {
+				r.User = DefaultUser
+			}
+			if r.Interval == 0 {
+				r.Interval = DefaultInterval
+			}
+			if r.PageSize == 0 {
+				r.PageSize = DefaultPageSize
+			}
+			if r.MaxDeleteFraction == nil {
+				f := DefaultMaxDeleteFraction
+				r.MaxDeleteFraction = &f
+			}
+		}
+	}
+}
+
+var streamNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// Validate checks every field and returns the first problem, naming the field.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fieldErr("data_dir", "must not be empty")
+	}
+	n := c.NATS
+	if n.URL == "" {
+		if _, _, err := net.SplitHostPort(n.Listen); err != nil {
+			return fieldErr("nats.listen", "%q is not host:port", n.Listen)
+		}
+	}
+	if !streamNameRE.MatchString(n.Stream) {
+		return fieldErr("nats.stream", "%q must match [A-Za-z0-9_-]{1,64}", n.Stream)
+	}
+	if !event.NameRE.MatchString(n.SubjectPrefix) {
+		return fieldErr("nats.subject_prefix", "%q must be one subject token matching [a-z0-9_-]+", n.SubjectPrefix)
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		return fieldErr("nats.replicas", "%d must be between 1 and 5", n.Replicas)
+	}
+	if n.DuplicateWindow <= 0 {
+		return fieldErr("nats.duplicate_window", "%s must be positive", n.DuplicateWindow)
+	}
+	if n.Sync != "default" && n.Sync != "always" {
+		return fieldErr("nats.sync", "%q must be \"default\" or \"always\"", n.Sync)
+	}
+	if (n.TLS.Cert == "") != (n.TLS.Key == "") {
+		return fieldErr("nats.tls", "cert and key go together")
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			return fieldErr("http.listen", "%q is not host:port", c.HTTP.Listen)
+		}
+	}
+	if len(c.Sources) == 0 {
+		return fieldErr("sources", "at least one source is required")
+	}
+	reports := map[string]string{}
+	sources := map[string]bool{}
+	for i, s := range c.Sources {
+		at := fmt.Sprintf("sources[%d]", i)
+		if !event.NameRE.MatchString(s.Name) {
+			return fieldErr(at+".name", "%q must match [a-z0-9_-]+", s.Name)
+		}
+		if sources[s.Name] {
+			return fieldErr(at+".name", "%q is used twice", s.Name)
+		}
+		sources[s.Name] = true
+		u, err := url.Parse(s.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			return fieldErr(at+".base_url", "%q must be an http(s) URL without a query", s.BaseURL)
+		}
+		if s.RateLimit <= 0 || s.RateLimit > 1000 {
+			return fieldErr(at+".rate_limit", "%v must be between 0 and 1000 calls per second", s.RateLimit)
+		}
+		if len(s.Reports) == 0 {
+			return fieldErr(at+".reports", "at least one report is required")
+		}
+		for j, r := range s.Reports {
+			at := fmt.Sprintf("%s.reports[%d]", at, j)
+			if err := r.validate(at); err != nil {
+				return err
+			}
+			if other, dup := reports[r.Name]; dup {
+				return fieldErr(at+".name", "%q is already used by %s", r.Name, other)
+			}
+			reports[r.Name] = at
+		}
+	}
+	return nil
+}
+
+func (r Report) validate(at string) error {
+	if !event.NameRE.MatchString(r.Name) {
+		return fieldErr(at+".name", "%q must match [a-z0-9_-]+", r.Name)
+	}
+	secrets := 0
+	for _, s := range []string{r.APIKeyEnv, r.APIKeyFile, r.APIKey} {
+		if s != "" {
+			secrets++
+		}
+	}
+	if secrets != 1 {
+		return fieldErr(at+".api_key_env", "exactly one of api_key_env, api_key_file or api_key is required")
+	}
+	if r.User == "" {
+		return fieldErr(at+".user", "must not be empty")
+	}
+	if len(r.Key) == 0 {
+		return fieldErr(at+".key", "is required: the column keys that identify a row (run `cometstream inspect` to choose), or [\"*\"]")
+	}
+	seen := map[string]bool{}
+	for k, col := range r.Key {
+		if col == "" {
+			return fieldErr(fmt.Sprintf("%s.key[%d]", at, k), "must not be empty")
+		}
+		if col == event.ContentKey && len(r.Key) > 1 {
+			return fieldErr(fmt.Sprintf("%s.key[%d]", at, k), "\"*\" must be the only key column")
+		}
+		if seen[col] {
+			return fieldErr(fmt.Sprintf("%s.key[%d]", at, k), "%q is listed twice", col)
+		}
+		seen[col] = true
+	}
+	if r.Interval < MinInterval {
+		return fieldErr(at+".interval", "%s is shorter than %s", r.Interval, MinInterval)
+	}
+	if r.PageSize < 1 || r.PageSize > 1000 {
+		return fieldErr(at+".page_size", "%d must be between 1 and 1000", r.PageSize)
+	}
+	if f := *r.MaxDeleteFraction; f < 0 || f > 1 {
+		return fieldErr(at+".max_delete_fraction", "%v must be between 0 and 1", f)
+	}
+	return nil
+}

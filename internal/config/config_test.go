@@ -1,0 +1,114 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const good = `
+data_dir: /tmp/x
+nats:
+  stream: COMET
+  duplicate_window: 30s
+sources:
+  - name: faw
+    base_url: https://comet.faw.cymru/
+    reports:
+      - name: players
+        api_key_env: COMET_PLAYERS_KEY
+        key: [personId]
+        interval: 90s
+      - name: events
+        api_key_file: /run/secrets/events
+        user: second
+        key: ["*"]
+        max_delete_fraction: 0.1
+`
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Sources[0].Reports[0]
+	if c.NATS.Listen != DefaultListen || c.NATS.SubjectPrefix != "comet" || c.NATS.DuplicateWindow != 30*time.Second || c.HTTP.Listen != DefaultHTTPListen {
+		t.Errorf("nats defaults %+v", c.NATS)
+	}
+	if c.Sources[0].RateLimit != 10 || r.User != "default" || r.PageSize != 1000 || r.Interval != 90*time.Second || *r.MaxDeleteFraction != 0.5 {
+		t.Errorf("report defaults %+v", r)
+	}
+	if f := *c.Sources[0].Reports[1].MaxDeleteFraction; f != 0.1 {
+		t.Errorf("max_delete_fraction %v", f)
+	}
+}
+
+func TestParseErrorsNameTheField(t *testing.T) {
+	tests := []struct{ name, yaml, field string }{
+		{"unknown field", strings.Replace(good, "data_dir:", "dta_dir: x\ndata_dir:", 1), "dta_dir"},
+		{"bad duration", strings.Replace(good, "90s", "ninety", 1), "ninety"},
+		{"no key", strings.Replace(good, "key: [personId]", "", 1), "sources[0].reports[0].key"},
+		{"star with others", strings.Replace(good, `key: ["*"]`, `key: ["*", id]`, 1), "sources[0].reports[1].key[0]"},
+		{"bad name", strings.Replace(good, "name: players", "name: Players!", 1), "sources[0].reports[0].name"},
+		{"duplicate name", strings.Replace(good, "name: events", "name: players", 1), "sources[0].reports[1].name"},
+		{"two secrets", strings.Replace(good, "api_key_env: COMET_PLAYERS_KEY", "api_key_env: A\n        api_key: B", 1), "sources[0].reports[0].api_key_env"},
+		{"page size", strings.Replace(good, "interval: 90s", "interval: 90s\n        page_size: 1001", 1), "sources[0].reports[0].page_size"},
+		{"fraction", strings.Replace(good, "0.1", "1.5", 1), "sources[0].reports[1].max_delete_fraction"},
+		{"interval", strings.Replace(good, "90s", "10ms", 1), "sources[0].reports[0].interval"},
+		{"base url", strings.Replace(good, "https://comet.faw.cymru/", "comet.faw.cymru", 1), "sources[0].base_url"},
+		{"prefix", strings.Replace(good, "stream: COMET", "stream: COMET\n  subject_prefix: a.b", 1), "nats.subject_prefix"},
+		{"sync", strings.Replace(good, "stream: COMET", "stream: COMET\n  sync: sometimes", 1), "nats.sync"},
+		{"no sources", "data_dir: x\n", "sources"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tt.yaml))
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v, want ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tt.field) {
+				t.Errorf("error %q does not name %q", err, tt.field)
+			}
+		})
+	}
+}
+
+func TestResolveAPIKey(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key")
+	os.WriteFile(path, []byte("file-secret\n"), 0o644)
+	t.Setenv("TEST_COMET_KEY", "env-secret")
+
+	for _, tt := range []struct {
+		r    Report
+		want string
+		warn string
+	}{
+		{Report{APIKeyEnv: "TEST_COMET_KEY"}, "env-secret", ""},
+		{Report{APIKeyFile: path}, "file-secret", "readable by others"},
+		{Report{APIKey: "inline-secret"}, "inline-secret", "inline"},
+	} {
+		logs.Reset()
+		got, err := tt.r.ResolveAPIKey("r", log)
+		if err != nil || got != tt.want {
+			t.Errorf("%+v: %q, %v", tt.r, got, err)
+		}
+		if tt.warn != "" && !strings.Contains(logs.String(), tt.warn) {
+			t.Errorf("%+v: no warning %q in %q", tt.r, tt.warn, logs.String())
+		}
+		if strings.Contains(logs.String(), tt.want) {
+			t.Errorf("the key was logged: %s", logs.String())
+		}
+	}
+	_, err := Report{APIKeyEnv: "TEST_COMET_UNSET"}.ResolveAPIKey("sources[0].reports[0]", log)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "sources[0].reports[0].api_key_env") {
+		t.Errorf("unset env: %v", err)
+	}
+}

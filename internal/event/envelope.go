@@ -1,0 +1,262 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SpecVersion is the CloudEvents version of every event.
+const SpecVersion = "1.0"
+
+// ContentType is the NATS Content-Type header of every event message.
+const ContentType = "application/cloudevents+json"
+
+// TimeLayout renders the CloudEvents "time" attribute.
+const TimeLayout = "2006-01-02T15:04:05.000Z"
+
+// Event is a decoded CloudEvents envelope. Exactly one of the typed payloads
+// (Row, Synced, Schema, Unavailable, Held) is set, according to Type.
+type Event struct {
+	SpecVersion     string          `json:"specversion"`
+	ID              string          `json:"id"`
+	Source          string          `json:"source"`
+	Type            string          `json:"type"`
+	Subject         string          `json:"subject,omitempty"`
+	Time            time.Time       `json:"time"`
+	DataContentType string          `json:"datacontenttype"`
+	Data            json.RawMessage `json:"data"`
+
+	Row         *RowChange    `json:"-"`
+	Synced      *Synced       `json:"-"`
+	Schema      *SchemaChange `json:"-"`
+	Unavailable *Unavailable  `json:"-"`
+	Held        *Held         `json:"-"`
+}
+
+// Row is a decoded row: column key to value.
+type Row map[string]Value
+
+// RowChange is the data of a row event.
+type RowChange struct {
+	Report  string   `json:"report"`
+	Op      string   `json:"op"`
+	Key     Row      `json:"key"`
+	Before  Row      `json:"before"`
+	After   Row      `json:"after"`
+	Changed []string `json:"changed"`
+	Sync    string   `json:"sync"`
+}
+
+// Synced is the data of a comet.report.synced receipt: one per pass.
+type Synced struct {
+	Report        string    `json:"report"`
+	Sync          string    `json:"sync"`
+	Started       time.Time `json:"started"`
+	Finished      time.Time `json:"finished"`
+	Requests      int       `json:"requests"`
+	Pages         int       `json:"pages"`
+	TotalSize     int       `json:"total_size"`
+	Rows          int       `json:"rows"`
+	Created       int       `json:"created"`
+	Updated       int       `json:"updated"`
+	Deleted       int       `json:"deleted"`
+	InvalidRows   int       `json:"invalid_rows"`
+	DuplicateKeys int       `json:"duplicate_keys"`
+	Consistent    bool      `json:"consistent"`
+	DeletesHeld   int       `json:"deletes_held"`
+	// Error says why the pass did not complete; empty when it did.
+	Error string `json:"error,omitempty"`
+}
+
+// SchemaChange is the data of a comet.report.schema event.
+type SchemaChange struct {
+	Report   string   `json:"report"`
+	Columns  []Column `json:"columns"`
+	Previous []Column `json:"previous"`
+}
+
+// Unavailable is the data of a comet.report.unavailable event.
+type Unavailable struct {
+	Report string `json:"report"`
+	Status int    `json:"status"`
+	Reason string `json:"reason"`
+}
+
+// Held is the data of a comet.report.held event.
+type Held struct {
+	Report      string  `json:"report"`
+	WouldDelete int     `json:"would_delete"`
+	RowsBefore  int     `json:"rows_before"`
+	Threshold   float64 `json:"threshold"`
+}
+
+// MaxEventSize bounds what Decode accepts.
+const MaxEventSize = 64 << 20
+
+// Decode parses and validates an event as the producer publishes it. It
+// returns an error, never panics, on malformed input.
+func Decode(b []byte) (*Event, error) {
+	if len(b) > MaxEventSize {
+		return nil, fmt.Errorf("event of %d bytes exceeds %d", len(b), MaxEventSize)
+	}
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("decode event: %w", err)
+	}
+	if e.SpecVersion != SpecVersion {
+		return nil, fmt.Errorf("decode event: specversion %q, want %q", e.SpecVersion, SpecVersion)
+	}
+	if e.ID == "" {
+		return nil, errors.New("decode event: empty id")
+	}
+	if len(bytes.TrimSpace(e.Data)) == 0 {
+		return nil, fmt.Errorf("decode event %s: no data", e.ID)
+	}
+	var target any
+	switch e.Type {
+	case TypeCreated, TypeUpdated, TypeDeleted:
+		e.Row = new(RowChange)
+		target = e.Row
+	case TypeSynced:
+		e.Synced = new(Synced)
+		target = e.Synced
+	case TypeSchema:
+		e.Schema = new(SchemaChange)
+		target = e.Schema
+	case TypeUnavailable:
+		e.Unavailable = new(Unavailable)
+		target = e.Unavailable
+	case TypeHeld:
+		e.Held = new(Held)
+		target = e.Held
+	default:
+		return nil, fmt.Errorf("decode event %s: unknown type %q", e.ID, e.Type)
+	}
+	if err := json.Unmarshal(e.Data, target); err != nil {
+		return nil, fmt.Errorf("decode event %s data: %w", e.ID, err)
+	}
+	if e.Row != nil {
+		if err := e.Row.validate(e.Type); err != nil {
+			return nil, fmt.Errorf("decode event %s: %w", e.ID, err)
+		}
+	}
+	return &e, nil
+}
+
+func (r *RowChange) validate(typ string) error {
+	if RowType(r.Op) != typ {
+		return fmt.Errorf("op %q does not match type %q", r.Op, typ)
+	}
+	if r.Report == "" {
+		return errors.New("row event without report")
+	}
+	if len(r.Key) == 0 {
+		return errors.New("row event without key")
+	}
+	switch r.Op {
+	case OpCreated:
+		if r.After == nil || r.Before != nil {
+			return errors.New("created event needs after and no before")
+		}
+	case OpUpdated:
+		if r.After == nil || r.Before == nil {
+			return errors.New("updated event needs before and after")
+		}
+	case OpDeleted:
+		if r.Before == nil || r.After != nil {
+			return errors.New("deleted event needs before and no after")
+		}
+	}
+	return nil
+}
+
+// Encode renders a report event (synced, schema, unavailable, held) as a
+// CloudEvents JSON object. Row events use RowEvent.Append for speed.
+func Encode(id, source, typ string, t time.Time, data any) ([]byte, error) {
+	d, err := marshalNoHTML(data)
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 256+len(d))
+	b = appendHeader(b, id, source, typ, "", t)
+	b = append(b, d...)
+	return append(b, '}'), nil
+}
+
+func marshalNoHTML(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n"), nil
+}
+
+func appendHeader(b []byte, id, source, typ, subject string, t time.Time) []byte {
+	b = append(b, `{"specversion":"1.0","id":`...)
+	b = AppendString(b, id)
+	b = append(b, `,"source":`...)
+	b = AppendString(b, source)
+	b = append(b, `,"type":`...)
+	b = AppendString(b, typ)
+	if subject != "" {
+		b = append(b, `,"subject":`...)
+		b = AppendString(b, subject)
+	}
+	b = append(b, `,"time":"`...)
+	b = t.UTC().AppendFormat(b, TimeLayout)
+	b = append(b, `","datacontenttype":"application/json","data":`...)
+	return b
+}
+
+// RowEvent is a row event ready to encode. Key, Before and After are canonical
+// row JSON (nil for a missing before or after).
+type RowEvent struct {
+	ID      string
+	Source  string
+	Token   string
+	Time    time.Time
+	Report  string
+	Op      string
+	Sync    string
+	Key     []byte
+	Before  []byte
+	After   []byte
+	Changed []string
+}
+
+// Append appends the event's CloudEvents JSON to b.
+func (e *RowEvent) Append(b []byte) []byte {
+	b = appendHeader(b, e.ID, e.Source, RowType(e.Op), e.Token, e.Time)
+	b = append(b, `{"report":`...)
+	b = AppendString(b, e.Report)
+	b = append(b, `,"op":`...)
+	b = AppendString(b, e.Op)
+	b = append(b, `,"key":`...)
+	b = append(b, e.Key...)
+	b = append(b, `,"before":`...)
+	b = appendRaw(b, e.Before)
+	b = append(b, `,"after":`...)
+	b = appendRaw(b, e.After)
+	b = append(b, `,"changed":[`...)
+	for i, c := range e.Changed {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = AppendString(b, c)
+	}
+	b = append(b, `],"sync":`...)
+	b = AppendString(b, e.Sync)
+	return append(b, "}}"...)
+}
+
+func appendRaw(b, raw []byte) []byte {
+	if raw == nil {
+		return append(b, "null"...)
+	}
+	return append(b, raw...)
+}

@@ -1,0 +1,253 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// Kind says which JSON form a Value takes.
+type Kind uint8
+
+// The kinds of value a row cell can hold.
+const (
+	Null   Kind = iota // JSON null
+	Number             // a JSON number, kept as the exact digits received
+	Text               // a JSON string
+)
+
+// Value is one row cell in its contract form (CONTRACT.md section 5):
+// NUMBER and AMOUNT are numbers holding exactly the digits received, STRING
+// and IMAGELINK are text, DATE is text "YYYY-MM-DD", DATETIME is text
+// "YYYY-MM-DDTHH:MM:SS.mmmZ" and a missing value is Null.
+//
+// The zero Value is Null.
+type Value struct {
+	Kind Kind
+	// Raw holds the number literal for Number and the text for Text.
+	Raw string
+}
+
+// NullValue, NumberValue and TextValue build values of each kind.
+func NullValue() Value { return Value{} }
+
+// NumberValue returns a Number holding literal, which must be a valid JSON number.
+func NumberValue(literal string) Value { return Value{Kind: Number, Raw: literal} }
+
+// TextValue returns a Text value.
+func TextValue(s string) Value { return Value{Kind: Text, Raw: s} }
+
+// IsNull reports whether v is null.
+func (v Value) IsNull() bool { return v.Kind == Null }
+
+// String returns the number literal or the text; "" for null.
+func (v Value) String() string { return v.Raw }
+
+// Equal reports whether two values are identical in their contract form.
+func (v Value) Equal(w Value) bool { return v.Kind == w.Kind && v.Raw == w.Raw }
+
+// Date parses a DATE value ("YYYY-MM-DD") as midnight UTC.
+func (v Value) Date() (time.Time, error) {
+	if v.Kind != Text {
+		return time.Time{}, fmt.Errorf("value is not a date")
+	}
+	return time.ParseInLocation(DateLayout, v.Raw, time.UTC)
+}
+
+// Time parses a DATETIME value.
+func (v Value) Time() (time.Time, error) {
+	if v.Kind != Text {
+		return time.Time{}, fmt.Errorf("value is not a date-time")
+	}
+	return time.Parse(time.RFC3339Nano, v.Raw)
+}
+
+// AppendJSON appends v as JSON to b.
+func (v Value) AppendJSON(b []byte) []byte {
+	switch v.Kind {
+	case Number:
+		return append(b, v.Raw...)
+	case Text:
+		return AppendString(b, v.Raw)
+	default:
+		return append(b, "null"...)
+	}
+}
+
+// MarshalJSON implements json.Marshaler.
+func (v Value) MarshalJSON() ([]byte, error) {
+	if v.Kind == Number && !ValidNumber(v.Raw) {
+		return nil, fmt.Errorf("invalid number literal %q", v.Raw)
+	}
+	return v.AppendJSON(nil), nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler. Numbers keep their digits
+// exactly; objects, arrays and booleans are refused because no COMET column
+// type produces them.
+func (v *Value) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return errors.New("empty value")
+	}
+	switch c := b[0]; {
+	case c == 'n' && string(b) == "null":
+		*v = Value{}
+	case c == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*v = TextValue(s)
+	case c == '-' || (c >= '0' && c <= '9'):
+		if !ValidNumber(string(b)) {
+			return fmt.Errorf("invalid number %q", b)
+		}
+		*v = NumberValue(string(b))
+	default:
+		return fmt.Errorf("unsupported JSON value starting with %q", c)
+	}
+	return nil
+}
+
+// ValidNumber reports whether s is a JSON number, exactly as RFC 8259 defines it.
+func ValidNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	if i >= len(s) {
+		return false
+	}
+	if s[i] == '0' {
+		i++
+	} else if s[i] >= '1' && s[i] <= '9' {
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	} else {
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		if i == start {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
+// AppendString appends s as a JSON string. It escapes only what JSON requires
+// (quotes, backslashes, control characters) plus U+2028 and U+2029, does not
+// HTML-escape, and replaces invalid UTF-8 with U+FFFD, so the output equals
+// encoding/json's with SetEscapeHTML(false).
+func AppendString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// Layouts of DATE and DATETIME values in their contract form.
+const (
+	DateLayout     = "2006-01-02"
+	DateTimeLayout = "2006-01-02T15:04:05.000Z"
+)
+
+// minMillis and maxMillis bound epoch milliseconds to years 0000–9999, the
+// range the contract's four-digit layouts can express.
+var (
+	minMillis = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	maxMillis = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC).UnixMilli()
+)
+
+// ParseMillis parses an epoch-milliseconds number literal. It accepts integer
+// literals and integral values written with a fraction or exponent
+// ("1.5e12"), and refuses values outside years 0000–9999.
+func ParseMillis(lit string) (int64, error) {
+	ms, err := strconv.ParseInt(lit, 10, 64)
+	if err != nil {
+		f, ferr := strconv.ParseFloat(lit, 64)
+		if ferr != nil || f != float64(int64(f)) {
+			return 0, fmt.Errorf("%q is not whole epoch milliseconds", lit)
+		}
+		ms = int64(f)
+	}
+	if ms < minMillis || ms > maxMillis {
+		return 0, fmt.Errorf("epoch milliseconds %s are outside years 0000-9999", lit)
+	}
+	return ms, nil
+}
+
+// FormatDate renders epoch milliseconds as a contract DATE (UTC).
+func FormatDate(ms int64) string { return time.UnixMilli(ms).UTC().Format(DateLayout) }
+
+// FormatDateTime renders epoch milliseconds as a contract DATETIME (UTC).
+func FormatDateTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(DateTimeLayout) }

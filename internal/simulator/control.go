@@ -1,0 +1,79 @@
+package simulator
+
+import (
+	"net/http"
+	"strconv"
+)
+
+// control registers the /_sim/ endpoints a test or a demo uses to change the
+// data and read the counts:
+//
+//	GET  /_sim/stats
+//	GET  /_sim/reports
+//	GET  /_sim/reports/{name}/rows
+//	POST /_sim/reports/{name}/insert?n=1&at=0
+//	POST /_sim/reports/{name}/update?n=1
+//	POST /_sim/reports/{name}/delete?n=1&at=-1
+//	POST /_sim/reports/{name}/truncate
+//	POST /_sim/reports/{name}/revoke?status=403
+//	POST /_sim/reports/{name}/restore
+//	POST /_sim/reports/{name}/columns?key=K&name=N
+func (s *Simulator) control(mux *http.ServeMux) {
+	mux.HandleFunc("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Stats())
+	})
+	mux.HandleFunc("GET /_sim/reports", func(w http.ResponseWriter, _ *http.Request) {
+		type info struct {
+			ReportSpec
+			Key []string `json:"key"`
+		}
+		var out []info
+		for _, r := range s.Reports() {
+			r.Rows = s.Len(r.Name)
+			out = append(out, info{ReportSpec: r, Key: s.KeyColumns(r.Name)})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /_sim/reports/{name}/rows", func(w http.ResponseWriter, req *http.Request) {
+		name := req.PathValue("name")
+		if s.Columns(name) == nil {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such report"})
+			return
+		}
+		writeJSON(w, http.StatusOK, s.Rows(name))
+	})
+	mux.HandleFunc("POST /_sim/reports/{name}/{action}", func(w http.ResponseWriter, req *http.Request) {
+		name, q := req.PathValue("name"), req.URL.Query()
+		intArg := func(k string, def int) int {
+			if v, err := strconv.Atoi(q.Get(k)); err == nil {
+				return v
+			}
+			return def
+		}
+		var err error
+		switch req.PathValue("action") {
+		case "insert":
+			err = s.Insert(name, intArg("n", 1), intArg("at", 0))
+		case "update":
+			err = s.Update(name, intArg("n", 1))
+		case "delete":
+			err = s.Delete(name, intArg("n", 1), intArg("at", -1))
+		case "truncate":
+			err = s.Truncate(name)
+		case "revoke":
+			err = s.Revoke(name, intArg("status", 403))
+		case "restore":
+			err = s.Restore(name)
+		case "columns":
+			err = s.AddColumn(name, q.Get("key"), q.Get("name"))
+		default:
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown action"})
+			return
+		}
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "rows": s.Len(name)})
+	})
+}

@@ -1,0 +1,160 @@
+package simulator
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// cell is one value as the simulator stores it: for DATE and DATETIME
+// columns s holds epoch milliseconds, for other columns the number literal
+// or the text.
+type cell struct {
+	s    string
+	null bool
+}
+
+type row []cell
+
+// generator makes the rows of one kind of report.
+type generator struct {
+	columns []event.Column
+	key     []string
+	// make returns a new row with the given serial number.
+	make func(r *rand.Rand, serial int) row
+	// change alters some non-key cells of a row in place.
+	change func(r *rand.Rand, x row)
+}
+
+var firstNames = []string{"Gareth", "Aaron", "Sophie", "Jess", "Đorđe", "Zoë", "Łukasz", "Björn", "Ñuño", "Siân", "Dafydd", "Müge", "Ørjan", "Chloé", "Šimun", "Ætheling", "Ibrahim", "Aoife"}
+var lastNames = []string{"Bale", "Ramsey", "Ingle", "Fishlock", "Rushesha", "Đurić", "Kowalczyk", "Ødegaard", "Núñez", "Müller", "Llŷr", "Šimić", "Ó Súilleabháin", "Jones", "Williams", "Davies", "Evans", "Thomas"}
+var clubs = []string{"Cardiff City", "Swansea City", "Wrexham AFC", "Newport County", "The New Saints", "Connah's Quay Nomads", "Bala Town", "Caernarfon Town", "Penybont", "Aberystwyth Town", "Y Barri", "Hwlffordd"}
+var venues = []string{"Cardiff City Stadium", "Racecourse Ground", "Swansea.com Stadium", "Park Avenue", "Latham Park", "Nantporth"}
+
+func pick(r *rand.Rand, s []string) string { return s[r.IntN(len(s))] }
+
+func num(n int64) cell        { return cell{s: strconv.FormatInt(n, 10)} }
+func text(s string) cell      { return cell{s: s} }
+func millis(t time.Time) cell { return cell{s: strconv.FormatInt(t.UnixMilli(), 10)} }
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func persons() generator {
+	return generator{
+		columns: []event.Column{
+			{Key: "personId", Name: "Person ID", Type: event.TypeNumber},
+			{Key: "firstName", Name: "First name", Type: event.TypeString},
+			{Key: "lastName", Name: "Last name", Type: event.TypeString},
+			{Key: "dateOfBirth", Name: "Date of birth", Type: event.TypeDate},
+			{Key: "gender", Name: "Gender", Type: event.TypeString},
+			{Key: "nationality", Name: "Nationality", Type: event.TypeString},
+			{Key: "club", Name: "Club", Type: event.TypeString},
+			{Key: "photo", Name: "Photo", Type: event.TypeImageLink},
+			{Key: "status", Name: "Status", Type: event.TypeString},
+			{Key: "registered", Name: "Registered", Type: event.TypeDateTime},
+		},
+		key: []string{"personId"},
+		make: func(r *rand.Rand, serial int) row {
+			id := int64(100000 + serial)
+			dob := time.Date(1970+r.IntN(40), time.Month(1+r.IntN(12)), 1+r.IntN(28), 0, 0, 0, 0, time.UTC)
+			x := row{
+				num(id), text(pick(r, firstNames)), text(pick(r, lastNames)), millis(dob),
+				text([]string{"MALE", "FEMALE"}[r.IntN(2)]), text([]string{"WAL", "ENG", "SRB", "POL", "NOR", "IRL"}[r.IntN(6)]),
+				text(pick(r, clubs)), text(fmt.Sprintf("https://comet.example/media/photo/%d.jpg?size=200&v=%d", id, r.IntN(9))),
+				text("ACTIVE"), millis(epoch.Add(time.Duration(r.Int64N(int64(300 * 24 * time.Hour))).Truncate(time.Millisecond))),
+			}
+			if r.IntN(10) == 0 {
+				x[7] = cell{null: true} // no photo
+			}
+			return x
+		},
+		change: func(r *rand.Rand, x row) {
+			switch r.IntN(3) {
+			case 0:
+				x[2] = text(pick(r, lastNames) + "-" + pick(r, lastNames))
+			case 1:
+				x[6] = text(pick(r, clubs))
+			default:
+				x[8] = text([]string{"ACTIVE", "INACTIVE", "SUSPENDED"}[r.IntN(3)])
+			}
+		},
+	}
+}
+
+func matches() generator {
+	return generator{
+		columns: []event.Column{
+			{Key: "competitionId", Name: "Competition", Type: event.TypeNumber},
+			{Key: "matchNo", Name: "Match number", Type: event.TypeNumber},
+			{Key: "kickoff", Name: "Kick-off", Type: event.TypeDateTime},
+			{Key: "homeTeam", Name: "Home", Type: event.TypeString},
+			{Key: "awayTeam", Name: "Away", Type: event.TypeString},
+			{Key: "homeScore", Name: "Home goals", Type: event.TypeNumber},
+			{Key: "awayScore", Name: "Away goals", Type: event.TypeNumber},
+			{Key: "venue", Name: "Venue", Type: event.TypeString},
+			{Key: "attendance", Name: "Attendance", Type: event.TypeNumber},
+		},
+		key: []string{"competitionId", "matchNo"},
+		make: func(r *rand.Rand, serial int) row {
+			comp := int64(9001 + serial%7)
+			kick := epoch.Add(time.Duration(serial)*3*time.Hour + time.Duration(r.IntN(4))*15*time.Minute)
+			x := row{
+				num(comp), num(int64(serial/7 + 1)), millis(kick), text(pick(r, clubs)), text(pick(r, clubs)),
+				{null: true}, {null: true}, text(pick(r, venues)), {null: true},
+			}
+			if r.IntN(2) == 0 {
+				x[5], x[6], x[8] = num(int64(r.IntN(5))), num(int64(r.IntN(5))), num(int64(500+r.IntN(20000)))
+			}
+			return x
+		},
+		change: func(r *rand.Rand, x row) {
+			x[5], x[6] = num(int64(r.IntN(6))), num(int64(r.IntN(6)))
+			if r.IntN(2) == 0 {
+				x[8] = num(int64(500 + r.IntN(20000)))
+			}
+		},
+	}
+}
+
+func fees() generator {
+	return generator{
+		columns: []event.Column{
+			{Key: "feeRef", Name: "Fee reference", Type: event.TypeString},
+			{Key: "club", Name: "Club", Type: event.TypeString},
+			{Key: "description", Name: "Description", Type: event.TypeString},
+			{Key: "amount", Name: "Amount", Type: event.TypeAmount},
+			{Key: "currency", Name: "Currency", Type: event.TypeString},
+			{Key: "dueDate", Name: "Due", Type: event.TypeDate},
+			{Key: "paidOn", Name: "Paid", Type: event.TypeDate},
+		},
+		key: []string{"feeRef"},
+		make: func(r *rand.Rand, serial int) row {
+			due := epoch.AddDate(0, 0, r.IntN(365))
+			return row{
+				text(fmt.Sprintf("FEE %d/%06d %s", 2026, serial, []string{"A", "B/2", "C D"}[serial%3])),
+				text(pick(r, clubs)), text([]string{"Registration", "Transfer – international", "Disciplinary fine", "Licence"}[r.IntN(4)]),
+				amount(r), text("GBP"), millis(due), {null: true},
+			}
+		},
+		change: func(r *rand.Rand, x row) {
+			if x[6].null {
+				x[6] = millis(epoch.AddDate(0, 0, r.IntN(365)))
+			} else {
+				x[3] = amount(r)
+			}
+		},
+	}
+}
+
+// amount returns an AMOUNT literal with two decimals, trailing zeros kept
+// ("125.50"), so that a client that goes through float64 is caught.
+func amount(r *rand.Rand) cell {
+	cents := r.IntN(500000)
+	return cell{s: fmt.Sprintf("%d.%02d", cents/100, cents%100)}
+}
+
+// Kinds lists the report kinds the simulator can generate.
+var Kinds = map[string]func() generator{"persons": persons, "matches": matches, "fees": fees}

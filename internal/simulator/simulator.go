@@ -1,0 +1,476 @@
+package simulator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// ReportSpec describes one simulated saved report.
+type ReportSpec struct {
+	// Name is the report's name in URLs of the control endpoint.
+	Name string
+	// Kind is the generator: "persons", "matches" or "fees".
+	Kind string
+	// Rows is the initial number of rows.
+	Rows int
+	// APIKey defaults to a key derived from the seed and the name.
+	APIKey string
+	// User groups reports that share one rate limit, as COMET users do.
+	User string
+}
+
+// Config configures a Simulator.
+type Config struct {
+	Seed    uint64
+	Reports []ReportSpec
+	// RateLimit is the calls per second allowed per user; 0 disables the limit.
+	RateLimit int
+	// Latency delays every response.
+	Latency time.Duration
+	// ErrorRate and TruncateRate are the shares of requests answered with a
+	// 500 or with a body cut in half.
+	ErrorRate, TruncateRate float64
+	// Now is the clock used for rate limiting.
+	Now func() time.Time
+}
+
+// DefaultReports are the reports served when Config.Reports is empty.
+func DefaultReports() []ReportSpec {
+	return []ReportSpec{
+		{Name: "persons", Kind: "persons", Rows: 2000, User: "federation"},
+		{Name: "matches", Kind: "matches", Rows: 500, User: "federation"},
+		{Name: "fees", Kind: "fees", Rows: 300, User: "finance"},
+	}
+}
+
+// Simulator is an in-memory COMET. Its methods are safe for concurrent use.
+type Simulator struct {
+	mu      sync.Mutex
+	cfg     Config
+	rng     *rand.Rand
+	reports map[string]*report
+	byKey   map[string]*report
+	users   map[string]*window
+	hook    func(report string, page int)
+	refused int
+}
+
+type report struct {
+	spec    ReportSpec
+	gen     generator
+	columns []event.Column
+	rows    []row
+	serial  int
+	revoked int // HTTP status while revoked, 0 when served
+	faults  []Fault
+	// extra columns added at run time, with their generators
+	extra []func(r *rand.Rand) cell
+}
+
+// New returns a simulator with its reports generated from the seed.
+func New(cfg Config) (*Simulator, error) {
+	if len(cfg.Reports) == 0 {
+		cfg.Reports = DefaultReports()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Simulator{
+		cfg:     cfg,
+		rng:     rand.New(rand.NewPCG(cfg.Seed, 0x636f6d6574)),
+		reports: map[string]*report{},
+		byKey:   map[string]*report{},
+		users:   map[string]*window{},
+	}
+	for _, spec := range cfg.Reports {
+		mk, ok := Kinds[spec.Kind]
+		if !ok {
+			return nil, fmt.Errorf("report %q: unknown kind %q", spec.Name, spec.Kind)
+		}
+		if _, dup := s.reports[spec.Name]; dup {
+			return nil, fmt.Errorf("report %q defined twice", spec.Name)
+		}
+		if spec.APIKey == "" {
+			sum := sha256.Sum256([]byte(fmt.Sprintf("%d/%s", cfg.Seed, spec.Name)))
+			spec.APIKey = "sim-" + hex.EncodeToString(sum[:12])
+		}
+		if spec.User == "" {
+			spec.User = "default"
+		}
+		if _, dup := s.byKey[spec.APIKey]; dup {
+			return nil, fmt.Errorf("report %q reuses an API key", spec.Name)
+		}
+		g := mk()
+		r := &report{spec: spec, gen: g, columns: slices.Clone(g.columns)}
+		r.rows = make([]row, 0, spec.Rows)
+		for i := 0; i < spec.Rows; i++ {
+			r.rows = append(r.rows, g.make(s.rng, r.serial))
+			r.serial++
+		}
+		s.reports[spec.Name] = r
+		s.byKey[spec.APIKey] = r
+	}
+	return s, nil
+}
+
+// Reports returns the specs of the served reports, API keys included.
+func (s *Simulator) Reports() []ReportSpec {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ReportSpec, 0, len(s.reports))
+	for _, r := range s.reports {
+		out = append(out, r.spec)
+	}
+	slices.SortFunc(out, func(a, b ReportSpec) int { return cmpString(a.Name, b.Name) })
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Key returns the API key of a report.
+func (s *Simulator) Key(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.reports[name]; ok {
+		return r.spec.APIKey
+	}
+	return ""
+}
+
+// KeyColumns returns the natural key columns of a report.
+func (s *Simulator) KeyColumns(name string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.reports[name]; ok {
+		return slices.Clone(r.gen.key)
+	}
+	return nil
+}
+
+// OnPage sets a function called after each page is computed and before it
+// is sent, with the simulator unlocked: a test can change data there to land
+// between two pages of one pass. nil removes it.
+func (s *Simulator) OnPage(f func(report string, page int)) {
+	s.mu.Lock()
+	s.hook = f
+	s.mu.Unlock()
+}
+
+// SetMisbehaviour changes latency and failure rates at run time.
+func (s *Simulator) SetMisbehaviour(latency time.Duration, errorRate, truncateRate float64) {
+	s.mu.Lock()
+	s.cfg.Latency, s.cfg.ErrorRate, s.cfg.TruncateRate = latency, errorRate, truncateRate
+	s.mu.Unlock()
+}
+
+func (s *Simulator) report(name string) (*report, error) {
+	r, ok := s.reports[name]
+	if !ok {
+		return nil, fmt.Errorf("no report %q", name)
+	}
+	return r, nil
+}
+
+// Insert adds n new rows at position at (0 is the top, which shifts every
+// later row down; a negative or too large position appends).
+func (s *Simulator) Insert(name string, n, at int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	for range n {
+		x := r.newRow(s.rng)
+		pos := at
+		if pos < 0 || pos > len(r.rows) {
+			pos = len(r.rows)
+		}
+		r.rows = slices.Insert(r.rows, pos, x)
+	}
+	return nil
+}
+
+func (r *report) newRow(rng *rand.Rand) row {
+	x := r.gen.make(rng, r.serial)
+	r.serial++
+	for _, f := range r.extra {
+		x = append(x, f(rng))
+	}
+	return x
+}
+
+// Update changes non-key values of n random rows.
+func (s *Simulator) Update(name string, n int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	for range min(n, len(r.rows)) {
+		i := s.rng.IntN(len(r.rows))
+		x := slices.Clone(r.rows[i])
+		r.gen.change(s.rng, x)
+		r.rows[i] = x
+	}
+	return nil
+}
+
+// UpdateAt changes non-key values of the row at position i.
+func (s *Simulator) UpdateAt(name string, i int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	if i < 0 || i >= len(r.rows) {
+		return fmt.Errorf("report %q has no row %d", name, i)
+	}
+	x := slices.Clone(r.rows[i])
+	before := fmt.Sprint(x)
+	for fmt.Sprint(x) == before {
+		r.gen.change(s.rng, x)
+	}
+	r.rows[i] = x
+	return nil
+}
+
+// Delete removes n rows starting at position at (negative: random rows).
+func (s *Simulator) Delete(name string, n, at int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	for range min(n, len(r.rows)) {
+		i := at
+		if i < 0 || i >= len(r.rows) {
+			i = s.rng.IntN(len(r.rows))
+		}
+		r.rows = slices.Delete(r.rows, i, i+1)
+	}
+	return nil
+}
+
+// Truncate removes every row: an emptied or re-filtered report.
+func (s *Simulator) Truncate(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	r.rows = nil
+	return nil
+}
+
+// RandomChange applies one random insert (at the top), update or delete to
+// a random report and returns which.
+func (s *Simulator) RandomChange() (string, string) {
+	s.mu.Lock()
+	names := make([]string, 0, len(s.reports))
+	for n := range s.reports {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	name := names[s.rng.IntN(len(names))]
+	op := s.rng.IntN(10)
+	s.mu.Unlock()
+	switch {
+	case op < 4:
+		_ = s.Insert(name, 1, 0)
+		return name, "insert"
+	case op < 8:
+		_ = s.Update(name, 1)
+		return name, "update"
+	default:
+		_ = s.Delete(name, 1, -1)
+		return name, "delete"
+	}
+}
+
+// Revoke makes the report's key refused with the given HTTP status (as when
+// the report is deleted); 0 means 403.
+func (s *Simulator) Revoke(name string, status int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	if status == 0 {
+		status = 403
+	}
+	r.revoked = status
+	return nil
+}
+
+// Restore serves a revoked report again.
+func (s *Simulator) Restore(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	r.revoked = 0
+	return nil
+}
+
+// AddColumn appends a STRING column to a report (a changed schema); every
+// row gets a value.
+func (s *Simulator) AddColumn(name, key, display string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	for _, c := range r.columns {
+		if c.Key == key {
+			return fmt.Errorf("report %q already has column %q", name, key)
+		}
+	}
+	r.columns = append(r.columns, event.Column{Key: key, Name: display, Type: event.TypeString})
+	gen := func(rng *rand.Rand) cell { return text("v" + strconv.Itoa(rng.IntN(1000))) }
+	r.extra = append(r.extra, gen)
+	for i, x := range r.rows {
+		x = slices.Clone(x)
+		r.rows[i] = append(x, gen(s.rng))
+	}
+	return nil
+}
+
+// Len returns the number of rows of a report.
+func (s *Simulator) Len(name string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.reports[name]; ok {
+		return len(r.rows)
+	}
+	return 0
+}
+
+// Columns returns a report's current columns.
+func (s *Simulator) Columns(name string) []event.Column {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.reports[name]; ok {
+		return slices.Clone(r.columns)
+	}
+	return nil
+}
+
+// Rows returns a report's rows in their contract form (CONTRACT.md section
+// 5), in report order. It is what a sink should hold after a full sync.
+func (s *Simulator) Rows(name string) []event.Row {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.reports[name]
+	if !ok {
+		return nil
+	}
+	out := make([]event.Row, len(r.rows))
+	for i, x := range r.rows {
+		m := make(event.Row, len(r.columns))
+		for j, c := range r.columns {
+			m[c.Key] = contractValue(c.Type, x[j])
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// contractValue converts a stored cell to its contract form, independently
+// of the client's decoder so tests compare two implementations.
+func contractValue(t event.ColumnType, c cell) event.Value {
+	if c.null {
+		return event.Value{}
+	}
+	switch t {
+	case event.TypeNumber, event.TypeAmount:
+		return event.NumberValue(c.s)
+	case event.TypeDate, event.TypeDateTime:
+		ms, _ := strconv.ParseInt(c.s, 10, 64)
+		ts := time.UnixMilli(ms).UTC()
+		if t == event.TypeDate {
+			return event.TextValue(fmt.Sprintf("%04d-%02d-%02d", ts.Year(), ts.Month(), ts.Day()))
+		}
+		return event.TextValue(fmt.Sprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", ts.Year(), ts.Month(), ts.Day(), ts.Hour(), ts.Minute(), ts.Second(), ts.Nanosecond()/1e6))
+	}
+	return event.TextValue(c.s)
+}
+
+// Churn applies random changes at perSecond until ctx ends.
+func (s *Simulator) Churn(ctx context.Context, perSecond float64) {
+	if perSecond <= 0 {
+		return
+	}
+	t := time.NewTicker(time.Duration(float64(time.Second) / perSecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			s.RandomChange()
+		}
+	}
+}
+
+// Fault is a scripted failure: the next Count requests for a report are
+// answered with Status (and Retry-After when set), or, with Status 0, with a
+// body cut in half.
+type Fault struct {
+	Status     int
+	RetryAfter string
+	Count      int
+}
+
+// Inject queues a fault for a report's next requests.
+func (s *Simulator) Inject(name string, f Fault) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	if f.Count <= 0 {
+		f.Count = 1
+	}
+	r.faults = append(r.faults, f)
+	return nil
+}
+
+// nextFault pops the fault for this request, if any. Called with s.mu held.
+func (r *report) nextFault() (Fault, bool) {
+	if len(r.faults) == 0 {
+		return Fault{}, false
+	}
+	f := r.faults[0]
+	r.faults[0].Count--
+	if r.faults[0].Count == 0 {
+		r.faults = r.faults[1:]
+	}
+	return f, true
+}
