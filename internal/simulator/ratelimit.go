@@ -7,8 +7,8 @@ import "time"
 // same user already arrived in the second before it. Refused calls count too,
 // as they would at COMET.
 type window struct {
-	times      []time.Time // ring of the last N arrivals
-	next       int
+	times       []time.Time // ring of the last N arrivals
+	next        int
 	calls       int
 	violations  int
 	first, last time.Time
