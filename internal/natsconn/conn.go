@@ -1,0 +1,111 @@
+// Package natsconn connects every cometstream command to NATS with the
+// standard options: URL, credentials file, nkey seed, user and password,
+// token and TLS, from flags or from the NATS_* environment variables the
+// nats CLI uses.
+package natsconn
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Options says how to reach NATS.
+type Options struct {
+	URL       string
+	Creds     string // credentials file
+	NKey      string // nkey seed file
+	User      string
+	Password  string
+	Token     string
+	TLSCA     string
+	TLSCert   string
+	TLSKey    string
+	Name      string // connection name, shown by the server
+	Publisher bool   // fail publishes while disconnected instead of buffering them
+}
+
+// Register adds the connection flags to fs, with defaults from the
+// environment (NATS_URL, NATS_CREDS, NATS_NKEY, NATS_USER, NATS_PASSWORD,
+// NATS_TOKEN, NATS_CA, NATS_CERT, NATS_KEY).
+func (o *Options) Register(fs *flag.FlagSet) {
+	fs.StringVar(&o.URL, "nats", os.Getenv("NATS_URL"), "NATS server URL(s), comma-separated (env NATS_URL)")
+	fs.StringVar(&o.Creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
+	fs.StringVar(&o.NKey, "nkey", os.Getenv("NATS_NKEY"), "NATS nkey seed file (env NATS_NKEY)")
+	fs.StringVar(&o.User, "user", os.Getenv("NATS_USER"), "NATS user (env NATS_USER)")
+	fs.StringVar(&o.Password, "password", os.Getenv("NATS_PASSWORD"), "NATS password (env NATS_PASSWORD)")
+	fs.StringVar(&o.Token, "token", os.Getenv("NATS_TOKEN"), "NATS token (env NATS_TOKEN)")
+	fs.StringVar(&o.TLSCA, "tls-ca", os.Getenv("NATS_CA"), "CA certificate file (env NATS_CA)")
+	fs.StringVar(&o.TLSCert, "tls-cert", os.Getenv("NATS_CERT"), "client certificate file (env NATS_CERT)")
+	fs.StringVar(&o.TLSKey, "tls-key", os.Getenv("NATS_KEY"), "client key file (env NATS_KEY)")
+}
+
+// ErrNoURL is returned when no server address is given.
+var ErrNoURL = errors.New("no NATS URL: pass --nats or set NATS_URL")
+
+// Connect dials NATS and keeps reconnecting forever after a disconnect.
+func Connect(o Options, log *slog.Logger) (*nats.Conn, error) {
+	if o.URL == "" {
+		return nil, ErrNoURL
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		return nil, errors.New("--tls-cert and --tls-key go together")
+	}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("disconnected from NATS", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			log.Error("NATS error", "subject", subj, "err", err)
+		}),
+	}
+	if o.Publisher {
+		// A publish made while disconnected must fail now, not be replayed
+		// later behind our back: the producer decides what to resend.
+		opts = append(opts, nats.ReconnectBufSize(-1))
+	}
+	switch {
+	case o.Creds != "":
+		opts = append(opts, nats.UserCredentials(o.Creds))
+	case o.NKey != "":
+		opt, err := nats.NkeyOptionFromSeed(o.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("--nkey: %w", err)
+		}
+		opts = append(opts, opt)
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.Token != "" {
+		opts = append(opts, nats.Token(o.Token))
+	}
+	if o.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(o.TLSCA))
+	}
+	if o.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(o.TLSCert, o.TLSKey))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	return nc, nil
+}

@@ -1,0 +1,119 @@
+// Package natsserver runs the embedded NATS server with JetStream that
+// cometstream starts when no NATS URL is configured, so that one process on
+// a laptop needs nothing else, while sinks and the nats CLI can still
+// connect to it.
+package natsserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Options configures the embedded server.
+type Options struct {
+	// StoreDir is where JetStream keeps its files.
+	StoreDir string
+	// Listen is the client address, host:port; port 0 picks a free port.
+	Listen string
+	// SyncAlways makes JetStream fsync every write before acknowledging it.
+	// By default it fsyncs every two minutes, and a machine crash (not a
+	// process crash) can lose acknowledged messages written since.
+	SyncAlways bool
+	// Users, when set, turns on authentication (see package-level docs of
+	// Auth in cometstream's security guide).
+	Users []*server.User
+	// NKeys are nkey users, alongside Users.
+	NKeys []*server.NkeyUser
+	// TLS, when set, is the client port's TLS configuration.
+	TLS *TLS
+	// AllowInsecureListen permits a non-loopback address without
+	// authentication.
+	AllowInsecureListen bool
+	Logger              *slog.Logger
+}
+
+// TLS names the files of the client port's certificate.
+type TLS struct {
+	Cert, Key, CA string
+	// Verify requires client certificates signed by CA.
+	Verify bool
+}
+
+// ErrUnsafeListen is returned for a non-loopback listen address without
+// authentication.
+var ErrUnsafeListen = errors.New("refusing to listen on a non-loopback address without authentication")
+
+// Start starts the server and waits until it accepts connections.
+func Start(o Options) (*server.Server, error) {
+	host, portStr, err := net.SplitHostPort(o.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("listen address %q: %w", o.Listen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return nil, fmt.Errorf("listen address %q: bad port", o.Listen)
+	}
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	if !isLoopback(host) && len(o.Users) == 0 && len(o.NKeys) == 0 && !o.AllowInsecureListen {
+		return nil, fmt.Errorf("%w: %q (configure users, or pass --unsafe-listen-without-auth)", ErrUnsafeListen, o.Listen)
+	}
+	opts := &server.Options{
+		ServerName:         "cometstream",
+		Host:               host,
+		Port:               port,
+		JetStream:          true,
+		StoreDir:           o.StoreDir,
+		SyncAlways:         o.SyncAlways,
+		NoSigs:             true,
+		MaxPayload:         8 << 20,
+		JetStreamMaxMemory: 256 << 20,
+		Users:              o.Users,
+		Nkeys:              o.NKeys,
+	}
+	if o.TLS != nil {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLS.Cert, KeyFile: o.TLS.Key, CaFile: o.TLS.CA, Verify: o.TLS.Verify})
+		if err != nil {
+			return nil, fmt.Errorf("embedded NATS TLS: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSVerify = tc, true, o.TLS.Verify
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	if o.Logger != nil {
+		s.SetLoggerV2(&logger{log: o.Logger.With("component", "nats-server")}, false, false, false)
+	}
+	go s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("embedded NATS did not start listening on %s", o.Listen)
+	}
+	return s, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// logger sends the server's log lines to slog.
+type logger struct{ log *slog.Logger }
+
+func (l *logger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
+func (l *logger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *logger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logger) Tracef(format string, v ...any)  {}

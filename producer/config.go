@@ -1,0 +1,112 @@
+package producer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cometstream/cometstream/internal/comet"
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// Config configures a Producer.
+type Config struct {
+	// Conn is the NATS connection. It should be made with ReconnectBufSize
+	// -1, so a publish during a disconnect fails rather than being sent later.
+	Conn *nats.Conn
+	// Stream and Prefix name the stream and the subject prefix.
+	Stream, Prefix string
+	// Replicas of the stream and the buckets.
+	Replicas int
+	// DuplicateWindow of the stream.
+	DuplicateWindow time.Duration
+	// Reports to poll.
+	Reports []ReportConfig
+	// MaxInFlight bounds unacknowledged publishes (events and snapshot
+	// writes); default 4096.
+	MaxInFlight int
+	// CheckpointEvery is how many events a pass publishes between
+	// checkpoints; default 10000.
+	CheckpointEvery int
+	// AckTimeout bounds the wait for one acknowledgement; default 30s.
+	AckTimeout time.Duration
+	// AllowDeletes lists reports whose held deletes are released once, on
+	// their first pass that holds deletes.
+	AllowDeletes []string
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Progress, when set, is called after each page of a pass (for the
+	// terminal's progress line).
+	Progress func(report string, pages, lastPage, rows int)
+}
+
+// ReportConfig is one report to poll.
+type ReportConfig struct {
+	Name string
+	// Comet configures the report's COMET client; the producer adds its
+	// metrics hook. Reports of one source and user share Comet.Limiter.
+	Comet comet.Config
+	// Key lists the key columns, or ["*"].
+	Key               []string
+	Interval          time.Duration
+	PageSize          int
+	MaxDeleteFraction float64
+}
+
+func (c *Config) fill() error {
+	if c.Conn == nil {
+		return errors.New("producer: no NATS connection")
+	}
+	if c.Stream == "" || c.Prefix == "" {
+		return errors.New("producer: stream and prefix are required")
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4096
+	}
+	if c.CheckpointEvery <= 0 {
+		c.CheckpointEvery = 10000
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	seen := map[string]bool{}
+	for _, r := range c.Reports {
+		switch {
+		case !event.NameRE.MatchString(r.Name):
+			return fmt.Errorf("producer: report name %q must match [a-z0-9_-]+", r.Name)
+		case seen[r.Name]:
+			return fmt.Errorf("producer: report %q configured twice", r.Name)
+		case r.Comet.Limiter == nil:
+			return fmt.Errorf("producer: report %q has no rate limiter", r.Name)
+		case len(r.Key) == 0:
+			return fmt.Errorf("producer: report %q has no key", r.Name)
+		case r.PageSize < 1 || r.PageSize > comet.MaxPageSize:
+			return fmt.Errorf("producer: report %q page size %d", r.Name, r.PageSize)
+		case r.Interval <= 0:
+			return fmt.Errorf("producer: report %q interval %s", r.Name, r.Interval)
+		}
+		seen[r.Name] = true
+	}
+	return nil
+}

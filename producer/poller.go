@@ -1,0 +1,75 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/cometstream/cometstream/internal/comet"
+)
+
+// confirmDelay is how soon a pass that found rows missing is followed by the
+// pass that confirms their deletion.
+const confirmDelay = time.Second
+
+// loop polls one report until ctx ends: on its interval with a little
+// jitter, sooner to confirm deletes, and backing off while it fails.
+func (p *Producer) loop(ctx context.Context, name string) {
+	r := p.reports[name]
+	// Spread the first passes of many reports over a moment.
+	wait := time.Duration(rand.Int64N(int64(min(r.cfg.Interval/10, 2*time.Second)) + 1))
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		_, err := p.Poll(ctx, name)
+		if ctx.Err() != nil {
+			return
+		}
+		wait = p.nextWait(r, err)
+	}
+}
+
+// nextWait decides when a report polls next.
+func (p *Producer) nextWait(r *reporter, err error) time.Duration {
+	name := r.cfg.Name
+	if err == nil {
+		r.failures = 0
+		p.m.failures.WithLabelValues(name).Set(0)
+		if r.confirmSoon {
+			return confirmDelay
+		}
+		return jitter(r.cfg.Interval)
+	}
+	r.failures++
+	p.m.failures.WithLabelValues(name).Set(float64(r.failures))
+	// Back off exponentially from the interval up to half an hour (or the
+	// interval, when that is longer).
+	backoff := r.cfg.Interval << min(r.failures-1, 10)
+	backoff = min(backoff, max(30*time.Minute, r.cfg.Interval))
+	wait := jitter(backoff)
+	attrs := []any{"failures", r.failures, "retry_in", wait.Round(time.Second), "err", err}
+	switch {
+	case Permanent(err):
+		r.log.Error("report cannot be polled until its configuration is fixed", attrs...)
+	case errors.Is(err, comet.ErrReportUnavailable):
+		r.log.Warn("report unavailable, backing off", attrs...)
+	default:
+		r.log.Error("pass failed, backing off", attrs...)
+	}
+	return wait
+}
+
+// jitter spreads d by ±10%.
+func jitter(d time.Duration) time.Duration {
+	spread := int64(d) / 5
+	if spread <= 0 {
+		return d
+	}
+	return d - time.Duration(spread/2) + time.Duration(rand.Int64N(spread))
+}

@@ -1,0 +1,123 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// Producer polls reports and publishes their changes. Open prepares it; Run
+// polls until its context ends; Poll runs one pass of one report.
+type Producer struct {
+	cfg    Config
+	m      *metrics
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	state  jetstream.KeyValue
+	snaps  map[string]jetstream.KeyValue
+
+	reports map[string]*reporter
+	order   []string
+	// locks serialise passes of one report (Run's poller and Poll).
+	locks map[string]*sync.Mutex
+	ready atomic.Bool
+}
+
+// New checks the configuration and registers the metrics.
+func New(cfg Config) (*Producer, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("producer metrics: %w", err)
+	}
+	js, err := jetstream.New(cfg.Conn,
+		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout),
+		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxInFlight+16),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &Producer{cfg: cfg, m: m, js: js, reports: map[string]*reporter{}, locks: map[string]*sync.Mutex{}}, nil
+}
+
+// Open creates the stream and buckets when missing, refuses conflicting
+// ones, and recovers every report's index and state from the stream.
+func (p *Producer) Open(ctx context.Context) error {
+	s, err := ensureStream(ctx, p.js, p.cfg.Stream, p.cfg.Prefix, p.cfg.Replicas, p.cfg.DuplicateWindow)
+	if err != nil {
+		return err
+	}
+	p.stream = s
+	names := make([]string, len(p.cfg.Reports))
+	for i, r := range p.cfg.Reports {
+		names[i] = r.Name
+	}
+	if p.state, p.snaps, err = ensureBuckets(ctx, p.js, p.cfg.Prefix, p.cfg.Replicas, names); err != nil {
+		return err
+	}
+	for _, rc := range p.cfg.Reports {
+		r, err := newReporter(p, rc)
+		if err != nil {
+			return err
+		}
+		if err := r.recover(ctx); err != nil {
+			return err
+		}
+		p.reports[rc.Name] = r
+		p.order = append(p.order, rc.Name)
+		p.locks[rc.Name] = &sync.Mutex{}
+	}
+	p.ready.Store(true)
+	return nil
+}
+
+// Ready reports whether Open finished and NATS is connected.
+func (p *Producer) Ready() bool { return p.ready.Load() && p.cfg.Conn.IsConnected() }
+
+// Poll runs one pass of a report now and returns its receipt (nil when the
+// pass failed before any page arrived).
+func (p *Producer) Poll(ctx context.Context, report string) (*event.Synced, error) {
+	r, ok := p.reports[report]
+	if !ok {
+		return nil, fmt.Errorf("no report %q", report)
+	}
+	mu := p.locks[report]
+	mu.Lock()
+	defer mu.Unlock()
+	return r.poll(ctx)
+}
+
+// Run polls every report on its interval until ctx ends, then finishes or
+// abandons the passes under way and waits for their acknowledgements. It
+// calls Open first if needed.
+func (p *Producer) Run(ctx context.Context) error {
+	if !p.ready.Load() {
+		if err := p.Open(ctx); err != nil {
+			return err
+		}
+	}
+	var wg sync.WaitGroup
+	for _, name := range p.order {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.loop(ctx, name)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Permanent reports whether a pass error needs the operator (a
+// configuration that cannot work) rather than time.
+func Permanent(err error) bool {
+	return errors.Is(err, ErrKeyChanged) || errors.Is(err, ErrKeyColumnMissing)
+}

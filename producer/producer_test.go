@@ -1,0 +1,386 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/simulator"
+)
+
+func TestFirstPassThenNoChange(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 120})
+	e.open(e.reportConfig("persons"))
+	receipt := e.poll("persons")
+
+	evs := e.events()
+	if got := count(evs); got[event.TypeSchema] != 1 || got[event.TypeCreated] != 120 || got[event.TypeSynced] != 1 || len(evs) != 122 {
+		t.Fatalf("first pass published %v", got)
+	}
+	if evs[0].Type != event.TypeSchema || evs[len(evs)-1].Type != event.TypeSynced {
+		t.Errorf("order: first %s, last %s", evs[0].Type, evs[len(evs)-1].Type)
+	}
+	if cols := evs[0].Schema.Columns; len(cols) != 10 || cols[0].Key != "personId" || cols[3].Type != event.TypeDate || evs[0].Schema.Previous != nil {
+		t.Errorf("schema %+v", evs[0].Schema)
+	}
+	want := e.want("persons")
+	ids := map[string]bool{}
+	for _, ev := range evs[1:121] {
+		if ev.MsgID != ev.ID || ids[ev.ID] {
+			t.Fatalf("event %s: Nats-Msg-Id %q, duplicate id %v", ev.Subject, ev.MsgID, ids[ev.ID])
+		}
+		ids[ev.ID] = true
+		if ev.Subject != "comet.persons.row.created."+ev.Event.Subject {
+			t.Errorf("subject %s for token %s", ev.Subject, ev.Event.Subject)
+		}
+		if ev.Source != "comet://"+strings.TrimPrefix(e.base, "http://")+"/persons" {
+			t.Errorf("source %s", ev.Source)
+		}
+		after := canonical(t, ev.Row.After)
+		if after != want[ev.Event.Subject] || ev.Row.Before != nil || ev.Row.Key["personId"].Raw != ev.Event.Subject {
+			t.Errorf("created %s: after %s, want %s; key %v", ev.Event.Subject, after, want[ev.Event.Subject], ev.Row.Key)
+		}
+		if ev.Row.Sync != receipt.Sync {
+			t.Errorf("sync %s, receipt %s", ev.Row.Sync, receipt.Sync)
+		}
+	}
+	s := evs[len(evs)-1].Synced
+	if !s.Consistent || s.Created != 120 || s.Rows != 120 || s.TotalSize != 120 || s.Pages != 5 || s.Deleted != 0 || s.Requests < 5 {
+		t.Errorf("receipt %+v", s)
+	}
+	e.assertKV("persons")
+
+	kvSeq := e.kvLastSeq("persons")
+	e.poll("persons")
+	evs2 := since(e.events(), evs[len(evs)-1].Seq)
+	if len(evs2) != 1 || evs2[0].Type != event.TypeSynced || !evs2[0].Synced.Consistent || evs2[0].Synced.Created+evs2[0].Synced.Updated+evs2[0].Synced.Deleted != 0 {
+		t.Fatalf("second pass published %v", count(evs2))
+	}
+	if got := e.kvLastSeq("persons"); got != kvSeq {
+		t.Errorf("a pass with no change wrote the bucket: last seq %d -> %d", kvSeq, got)
+	}
+}
+
+func TestInsertUpdateDelete(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 100})
+	e.open(e.reportConfig("persons"))
+	e.poll("persons")
+	start := e.events()[len(e.events())-1].Seq
+	before := e.sim.Rows("persons")
+
+	e.sim.Insert("persons", 1, 0)  // shifts every row down a position
+	e.sim.UpdateAt("persons", 51)  // was row 50
+	e.sim.Delete("persons", 1, 81) // was row 80
+	updatedID, deletedID := before[50]["personId"].Raw, before[80]["personId"].Raw
+	e.poll("persons")
+	e.poll("persons") // confirms the delete
+
+	evs := since(e.events(), start)
+	rowEvents := map[string][]streamEvent{}
+	for _, ev := range evs {
+		if ev.Row != nil {
+			rowEvents[ev.Type] = append(rowEvents[ev.Type], ev)
+		}
+	}
+	if len(rowEvents[event.TypeCreated]) != 1 || len(rowEvents[event.TypeUpdated]) != 1 || len(rowEvents[event.TypeDeleted]) != 1 {
+		t.Fatalf("row events %v, want one of each", count(evs))
+	}
+	inserted := e.sim.Rows("persons")[0]
+	if c := rowEvents[event.TypeCreated][0]; c.Event.Subject != inserted["personId"].Raw || canonical(t, c.Row.After) != canonical(t, inserted) {
+		t.Errorf("created %s %v", c.Event.Subject, c.Row.After)
+	}
+	u := rowEvents[event.TypeUpdated][0]
+	if u.Event.Subject != updatedID || canonical(t, u.Row.Before) != canonical(t, before[50]) || canonical(t, u.Row.After) != canonical(t, e.sim.Rows("persons")[51]) {
+		t.Errorf("updated %s: before %v after %v", u.Event.Subject, u.Row.Before, u.Row.After)
+	}
+	var changed []string
+	for k, v := range u.Row.After {
+		if !v.Equal(u.Row.Before[k]) {
+			changed = append(changed, k)
+		}
+	}
+	slices.Sort(changed)
+	got := slices.Clone(u.Row.Changed)
+	slices.Sort(got)
+	if len(changed) == 0 || !slices.Equal(got, changed) {
+		t.Errorf("changed %v, want %v", u.Row.Changed, changed)
+	}
+	d := rowEvents[event.TypeDeleted][0]
+	if d.Event.Subject != deletedID || canonical(t, d.Row.Before) != canonical(t, before[80]) || d.Row.After != nil || d.Row.Key["personId"].Raw != deletedID {
+		t.Errorf("deleted %s: %+v", d.Event.Subject, d.Row)
+	}
+	e.assertKV("persons")
+}
+
+// TestRowsShiftedDuringPassesNeverFalselyDeleted changes the data between
+// the pages of 200 passes — inserts at the top, deletes anywhere, updates —
+// and checks that no deleted event ever names a row that still exists.
+func TestRowsShiftedDuringPassesNeverFalselyDeleted(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 150})
+	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize = 20; rc.MaxDeleteFraction = 1 }))
+	e.poll("persons")
+	rng := rand.New(rand.NewPCG(7, 7))
+	var mu = make(chan struct{}, 1)
+	e.sim.OnPage(func(report string, page int) {
+		select {
+		case mu <- struct{}{}:
+		default:
+			return
+		}
+		defer func() { <-mu }()
+		switch rng.IntN(6) {
+		case 0:
+			e.sim.Insert(report, 1+rng.IntN(3), 0)
+		case 1:
+			e.sim.Delete(report, 1, rng.IntN(max(e.sim.Len(report), 1)))
+		case 2: // a delete above and an insert below: counts stay the same
+			e.sim.Delete(report, 1, rng.IntN(20))
+			e.sim.Insert(report, 1, -1)
+		case 3:
+			e.sim.Update(report, 1)
+		}
+	})
+	last := uint64(0)
+	deletes := 0
+	for i := range 200 {
+		if _, err := e.p.Poll(context.Background(), "persons"); err != nil {
+			t.Fatalf("pass %d: %v", i, err)
+		}
+		exists := map[string]bool{}
+		for _, row := range e.sim.Rows("persons") {
+			exists[row["personId"].Raw] = true
+		}
+		evs := e.eventsAfter(last)
+		for _, ev := range evs {
+			if ev.Type == event.TypeDeleted {
+				deletes++
+				if exists[ev.Event.Subject] {
+					t.Fatalf("pass %d deleted %s, which still exists", i, ev.Event.Subject)
+				}
+			}
+		}
+		last = evs[len(evs)-1].Seq
+	}
+	if deletes == 0 {
+		t.Fatal("no delete was ever published: the test exercised nothing")
+	}
+	e.sim.OnPage(nil)
+	e.poll("persons")
+	e.poll("persons")
+	e.assertKV("persons")
+}
+
+func TestEmptiedReportHoldsDeletes(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "fees", Kind: "fees", Rows: 60})
+	e.open(e.reportConfig("fees"))
+	e.poll("fees")
+	start := e.events()[len(e.events())-1].Seq
+	e.sim.Truncate("fees")
+	for range 3 {
+		e.poll("fees")
+	}
+	evs := since(e.events(), start)
+	c := count(evs)
+	if c[event.TypeHeld] != 1 || c[event.TypeDeleted] != 0 {
+		t.Fatalf("events %v: want one held and no deletes", c)
+	}
+	var held *event.Held
+	for _, ev := range evs {
+		if ev.Held != nil {
+			held = ev.Held
+		}
+	}
+	if held.WouldDelete != 60 || held.RowsBefore != 60 || held.Threshold != 0.5 {
+		t.Errorf("held %+v", held)
+	}
+	if len(e.kv("fees")) != 60 {
+		t.Errorf("bucket has %d rows, want 60 kept", len(e.kv("fees")))
+	}
+	if got := testutil.ToFloat64(e.p.m.heldDeletes.WithLabelValues("fees")); got != 60 {
+		t.Errorf("held metric %v", got)
+	}
+	if !strings.Contains(e.logs.String(), "deletes held") {
+		t.Error("no log line about held deletes")
+	}
+
+	// The operator releases them.
+	state, _ := e.js.KeyValue(context.Background(), event.StateBucketName("comet"))
+	if _, err := state.Put(context.Background(), event.AllowDeletesKey("fees"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	s := e.poll("fees")
+	if s.Deleted != 60 || s.DeletesHeld != 0 {
+		t.Errorf("after release: %+v", s)
+	}
+	e.assertKV("fees")
+	if _, err := state.Get(context.Background(), event.AllowDeletesKey("fees")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the release was not consumed: %v", err)
+	}
+}
+
+func TestRevokedKeyThenRestored(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 40})
+	e.open(e.reportConfig("persons"))
+	e.poll("persons")
+	start := e.events()[len(e.events())-1].Seq
+	e.sim.Revoke("persons", 410)
+	for range 3 {
+		if _, err := e.p.Poll(context.Background(), "persons"); err == nil {
+			t.Fatal("a pass over a revoked report succeeded")
+		}
+	}
+	evs := since(e.events(), start)
+	if len(evs) != 1 || evs[0].Unavailable == nil || evs[0].Unavailable.Status != 410 {
+		t.Fatalf("events while revoked: %v", count(evs))
+	}
+	e.assertKV("persons")
+	e.sim.Restore("persons")
+	e.poll("persons")
+	e.poll("persons")
+	evs = since(e.events(), evs[0].Seq)
+	if c := count(evs); c[event.TypeSynced] != 2 || len(evs) != 2 {
+		t.Fatalf("after recovery: %v, want only receipts", c)
+	}
+	e.assertKV("persons")
+}
+
+func TestSchemaChangeUpdatesEveryRow(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "matches", Kind: "matches", Rows: 30})
+	e.open(e.reportConfig("matches"))
+	e.poll("matches")
+	start := e.events()[len(e.events())-1].Seq
+	e.sim.AddColumn("matches", "referee", "Referee")
+	e.poll("matches")
+	evs := since(e.events(), start)
+	if c := count(evs); c[event.TypeSchema] != 1 || c[event.TypeUpdated] != 30 {
+		t.Fatalf("events %v", c)
+	}
+	if evs[0].Schema == nil || len(evs[0].Schema.Previous) != 9 || len(evs[0].Schema.Columns) != 10 {
+		t.Errorf("schema event %+v", evs[0])
+	}
+	for _, ev := range evs {
+		if ev.Type == event.TypeUpdated && !slices.Equal(ev.Row.Changed, []string{"referee"}) {
+			t.Fatalf("changed %v", ev.Row.Changed)
+		}
+	}
+	e.assertKV("matches")
+}
+
+func TestContentKey(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "matches", Kind: "matches", Rows: 20})
+	e.open(e.reportConfig("matches", func(rc *ReportConfig) { rc.Key = []string{"*"} }))
+	e.poll("matches")
+	start := e.events()[len(e.events())-1].Seq
+	e.sim.UpdateAt("matches", 3)
+	e.poll("matches")
+	e.poll("matches")
+	c := count(since(e.events(), start))
+	if c[event.TypeCreated] != 1 || c[event.TypeDeleted] != 1 || c[event.TypeUpdated] != 0 {
+		t.Fatalf("a changed row under key * gave %v, want one deleted and one created", c)
+	}
+	if n := len(e.kv("matches")); n != 20 {
+		t.Errorf("bucket has %d rows", n)
+	}
+	for tok := range e.kv("matches") {
+		if !strings.HasPrefix(tok, "h") || len(tok) != 33 {
+			t.Errorf("content token %q", tok)
+		}
+	}
+}
+
+// TestRecoveryAppliesTheStreamTail rolls the snapshot back to before a pass,
+// as if the producer died after publishing and before writing the bucket,
+// and checks that a new producer catches up from the stream instead of
+// publishing the changes again.
+func TestRecoveryAppliesTheStreamTail(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 80})
+	e.open(e.reportConfig("persons"))
+	e.poll("persons")
+	published := len(e.events())
+
+	ctx := context.Background()
+	kv, _ := e.js.KeyValue(ctx, event.BucketName("comet", "persons"))
+	if err := kv.Delete(ctx, "100003"); err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Purge(ctx, "100004"); err != nil {
+		t.Fatal(err)
+	}
+	state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
+	st, _, _ := loadState(ctx, state, "persons")
+	st.Checkpoint = 1 // only the schema event applied
+	b, _ := json.Marshal(st)
+	state.Put(ctx, "persons", b)
+
+	e.open(e.reportConfig("persons"))
+	e.assertKV("persons")
+	e.poll("persons")
+	evs := e.events()
+	if len(evs) != published+1 || evs[len(evs)-1].Type != event.TypeSynced {
+		t.Fatalf("after recovery the pass published %v", count(evs[published:]))
+	}
+}
+
+func TestRefusesConflictingStreamAndChangedKey(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 5})
+	ctx := context.Background()
+	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "COMET", Subjects: []string{"other.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := New(Config{Conn: e.nc, Stream: "COMET", Prefix: "comet", Reports: []ReportConfig{e.reportConfig("persons")}})
+	if err := p.Open(ctx); !errors.Is(err, ErrStreamConflict) || !strings.Contains(err.Error(), "other.>") {
+		t.Fatalf("conflicting stream: %v", err)
+	}
+	e.js.DeleteStream(ctx, "COMET")
+	e.open(e.reportConfig("persons"))
+	e.poll("persons")
+	p, _ = New(Config{Conn: e.nc, Stream: "COMET", Prefix: "comet", Reports: []ReportConfig{e.reportConfig("persons", func(rc *ReportConfig) { rc.Key = []string{"lastName"} })}})
+	if err := p.Open(ctx); !errors.Is(err, ErrKeyChanged) {
+		t.Fatalf("changed key: %v", err)
+	}
+}
+
+// TestAPIKeyAppearsNowhere runs passes that succeed and fail and looks for
+// the API key in the stream, the buckets, the logs and the metrics.
+func TestAPIKeyAppearsNowhere(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 30})
+	e.open(e.reportConfig("persons"))
+	key := e.sim.Key("persons")
+	e.poll("persons")
+	e.sim.Inject("persons", simulator.Fault{Status: 500, Count: 5})
+	e.p.Poll(context.Background(), "persons")
+	e.sim.Inject("persons", simulator.Fault{Count: 5})
+	e.p.Poll(context.Background(), "persons")
+	e.sim.Revoke("persons", 403)
+	e.p.Poll(context.Background(), "persons")
+
+	var everything strings.Builder
+	for _, ev := range e.events() {
+		everything.Write(ev.Raw)
+	}
+	for k, v := range e.kv("persons") {
+		everything.WriteString(k + v)
+	}
+	state, _ := e.js.KeyValue(context.Background(), event.StateBucketName("comet"))
+	st, _ := state.Get(context.Background(), "persons")
+	everything.Write(st.Value())
+	everything.WriteString(e.logs.String())
+	mfs, _ := e.reg.Gather()
+	for _, mf := range mfs {
+		everything.WriteString(mf.String())
+	}
+	if !strings.Contains(everything.String(), "report unavailable") || !strings.Contains(everything.String(), "cometstream_comet_requests_total") {
+		t.Fatal("the scan did not see the failures it should have")
+	}
+	if strings.Contains(everything.String(), key) {
+		t.Fatal("the API key appears in what the producer wrote")
+	}
+}

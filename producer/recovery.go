@@ -1,0 +1,162 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/replay"
+)
+
+// recover rebuilds the report's index and state from what the stream says:
+// the snapshot bucket, then every event of the report past the checkpoint,
+// applied to the bucket. It runs at start and after any failed publish.
+func (r *reporter) recover(ctx context.Context) error {
+	st, rev, err := loadState(ctx, r.p.state, r.cfg.Name)
+	if err != nil {
+		return err
+	}
+	if rev == 0 {
+		st.Key = slices.Clone(r.cfg.Key)
+	} else if !slices.Equal(st.Key, r.cfg.Key) {
+		return fmt.Errorf("%w: report %s was keyed by %v and is now configured with %v; restore the old key, or delete bucket %s and state key %q to start it over",
+			ErrKeyChanged, r.cfg.Name, st.Key, r.cfg.Key, r.snap.bucket, r.cfg.Name)
+	}
+	r.state, r.saved, r.stateRev = st, st, rev
+	if err := r.snap.load(ctx, r.p.js); err != nil {
+		return err
+	}
+	if err := r.checkTail(ctx); err != nil {
+		return err
+	}
+
+	pub := newPublisher(r.p.js, r.snap.bucket, r.p.cfg.MaxInFlight, r.snap.written)
+	last := st.Checkpoint
+	applied := 0
+	_, err = replay.Read(ctx, r.p.js, r.p.cfg.Stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    st.Checkpoint + 1,
+	}, func(m jetstream.Msg) error {
+		md, err := m.Metadata()
+		if err != nil {
+			return err
+		}
+		last = md.Sequence.Stream
+		n, err := r.applyTail(ctx, pub, m)
+		applied += n
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("recover %s from the stream: %w", r.cfg.Name, err)
+	}
+	if err := pub.flush(ctx); err != nil {
+		return fmt.Errorf("recover %s: %w", r.cfg.Name, err)
+	}
+	r.state.Checkpoint = last
+	if err := r.saveState(ctx); err != nil {
+		return err
+	}
+	if applied > 0 {
+		r.log.Info("applied events the snapshot had not caught up with", "events", applied, "checkpoint", last)
+	}
+	r.schema, r.keyer = nil, nil
+	if len(r.state.Columns) > 0 {
+		if err := r.useColumns(r.state.Columns); err != nil {
+			r.log.Warn("the report's last schema does not fit the configured key", "err", err)
+		}
+	}
+	r.recovered = true
+	r.p.m.snapshotRows.WithLabelValues(r.cfg.Name).Set(float64(r.snap.live))
+	r.p.m.heldDeletes.WithLabelValues(r.cfg.Name).Set(float64(r.state.Held))
+	return nil
+}
+
+// checkTail warns when the stream no longer holds every event past the
+// checkpoint: the snapshot may then be behind what consumers saw, and the
+// next pass may publish some changes again (with the same ids).
+func (r *reporter) checkTail(ctx context.Context) error {
+	if r.state.Checkpoint == 0 {
+		return nil
+	}
+	info, err := r.p.stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("stream info: %w", err)
+	}
+	if first := info.State.FirstSeq; first > r.state.Checkpoint+1 {
+		r.log.Warn("the stream no longer holds every event past the report's checkpoint; changes in the gap may be published again, with their original ids",
+			"checkpoint", r.state.Checkpoint, "stream_first_seq", first)
+	}
+	return nil
+}
+
+// applyTail applies one event from the stream to the bucket and the state,
+// and reports whether it wrote the bucket.
+func (r *reporter) applyTail(ctx context.Context, pub *publisher, m jetstream.Msg) (int, error) {
+	subj, err := event.ParseSubject(r.p.cfg.Prefix, m.Subject())
+	if err != nil {
+		r.log.Warn("ignoring a message that is not a cometstream event", "subject", m.Subject())
+		return 0, nil
+	}
+	var ev struct {
+		Data json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(m.Data(), &ev); err != nil {
+		r.log.Warn("ignoring an undecodable event", "subject", m.Subject(), "err", err)
+		return 0, nil
+	}
+	if !subj.Row {
+		switch subj.Op {
+		case event.KindSchema:
+			var d event.SchemaChange
+			if err := json.Unmarshal(ev.Data, &d); err == nil {
+				r.state.Columns = d.Columns
+			}
+		case event.KindUnavailable:
+			var d event.Unavailable
+			if err := json.Unmarshal(ev.Data, &d); err == nil {
+				r.state.Unavailable = d.Status
+			}
+		case event.KindHeld:
+			var d event.Held
+			if err := json.Unmarshal(ev.Data, &d); err == nil {
+				r.state.Held = d.WouldDelete
+			}
+		}
+		return 0, nil
+	}
+	e := r.snap.rows[subj.Token]
+	switch subj.Op {
+	case event.OpCreated, event.OpUpdated:
+		var d struct {
+			After json.RawMessage `json:"after"`
+		}
+		if err := json.Unmarshal(ev.Data, &d); err != nil || len(d.After) == 0 || d.After[0] != '{' {
+			r.log.Warn("ignoring a row event without a row", "subject", m.Subject())
+			return 0, nil
+		}
+		h := event.RowHash(d.After)
+		if e.live && e.hash == h {
+			return 0, nil
+		}
+		if !e.live {
+			r.snap.live++
+		}
+		e.live, e.hash = true, h
+		r.snap.rows[subj.Token] = e
+		return 1, pub.sendKV(ctx, &kvWrite{token: subj.Token, value: d.After, hash: h})
+	case event.OpDeleted:
+		if !e.live {
+			return 0, nil
+		}
+		e.live = false
+		r.snap.live--
+		r.snap.rows[subj.Token] = e
+		return 1, pub.sendKV(ctx, &kvWrite{token: subj.Token, delete: true})
+	}
+	return 0, nil
+}

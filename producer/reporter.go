@@ -1,0 +1,91 @@
+package producer
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"github.com/cometstream/cometstream/internal/comet"
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// reporter polls one report. Its fields are used by one goroutine at a time:
+// the report's poller, or a caller of Producer.Poll.
+type reporter struct {
+	p      *Producer
+	cfg    ReportConfig
+	client *comet.Client
+	log    *slog.Logger
+	source string
+
+	snap     *snapshot
+	state    event.ReportState // as the stream says, possibly not saved yet
+	saved    event.ReportState // as last written
+	stateRev uint64
+
+	schema *event.Schema
+	keyer  *event.Keyer
+
+	// suspects are keys missing from the last consistent pass; a key is
+	// deleted when the next consistent pass misses it too.
+	suspects map[string]struct{}
+	pass     uint32
+	// recovered says the index and state reflect the stream; cleared by
+	// any failure to publish.
+	recovered bool
+	// confirmSoon asks for the next pass now, to confirm suspects.
+	confirmSoon bool
+	failures    int
+	// allowOnce releases held deletes once (from Config.AllowDeletes).
+	allowOnce bool
+}
+
+func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
+	log := p.cfg.Logger.With("report", cfg.Name)
+	cc := cfg.Comet
+	if cc.Logger == nil {
+		cc.Logger = log
+	}
+	cc.OnRequest = func(info comet.RequestInfo) {
+		if info.Status == -1 {
+			p.m.rateWait.WithLabelValues(cfg.Name).Add(info.Wait.Seconds())
+			return
+		}
+		status := "error"
+		if info.Status > 0 {
+			status = strconv.Itoa(info.Status)
+		}
+		p.m.requests.WithLabelValues(cfg.Name, status).Inc()
+	}
+	client, err := comet.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("report %s: %w", cfg.Name, err)
+	}
+	u, _ := url.Parse(cc.BaseURL)
+	return &reporter{
+		p:         p,
+		cfg:       cfg,
+		client:    client,
+		log:       log,
+		source:    "comet://" + u.Host + "/" + cfg.Name,
+		snap:      newSnapshot(p.snaps[cfg.Name], event.BucketName(p.cfg.Prefix, cfg.Name)),
+		suspects:  map[string]struct{}{},
+		allowOnce: slices.Contains(p.cfg.AllowDeletes, cfg.Name),
+	}, nil
+}
+
+// useColumns makes cols the schema rows are diffed with.
+func (r *reporter) useColumns(cols []event.Column) error {
+	s, err := event.NewSchema(cols)
+	if err != nil {
+		return err
+	}
+	k, err := event.NewKeyer(s, r.cfg.Key)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrKeyColumnMissing, err)
+	}
+	r.schema, r.keyer = s, k
+	return nil
+}

@@ -1,0 +1,90 @@
+package producer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// ensureStream creates the stream, or checks that an existing one carries
+// our subjects with our replicas and duplicate window. Settings a user may
+// tune (limits by age or size) are left alone.
+func ensureStream(ctx context.Context, js jetstream.JetStream, name, prefix string, replicas int, dup time.Duration) (jetstream.Stream, error) {
+	want := jetstream.StreamConfig{
+		Name:        name,
+		Description: "cometstream change events",
+		Subjects:    []string{prefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Replicas:    replicas,
+		Duplicates:  dup,
+		AllowDirect: true,
+	}
+	s, err := js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		s, err = js.CreateStream(ctx, want)
+		if err != nil {
+			return nil, fmt.Errorf("create stream %s: %w", name, err)
+		}
+		return s, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", name, err)
+	}
+	have := s.CachedInfo().Config
+	switch {
+	case !slices.Equal(have.Subjects, want.Subjects):
+		return nil, fmt.Errorf("%w: stream %s has subjects %v, configuration wants %v", ErrStreamConflict, name, have.Subjects, want.Subjects)
+	case have.Replicas != want.Replicas:
+		return nil, fmt.Errorf("%w: stream %s has %d replicas, configuration wants %d (change it with the nats CLI if you mean it)", ErrStreamConflict, name, have.Replicas, want.Replicas)
+	case have.Duplicates != want.Duplicates:
+		return nil, fmt.Errorf("%w: stream %s has a duplicate window of %s, configuration wants %s", ErrStreamConflict, name, have.Duplicates, want.Duplicates)
+	case have.Retention != jetstream.LimitsPolicy:
+		return nil, fmt.Errorf("%w: stream %s has retention %s, cometstream needs limits", ErrStreamConflict, name, have.Retention)
+	case have.Storage != jetstream.FileStorage:
+		return nil, fmt.Errorf("%w: stream %s uses %s storage, configuration wants file", ErrStreamConflict, name, have.Storage)
+	}
+	return s, nil
+}
+
+// ensureBucket creates a key-value bucket or opens an existing one.
+func ensureBucket(ctx context.Context, js jetstream.JetStream, name, description string, replicas, history int) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: name, Description: description, History: uint8(history),
+			Storage: jetstream.FileStorage, Replicas: replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, name)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", name, err)
+	}
+	return kv, nil
+}
+
+// ensureBuckets creates the state bucket and one snapshot bucket per report.
+func ensureBuckets(ctx context.Context, js jetstream.JetStream, prefix string, replicas int, reports []string) (state jetstream.KeyValue, snaps map[string]jetstream.KeyValue, err error) {
+	state, err = ensureBucket(ctx, js, event.StateBucketName(prefix), "cometstream producer bookkeeping", replicas, 5)
+	if err != nil {
+		return nil, nil, err
+	}
+	snaps = map[string]jetstream.KeyValue{}
+	for _, r := range reports {
+		kv, err := ensureBucket(ctx, js, event.BucketName(prefix, r), "cometstream snapshot of report "+r, replicas, 1)
+		if err != nil {
+			return nil, nil, err
+		}
+		snaps[r] = kv
+	}
+	return state, snaps, nil
+}

@@ -1,0 +1,63 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// loadState reads a report's bookkeeping record and its revision (0 when
+// there is none yet).
+func loadState(ctx context.Context, kv jetstream.KeyValue, report string) (event.ReportState, uint64, error) {
+	var st event.ReportState
+	e, err := kv.Get(ctx, report)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return st, 0, nil
+	}
+	if err != nil {
+		return st, 0, fmt.Errorf("read state of %s: %w", report, err)
+	}
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return st, 0, fmt.Errorf("state of %s is corrupt: %w", report, err)
+	}
+	return st, e.Revision(), nil
+}
+
+// saveState writes the record if it changed, expecting the revision we last
+// saw: a second producer writing the same report makes this fail instead of
+// both silently interleaving.
+func (r *reporter) saveState(ctx context.Context) error {
+	st := r.state
+	st.Updated = r.p.cfg.Now().UTC()
+	if r.stateRev != 0 && stateEqual(st, r.saved) {
+		return nil
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	var rev uint64
+	if r.stateRev == 0 {
+		rev, err = r.p.state.Create(ctx, r.cfg.Name, b)
+	} else {
+		rev, err = r.p.state.Update(ctx, r.cfg.Name, b, r.stateRev)
+	}
+	if err != nil {
+		return fmt.Errorf("save state of %s (another producer polling the same report?): %w", r.cfg.Name, err)
+	}
+	r.stateRev, r.saved = rev, st
+	return nil
+}
+
+// stateEqual compares everything but the update time.
+func stateEqual(a, b event.ReportState) bool {
+	return a.Checkpoint == b.Checkpoint && slices.Equal(a.Key, b.Key) && slices.Equal(a.Columns, b.Columns) &&
+		a.Unavailable == b.Unavailable && a.Held == b.Held && a.Pages == b.Pages &&
+		a.LastError == b.LastError && a.LastErrorAt.Equal(b.LastErrorAt)
+}
