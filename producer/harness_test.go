@@ -3,11 +3,9 @@ package producer
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http/httptest"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,9 +18,8 @@ import (
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/event"
 	"github.com/cometstream/cometstream/internal/natsconn"
-	"github.com/cometstream/cometstream/internal/natsserver"
-	"github.com/cometstream/cometstream/internal/replay"
 	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // env is one test's world: an embedded NATS server with JetStream in a
@@ -56,19 +53,9 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func startNATS(t testing.TB, dir string) *server.Server {
-	t.Helper()
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: dir, Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
-}
-
 func newEnv(t *testing.T, specs ...simulator.ReportSpec) *env {
 	t.Helper()
-	srv := startNATS(t, t.TempDir())
+	srv := testenv.StartNATS(t, t.TempDir())
 	logs := &syncBuffer{}
 	nc, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), Publisher: true}, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
@@ -128,65 +115,17 @@ func (e *env) poll(report string) *event.Synced {
 	return s
 }
 
-// streamEvent is one message of the stream, decoded.
-type streamEvent struct {
-	Seq     uint64
-	Subject string
-	MsgID   string
-	Raw     []byte
-	*event.Event
-}
+type streamEvent = testenv.Event
 
 // events reads the whole stream.
-func (e *env) events() []streamEvent {
-	e.t.Helper()
-	return e.eventsAfter(0)
-}
+func (e *env) events() []streamEvent { return e.eventsAfter(0) }
 
 // eventsAfter reads the stream past a sequence.
-func (e *env) eventsAfter(seq uint64) []streamEvent {
-	e.t.Helper()
-	var out []streamEvent
-	_, err := replay.Read(context.Background(), e.js, "COMET", jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq + 1,
-	}, func(m jetstream.Msg) error {
-		md, _ := m.Metadata()
-		ev, err := event.Decode(m.Data())
-		if err != nil {
-			e.t.Fatalf("seq %d %s: %v", md.Sequence.Stream, m.Subject(), err)
-		}
-		if ct := m.Headers().Get("Content-Type"); ct != event.ContentType {
-			e.t.Errorf("seq %d: Content-Type %q", md.Sequence.Stream, ct)
-		}
-		out = append(out, streamEvent{Seq: md.Sequence.Stream, Subject: m.Subject(), MsgID: m.Headers().Get(jetstream.MsgIDHeader), Raw: m.Data(), Event: ev})
-		return nil
-	})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return out
-}
+func (e *env) eventsAfter(seq uint64) []streamEvent { return testenv.Events(e.t, e.js, "COMET", seq) }
 
 // kv returns a bucket's live keys and values.
 func (e *env) kv(report string) map[string]string {
-	e.t.Helper()
-	kv, err := e.js.KeyValue(context.Background(), event.BucketName("comet", report))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	out := map[string]string{}
-	lister, err := kv.ListKeys(context.Background())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	for k := range lister.Keys() {
-		v, err := kv.Get(context.Background(), k)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		out[k] = string(v.Value())
-	}
-	return out
+	return testenv.Bucket(e.t, e.js, event.BucketName("comet", report))
 }
 
 // kvLastSeq is the last sequence of a bucket's stream: it moves with every write.
@@ -199,32 +138,9 @@ func (e *env) kvLastSeq(report string) uint64 {
 	return info.State.LastSeq
 }
 
-// canonical renders a row the way the contract defines it, independently of
-// the producer: keys sorted, no HTML escaping.
-func canonical(t testing.TB, row event.Row) string {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(map[string]event.Value(row)); err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSuffix(buf.String(), "\n")
-}
+func canonical(_ testing.TB, row event.Row) string { return testenv.Canonical(row) }
 
-// want is what the bucket of a report should hold: the simulator's rows by
-// token.
-func (e *env) want(report string) map[string]string {
-	key := e.sim.KeyColumns(report)
-	out := map[string]string{}
-	for _, row := range e.sim.Rows(report) {
-		parts := make([]string, len(key))
-		for i, k := range key {
-			parts[i] = event.TokenPart(row[k].Raw)
-		}
-		out[strings.Join(parts, "/")] = canonical(e.t, row)
-	}
-	return out
-}
+func (e *env) want(report string) map[string]string { return testenv.Want(e.sim, report) }
 
 func (e *env) assertKV(report string) {
 	e.t.Helper()

@@ -381,7 +381,7 @@ func (ps *pass) deletes(ctx context.Context) (int, error) {
 	for _, t := range missing {
 		r.suspects[t] = struct{}{}
 	}
-	r.confirmSoon = len(missing) > len(confirmed)
+	r.confirmSoon = len(missing) > len(confirmed) && !r.confirming
 	if len(confirmed) == 0 {
 		ps.releaseHold()
 		return 0, nil

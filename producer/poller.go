@@ -38,10 +38,12 @@ func (p *Producer) loop(ctx context.Context, name string) {
 // nextWait decides when a report polls next.
 func (p *Producer) nextWait(r *reporter, err error) time.Duration {
 	name := r.cfg.Name
+	r.confirming = false
 	if err == nil {
 		r.failures = 0
 		p.m.failures.WithLabelValues(name).Set(0)
 		if r.confirmSoon {
+			r.confirmSoon, r.confirming = false, true
 			return confirmDelay
 		}
 		return jitter(r.cfg.Interval)

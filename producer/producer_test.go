@@ -14,6 +14,7 @@ import (
 
 	"github.com/cometstream/cometstream/internal/event"
 	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 func TestFirstPassThenNoChange(t *testing.T) {
@@ -176,6 +177,10 @@ func TestRowsShiftedDuringPassesNeverFalselyDeleted(t *testing.T) {
 	e.poll("persons")
 	e.poll("persons")
 	e.assertKV("persons")
+	final := testenv.Chains(t, e.events())["persons"]
+	if d := testenv.Diff(final, e.want("persons")); d != "" {
+		t.Errorf("replaying the stream does not give the report:\n%s", d)
+	}
 }
 
 func TestEmptiedReportHoldsDeletes(t *testing.T) {

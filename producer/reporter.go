@@ -35,8 +35,10 @@ type reporter struct {
 	// recovered says the index and state reflect the stream; cleared by
 	// any failure to publish.
 	recovered bool
-	// confirmSoon asks for the next pass now, to confirm suspects.
-	confirmSoon bool
+	// confirmSoon asks for the next pass now, to confirm suspects; a pass
+	// that was itself such a confirmation does not ask again, so churn can
+	// at most double the polling.
+	confirmSoon, confirming bool
 	failures    int
 	// allowOnce releases held deletes once (from Config.AllowDeletes).
 	allowOnce bool

@@ -41,7 +41,10 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"produce", "poll COMET reports and publish change events", runProduce},
 		{"inspect", "show a report's columns and key candidates", runInspect},
+		{"status", "print the state of every report", runStatus},
+		{"allow-deletes", "release a report's held deletes once", runAllowDeletes},
 		{"simulate", "serve a COMET API simulator", runSimulate},
 	}
 }
@@ -66,7 +69,7 @@ func run(ctx context.Context, args []string) error {
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: cometstream <command> [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-14s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun \"cometstream <command> --help\" for a command's flags.")
 }

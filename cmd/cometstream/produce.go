@@ -1,0 +1,223 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/time/rate"
+
+	"github.com/cometstream/cometstream/internal/comet"
+	"github.com/cometstream/cometstream/internal/config"
+	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/internal/natsserver"
+	"github.com/cometstream/cometstream/internal/ops"
+	"github.com/cometstream/cometstream/producer"
+)
+
+func runProduce(ctx context.Context, args []string) error {
+	fs := newFlags("produce")
+	path := fs.String("config", "", "configuration file (required)")
+	natsURL := fs.String("nats", "", "NATS URL; default nats.url, then $NATS_URL; none starts an embedded server")
+	allow := fs.String("allow-deletes", "", "comma-separated reports whose held deletes are released once")
+	var lf logFlags
+	lf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return usagef("--config is required")
+	}
+	log, err := lf.logger()
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	reports, err := producerReports(cfg, log)
+	if err != nil {
+		return err
+	}
+	var allowDeletes []string
+	if *allow != "" {
+		for _, name := range strings.Split(*allow, ",") {
+			if _, ok := cfg.Find(name); !ok {
+				return usagef("--allow-deletes: no report %q in %s", name, *path)
+			}
+			allowDeletes = append(allowDeletes, name)
+		}
+	}
+	url := firstNonEmpty(*natsURL, cfg.NATS.URL, os.Getenv("NATS_URL"))
+	return produce(ctx, cfg, url, reports, allowDeletes, log, nil)
+}
+
+// produce runs the producer until ctx ends. onReady, when set, is called
+// once it polls, with the NATS URL in use.
+func produce(ctx context.Context, cfg *config.Config, url string, reports []producer.ReportConfig, allowDeletes []string, log *slog.Logger, onReady func(url string)) error {
+	embedded, url, err := startEmbedded(cfg, url, log)
+	if err != nil {
+		return err
+	}
+	defer shutdownEmbedded(embedded, log)
+
+	nopts, err := natsOptions(cfg.NATS, url)
+	if err != nil {
+		return err
+	}
+	nopts.Name, nopts.Publisher = "cometstream producer", true
+	nc, err := natsconn.Connect(nopts, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+
+	reg := ops.NewRegistry()
+	p, err := producer.New(producer.Config{
+		Conn: nc, Stream: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, Replicas: cfg.NATS.Replicas,
+		DuplicateWindow: cfg.NATS.DuplicateWindow, Reports: reports, AllowDeletes: allowDeletes,
+		Logger: log, Registerer: reg, Progress: progressLine(),
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.HTTP.Listen != "" {
+		srv, err := ops.Start(cfg.HTTP.Listen, reg, p.Ready, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Close(c)
+		}()
+	}
+	if err := p.Open(ctx); err != nil {
+		if errors.Is(err, producer.ErrStreamConflict) || errors.Is(err, producer.ErrKeyChanged) {
+			return &usageError{err: err}
+		}
+		return err
+	}
+	log.Info("producing", "nats", url, "stream", cfg.NATS.Stream, "reports", len(reports))
+	if onReady != nil {
+		onReady(url)
+	}
+	if err := p.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("stopped: every pass finished or abandoned, acknowledgements received")
+	return nil
+}
+
+// startEmbedded starts the embedded NATS server when no URL is configured.
+func startEmbedded(cfg *config.Config, url string, log *slog.Logger) (*server.Server, string, error) {
+	if url != "" {
+		return nil, url, nil
+	}
+	dir := filepath.Join(cfg.DataDir, "nats")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("data_dir: %w", err)
+	}
+	s, err := natsserver.Start(natsserver.Options{
+		StoreDir: dir, Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.Sync == "always", Logger: log,
+	})
+	if err != nil {
+		if errors.Is(err, natsserver.ErrUnsafeListen) {
+			return nil, "", &usageError{err: fmt.Errorf("nats.listen: %w", err)}
+		}
+		return nil, "", fmt.Errorf("nats.listen %s: %w", cfg.NATS.Listen, err)
+	}
+	log.Info("embedded NATS server", "url", s.ClientURL(), "store", dir, "sync", cfg.NATS.Sync)
+	return s, s.ClientURL(), nil
+}
+
+// shutdownEmbedded stops the embedded server, last of all.
+func shutdownEmbedded(s *server.Server, log *slog.Logger) {
+	if s == nil {
+		return
+	}
+	s.Shutdown()
+	s.WaitForShutdown()
+	log.Info("embedded NATS server stopped")
+}
+
+// natsOptions builds connection options from the configuration file.
+func natsOptions(n config.NATS, url string) (natsconn.Options, error) {
+	password, err := config.Secret("nats.password", n.Password, n.PasswordEnv)
+	if err != nil {
+		return natsconn.Options{}, err
+	}
+	token, err := config.Secret("nats.token", n.Token, n.TokenEnv)
+	if err != nil {
+		return natsconn.Options{}, err
+	}
+	return natsconn.Options{
+		URL: url, Creds: n.CredentialsFile, NKey: n.NKeyFile, User: n.User, Password: password, Token: token,
+		TLSCA: n.TLS.CA, TLSCert: n.TLS.Cert, TLSKey: n.TLS.Key,
+	}, nil
+}
+
+// producerReports resolves every report's key and shares one rate limiter
+// per source and COMET user.
+func producerReports(cfg *config.Config, log *slog.Logger) ([]producer.ReportConfig, error) {
+	limiters := map[string]*rate.Limiter{}
+	var out []producer.ReportConfig
+	for _, ref := range cfg.Reports() {
+		key, err := ref.Report.ResolveAPIKey(ref.Field, log)
+		if err != nil {
+			return nil, err
+		}
+		lk := ref.Source.Name + "\x00" + ref.Report.User
+		if limiters[lk] == nil {
+			limiters[lk] = comet.NewLimiter(ref.Source.RateLimit)
+		}
+		out = append(out, producer.ReportConfig{
+			Name: ref.Report.Name, Key: ref.Report.Key, Interval: ref.Report.Interval,
+			PageSize: ref.Report.PageSize, MaxDeleteFraction: *ref.Report.MaxDeleteFraction,
+			Comet: comet.Config{BaseURL: ref.Source.BaseURL, APIKey: key, Limiter: limiters[lk]},
+		})
+	}
+	return out, nil
+}
+
+// progressLine shows a long pass's pages and rows on a terminal.
+func progressLine() func(report string, pages, lastPage, rows int) {
+	if !isTerminal(os.Stderr) {
+		return nil
+	}
+	var mu sync.Mutex
+	last := time.Time{}
+	return func(report string, pages, lastPage, rows int) {
+		if lastPage < 9 {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		done := pages == lastPage+1
+		if !done && time.Since(last) < 250*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		fmt.Fprintf(os.Stderr, "\r%s: page %d/%d, %d rows", report, pages, lastPage+1, rows)
+		if done {
+			fmt.Fprintln(os.Stderr)
+		}
+	}
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,290 @@
+// Package testenv holds what cometstream's tests share: real parts started
+// in-process (an embedded NATS server with JetStream, the simulator over
+// HTTP), the cometstream binary built once, readers of the stream, and the
+// invariant checks every integration test makes — each row key's events form
+// an unbroken chain, and the chain ends where the simulator's data is.
+//
+// It is imported only by tests.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/internal/natsserver"
+	"github.com/cometstream/cometstream/internal/replay"
+	"github.com/cometstream/cometstream/internal/simulator"
+)
+
+// StartNATS starts an embedded server with JetStream stored in dir, on a
+// random loopback port, stopped when the test ends.
+func StartNATS(t testing.TB, dir string) *server.Server {
+	t.Helper()
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: dir, Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
+// Connect opens a connection that fails publishes while disconnected.
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := natsconn.Connect(natsconn.Options{URL: url, Publisher: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// StartSim serves a simulator over HTTP on loopback.
+func StartSim(t testing.TB, cfg simulator.Config) (*simulator.Simulator, string) {
+	t.Helper()
+	sim, err := simulator.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(sim.Handler())
+	t.Cleanup(hs.Close)
+	return sim, hs.URL
+}
+
+// Event is one message of the stream, decoded.
+type Event struct {
+	Seq     uint64
+	Subject string
+	MsgID   string
+	Raw     []byte
+	*event.Event
+}
+
+// Events reads the stream past a sequence, decoding every message; an
+// undecodable message fails the test.
+func Events(t testing.TB, js jetstream.JetStream, stream string, after uint64) []Event {
+	t.Helper()
+	var out []Event
+	_, err := replay.Read(context.Background(), js, stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1,
+	}, func(m jetstream.Msg) error {
+		md, _ := m.Metadata()
+		ev, err := event.Decode(m.Data())
+		if err != nil {
+			t.Fatalf("seq %d %s: %v", md.Sequence.Stream, m.Subject(), err)
+		}
+		if ct := m.Headers().Get("Content-Type"); ct != event.ContentType {
+			t.Errorf("seq %d: Content-Type %q", md.Sequence.Stream, ct)
+		}
+		out = append(out, Event{Seq: md.Sequence.Stream, Subject: m.Subject(), MsgID: m.Headers().Get(jetstream.MsgIDHeader), Raw: m.Data(), Event: ev})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Canonical renders a row as the contract defines it, independently of the
+// producer's encoder: members sorted by key, no HTML escaping.
+func Canonical(row event.Row) string {
+	if row == nil {
+		return "null"
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(map[string]event.Value(row))
+	return strings.TrimSuffix(buf.String(), "\n")
+}
+
+// Token computes a row's key token from its key columns.
+func Token(row event.Row, key []string) string {
+	parts := make([]string, len(key))
+	for i, k := range key {
+		parts[i] = event.TokenPart(row[k].Raw)
+	}
+	return strings.Join(parts, "/")
+}
+
+// Want returns a simulated report's rows by token, canonical: what the
+// snapshot bucket and every sink should hold.
+func Want(sim *simulator.Simulator, report string) map[string]string {
+	key := sim.KeyColumns(report)
+	out := map[string]string{}
+	for _, row := range sim.Rows(report) {
+		out[Token(row, key)] = Canonical(row)
+	}
+	return out
+}
+
+// Chains checks the invariant of the whole stream: every event id is unique;
+// for every row key, events alternate created → updated* → deleted, each
+// event's before equals the previous event's after, and an update changes
+// something. It returns each report's rows as the events leave them.
+func Chains(t testing.TB, evs []Event) map[string]map[string]string {
+	t.Helper()
+	ids := map[string]uint64{}
+	state := map[string]map[string]string{}
+	for _, ev := range evs {
+		if prev, dup := ids[ev.ID]; dup {
+			t.Errorf("seq %d repeats the id of seq %d (%s)", ev.Seq, prev, ev.Subject)
+		}
+		ids[ev.ID] = ev.Seq
+		if ev.MsgID != ev.ID {
+			t.Errorf("seq %d: Nats-Msg-Id %q, id %q", ev.Seq, ev.MsgID, ev.ID)
+		}
+		r := ev.Row
+		if r == nil {
+			continue
+		}
+		rows := state[r.Report]
+		if rows == nil {
+			rows = map[string]string{}
+			state[r.Report] = rows
+		}
+		tok := ev.Event.Subject
+		cur, exists := rows[tok]
+		before, after := Canonical(r.Before), Canonical(r.After)
+		switch r.Op {
+		case event.OpCreated:
+			if exists {
+				t.Errorf("seq %d: %s created again without a delete", ev.Seq, tok)
+			}
+			rows[tok] = after
+		case event.OpUpdated:
+			if !exists {
+				t.Errorf("seq %d: %s updated but never created", ev.Seq, tok)
+			} else if before != cur {
+				t.Errorf("seq %d: %s updated from %s, but the stream last said %s", ev.Seq, tok, before, cur)
+			}
+			if before == after {
+				t.Errorf("seq %d: %s updated with no change", ev.Seq, tok)
+			}
+			rows[tok] = after
+		case event.OpDeleted:
+			if !exists {
+				t.Errorf("seq %d: %s deleted but not present", ev.Seq, tok)
+			} else if before != cur {
+				t.Errorf("seq %d: %s deleted as %s, but the stream last said %s", ev.Seq, tok, before, cur)
+			}
+			delete(rows, tok)
+		}
+	}
+	return state
+}
+
+// Diff describes how two row sets differ, or returns "" when they are equal.
+func Diff(got, want map[string]string) string {
+	var b strings.Builder
+	n := 0
+	for k, w := range want {
+		if g, ok := got[k]; !ok {
+			n++
+			if n <= 5 {
+				b.WriteString("missing " + k + "\n")
+			}
+		} else if g != w {
+			n++
+			if n <= 5 {
+				b.WriteString("differs " + k + ": got " + g + " want " + w + "\n")
+			}
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			n++
+			if n <= 5 {
+				b.WriteString("extra " + k + "\n")
+			}
+		}
+	}
+	if n > 5 {
+		b.WriteString("…\n")
+	}
+	return b.String()
+}
+
+// Bucket returns a bucket's live keys and values.
+func Bucket(t testing.TB, js jetstream.JetStream, name string) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	kv, err := js.KeyValue(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range lister.Keys() {
+		v, err := kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // deleted since it was listed
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = string(v.Value())
+	}
+	return out
+}
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds the cometstream command once per test process.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cometstream-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "cometstream")
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/cometstream")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = &buildError{out: string(out), err: err}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+type buildError struct {
+	out string
+	err error
+}
+
+func (e *buildError) Error() string { return "go build: " + e.err.Error() + "\n" + e.out }
