@@ -39,7 +39,7 @@ type reporter struct {
 	// that was itself such a confirmation does not ask again, so churn can
 	// at most double the polling.
 	confirmSoon, confirming bool
-	failures    int
+	failures                int
 	// allowOnce releases held deletes once (from Config.AllowDeletes).
 	allowOnce bool
 }
