@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cometstream/cometstream/internal/comet"
@@ -64,6 +65,7 @@ func (r *reporter) poll(ctx context.Context) (*event.Synced, error) {
 	sum, fetchErr := r.client.Fetch(ctx, comet.FetchOptions{
 		PageSize:    r.cfg.PageSize,
 		ExpectPages: r.state.Pages,
+		Prepare:     r.prepare,
 		Progress: func(pages, lastPage, rows int) {
 			if r.p.cfg.Progress != nil {
 				r.p.cfg.Progress(r.cfg.Name, pages, lastPage, rows)
@@ -100,14 +102,16 @@ func (ps *pass) page(ctx context.Context, p *comet.Page) error {
 	} else if !slices.Equal(ps.columns, p.Columns) {
 		return ErrColumnsChanged
 	}
-	errs := p.RowErrors()
-	for i := 0; i < p.Len(); i++ {
-		if len(errs) > 0 && errs[0].Row == i {
-			ps.invalidRow(errs[0].Error())
-			errs = errs[1:]
+	pp, _ := p.Prepared.(*prepared)
+	if pp == nil || !slices.Equal(pp.columns, ps.columns) {
+		pp = prepareRows(p, r.schema, r.keyer)
+	}
+	for i, pr := range pp.rows {
+		if pr.invalid != "" {
+			ps.invalidRow(pr.invalid)
 			continue
 		}
-		if err := ps.row(ctx, p.Row(i)); err != nil {
+		if err := ps.row(ctx, p.Row(i), pp.buf[pr.start:pr.end], pr.hash, pr.token); err != nil {
 			return err
 		}
 	}
@@ -171,30 +175,25 @@ func (ps *pass) report(ctx context.Context, kind, id string, data any) error {
 	return ps.pub.event(ctx, event.ReportSubject(r.p.cfg.Prefix, r.cfg.Name, kind), id, b, nil)
 }
 
-// row diffs one row against the index.
-func (ps *pass) row(ctx context.Context, vals []event.Value) error {
+// row diffs one row against the index. canonical is the row's canonical
+// JSON, h its hash, token its key token (empty for content keys).
+func (ps *pass) row(ctx context.Context, vals []event.Value, canonical []byte, h event.Hash, token string) error {
 	r := ps.r
-	ps.buf = r.schema.AppendRow(ps.buf[:0], vals)
-	h := event.RowHash(ps.buf)
-	var token string
 	if r.keyer.Content() {
 		ps.content[h]++
 		token = event.ContentToken(h, ps.content[h])
-	} else {
-		t, err := r.keyer.Token(vals, h)
-		if err != nil {
-			ps.invalidRow(err.Error())
-			return nil
-		}
-		token = t
 	}
-	e, known := r.snap.rows[token]
+	idx, known := r.snap.find(token)
+	if !known {
+		idx = r.snap.add(token)
+	}
+	e := &r.snap.entries[idx]
 	if known && e.seen == ps.n {
 		// The same key twice in one pass: rows moved between pages, or the
 		// key is not unique. The later row wins.
 		ps.duplicates++
 		if ps.firstDup == "" {
-			ps.firstDup = token
+			ps.firstDup = strings.Clone(token)
 		}
 		if e.hash == h {
 			return nil
@@ -203,16 +202,19 @@ func (ps *pass) row(ctx context.Context, vals []event.Value) error {
 		if err := ps.pub.flush(ctx); err != nil {
 			return err
 		}
-		e = r.snap.rows[token]
 	} else {
 		ps.keyed++
 	}
 	e.seen = ps.n
-	delete(r.suspects, token)
+	if len(r.suspects) > 0 {
+		delete(r.suspects, token)
+	}
 	if known && e.live && e.hash == h {
-		r.snap.rows[token] = e
 		return nil
 	}
+	// A change outlives the page (until its snapshot write is acknowledged):
+	// copy the token, which may point into the page's body.
+	token = strings.Clone(token)
 	op, before, changed := event.OpCreated, []byte(nil), []string(nil)
 	if known && e.live {
 		op = event.OpUpdated
@@ -222,7 +224,7 @@ func (ps *pass) row(ctx context.Context, vals []event.Value) error {
 		}
 		changed = changedColumns(r.schema, before, vals)
 	}
-	after := slices.Clone(ps.buf)
+	after := slices.Clone(canonical)
 	id := event.ID(r.cfg.Name, token, op, strconv.FormatUint(e.rev, 10), hex.EncodeToString(h[:]))
 	data := (&event.RowEvent{
 		ID: id, Source: r.source, Token: token, Time: r.p.cfg.Now(), Report: r.cfg.Name, Op: op, Sync: ps.sync,
@@ -232,7 +234,6 @@ func (ps *pass) row(ctx context.Context, vals []event.Value) error {
 		r.snap.live++
 	}
 	e.hash, e.live = h, true
-	r.snap.rows[token] = e
 	if op == event.OpCreated {
 		ps.created++
 	} else {
@@ -241,7 +242,7 @@ func (ps *pass) row(ctx context.Context, vals []event.Value) error {
 	ps.sinceCheckpoint++
 	r.p.m.events.WithLabelValues(r.cfg.Name, op).Inc()
 	r.p.m.kvWrites.WithLabelValues(r.cfg.Name).Inc()
-	return ps.pub.event(ctx, event.RowSubject(r.p.cfg.Prefix, r.cfg.Name, op, token), id, data, &kvWrite{token: token, value: after, hash: h})
+	return ps.pub.event(ctx, event.RowSubject(r.p.cfg.Prefix, r.cfg.Name, op, token), id, data, &kvWrite{idx: idx, token: token, value: after, hash: h})
 }
 
 // changedColumns lists the columns whose values differ between the stored
@@ -369,8 +370,9 @@ func (ps *pass) explainInconsistent(sum comet.Summary, fetchErr error) {
 func (ps *pass) deletes(ctx context.Context) (int, error) {
 	r := ps.r
 	var missing, confirmed []string
-	for token, e := range r.snap.rows {
-		if e.live && e.seen != ps.n {
+	for i := range r.snap.entries {
+		if e := &r.snap.entries[i]; e.live && e.seen != ps.n {
+			token := r.snap.token(int32(i))
 			missing = append(missing, token)
 			if _, ok := r.suspects[token]; ok {
 				confirmed = append(confirmed, token)
@@ -455,7 +457,8 @@ func (ps *pass) allowed(ctx context.Context) (bool, error) {
 // delete publishes a deleted event for a row missing from two consistent passes.
 func (ps *pass) delete(ctx context.Context, token string) error {
 	r := ps.r
-	e := r.snap.rows[token]
+	idx, _ := r.snap.find(token)
+	e := &r.snap.entries[idx]
 	before, err := r.snap.get(ctx, token)
 	if err != nil {
 		return err
@@ -466,13 +469,12 @@ func (ps *pass) delete(ctx context.Context, token string) error {
 		Key: keyFromRow(r.cfg.Key, before), Before: before,
 	}).Append(nil)
 	e.live = false
-	r.snap.rows[token] = e
 	r.snap.live--
 	delete(r.suspects, token)
 	ps.deleted++
 	r.p.m.events.WithLabelValues(r.cfg.Name, event.OpDeleted).Inc()
 	r.p.m.kvWrites.WithLabelValues(r.cfg.Name).Inc()
-	return ps.pub.event(ctx, event.RowSubject(r.p.cfg.Prefix, r.cfg.Name, event.OpDeleted, token), id, data, &kvWrite{token: token, delete: true})
+	return ps.pub.event(ctx, event.RowSubject(r.p.cfg.Prefix, r.cfg.Name, event.OpDeleted, token), id, data, &kvWrite{idx: idx, token: token, delete: true})
 }
 
 // keyFromRow builds a deleted event's key object from the stored row.

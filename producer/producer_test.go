@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -129,29 +131,36 @@ func TestRowsShiftedDuringPassesNeverFalselyDeleted(t *testing.T) {
 	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize = 20; rc.MaxDeleteFraction = 1 }))
 	e.poll("persons")
 	rng := rand.New(rand.NewPCG(7, 7))
-	var mu = make(chan struct{}, 1)
+	// Each pass gets one change, landing right after a random page is
+	// served (or none, a third of the time).
+	var at atomic.Int32
+	var kind int
+	var mu sync.Mutex // rng and kind are shared with the simulator's goroutines
 	e.sim.OnPage(func(report string, page int) {
-		select {
-		case mu <- struct{}{}:
-		default:
+		if !at.CompareAndSwap(int32(page), -1) {
 			return
 		}
-		defer func() { <-mu }()
-		switch rng.IntN(6) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch kind {
 		case 0:
 			e.sim.Insert(report, 1+rng.IntN(3), 0)
 		case 1:
 			e.sim.Delete(report, 1, rng.IntN(max(e.sim.Len(report), 1)))
-		case 2: // a delete above and an insert below: counts stay the same
+		case 2, 3: // a delete above and an insert below: counts stay the same
 			e.sim.Delete(report, 1, rng.IntN(20))
 			e.sim.Insert(report, 1, -1)
-		case 3:
+		case 4:
 			e.sim.Update(report, 1)
 		}
 	})
 	last := uint64(0)
 	deletes := 0
 	for i := range 200 {
+		mu.Lock()
+		kind = rng.IntN(6)
+		at.Store(int32(rng.IntN(12)) - 3) // negative: no change this pass
+		mu.Unlock()
 		if _, err := e.p.Poll(context.Background(), "persons"); err != nil {
 			t.Fatalf("pass %d: %v", i, err)
 		}

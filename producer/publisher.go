@@ -14,6 +14,7 @@ import (
 // kvWrite is a snapshot write that follows an event once the stream has
 // acknowledged it: put the canonical row, or delete the key.
 type kvWrite struct {
+	idx    int32 // the entry in the snapshot index
 	token  string
 	value  []byte // nil for a delete
 	hash   event.Hash

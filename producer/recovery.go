@@ -129,7 +129,11 @@ func (r *reporter) applyTail(ctx context.Context, pub *publisher, m jetstream.Ms
 		}
 		return 0, nil
 	}
-	e := r.snap.rows[subj.Token]
+	idx, known := r.snap.find(subj.Token)
+	if !known {
+		idx = r.snap.add(subj.Token)
+	}
+	e := &r.snap.entries[idx]
 	switch subj.Op {
 	case event.OpCreated, event.OpUpdated:
 		var d struct {
@@ -147,16 +151,14 @@ func (r *reporter) applyTail(ctx context.Context, pub *publisher, m jetstream.Ms
 			r.snap.live++
 		}
 		e.live, e.hash = true, h
-		r.snap.rows[subj.Token] = e
-		return 1, pub.sendKV(ctx, &kvWrite{token: subj.Token, value: d.After, hash: h})
+		return 1, pub.sendKV(ctx, &kvWrite{idx: idx, token: subj.Token, value: d.After, hash: h})
 	case event.OpDeleted:
 		if !e.live {
 			return 0, nil
 		}
 		e.live = false
 		r.snap.live--
-		r.snap.rows[subj.Token] = e
-		return 1, pub.sendKV(ctx, &kvWrite{token: subj.Token, delete: true})
+		return 1, pub.sendKV(ctx, &kvWrite{idx: idx, token: subj.Token, delete: true})
 	}
 	return 0, nil
 }

@@ -27,6 +27,7 @@ type reporter struct {
 
 	schema *event.Schema
 	keyer  *event.Keyer
+	shapes shapes
 
 	// suspects are keys missing from the last consistent pass; a key is
 	// deleted when the next consistent pass misses it too.

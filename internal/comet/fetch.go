@@ -19,6 +19,10 @@ type FetchOptions struct {
 	ExpectPages int
 	// Progress, when set, is called after each delivered page.
 	Progress func(pages, lastPage, rows int)
+	// Prepare, when set, is called with each page as soon as it is decoded,
+	// on the goroutine that fetched it: work done there runs in parallel
+	// across pages, ahead of the in-order callback. It may set Page.Prepared.
+	Prepare func(*Page)
 }
 
 // Summary describes one pass over a report.
@@ -138,6 +142,9 @@ func (c *Client) Fetch(ctx context.Context, opts FetchOptions, fn func(*Page) er
 				defer wg.Done()
 				page, n, err := c.fetchPage(ctx, p, size, true)
 				requests.Add(int64(n))
+				if err == nil && opts.Prepare != nil {
+					opts.Prepare(page)
+				}
 				<-flights
 				ch <- pageResult{page: page, err: err}
 			}(p)

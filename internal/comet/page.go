@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cometstream/cometstream/internal/event"
 )
@@ -16,6 +17,8 @@ type Page struct {
 	Page       int
 	PageSize   int
 	LastPage   int
+	// Prepared holds what FetchOptions.Prepare computed for the page.
+	Prepared any
 
 	rows   int
 	width  int
@@ -82,7 +85,7 @@ func DecodePage(body []byte, page, size int) (*Page, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidResponse, err)
 	}
 	if resultsAt >= 0 {
-		if err := p.decodeResults(&scanner{b: body, i: resultsAt}); err != nil {
+		if err := p.decodeResults(&scanner{b: body, i: resultsAt, valid: utf8.Valid(body)}); err != nil {
 			if _, ok := err.(*syntaxError); ok || isEOF(err) {
 				return nil, fmt.Errorf("%w: malformed JSON: %w", ErrTransient, err)
 			}
@@ -111,7 +114,8 @@ const (
 var fieldNames = []string{"columnTypes", "columnNames", "columnKeys", "results", "totalSize", "page", "pageSize", "lastPage"}
 
 func decodeEnvelope(body []byte) (*Page, int, error) {
-	s := &scanner{b: body}
+	// One copy of the body as a string lets every value be a substring of it.
+	s := &scanner{b: body, src: string(body), valid: utf8.Valid(body)}
 	p := &Page{}
 	var types, names, keys []string
 	seen, resultsAt := 0, -1
@@ -228,7 +232,8 @@ func (p *Page) setColumns(types, names, keys []string) error {
 	}
 	p.Columns = make([]event.Column, len(keys))
 	for i := range keys {
-		p.Columns[i] = event.Column{Key: keys[i], Name: names[i], Type: event.ColumnType(types[i])}
+		// Cloned: columns outlive the page, and should not keep its body alive.
+		p.Columns[i] = event.Column{Key: strings.Clone(keys[i]), Name: strings.Clone(names[i]), Type: event.ColumnType(strings.Clone(types[i]))}
 	}
 	return nil
 }

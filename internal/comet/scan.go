@@ -20,6 +20,11 @@ var errEOF = errors.New("unexpected end of JSON input")
 type scanner struct {
 	b []byte
 	i int
+	// src, when set, is b as a string: strings and numbers without escapes
+	// are taken from it as substrings, without allocating. valid says b is
+	// valid UTF-8 as a whole, so no string needs checking on its own.
+	src   string
+	valid bool
 }
 
 // syntaxError reports malformed JSON at an offset. It never quotes the input
@@ -121,7 +126,11 @@ func (s *scanner) str() (string, error) {
 		return "", err
 	}
 	if !escaped {
-		if utf8.Valid(raw) {
+		if s.valid || utf8.Valid(raw) {
+			if s.src != "" {
+				end := s.i - 1
+				return s.src[end-len(raw) : end], nil
+			}
 			return string(raw), nil
 		}
 		return string([]rune(string(raw))), nil
@@ -213,6 +222,9 @@ func (s *scanner) number() (string, error) {
 	start := s.i
 	if err := s.numberEnd(); err != nil {
 		return "", err
+	}
+	if s.src != "" {
+		return s.src[start:s.i], nil
 	}
 	return string(s.b[start:s.i]), nil
 }

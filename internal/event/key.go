@@ -117,6 +117,17 @@ func (k *Keyer) Token(vals []Value, hash Hash) (string, error) {
 	if k.content {
 		return ContentToken(hash, 1), nil
 	}
+	if len(k.cols) == 1 { // the common case, without building a string
+		v := vals[k.cols[0]]
+		if v.IsNull() {
+			return "", fmt.Errorf("%w: column %q", ErrNullKey, k.schema.Columns[k.cols[0]].Key)
+		}
+		t := TokenPart(v.Raw)
+		if len(t) > MaxTokenLen {
+			return "", fmt.Errorf("key token longer than %d bytes", MaxTokenLen)
+		}
+		return t, nil
+	}
 	var b strings.Builder
 	for n, i := range k.cols {
 		v := vals[i]

@@ -247,7 +247,68 @@ func ParseMillis(lit string) (int64, error) {
 }
 
 // FormatDate renders epoch milliseconds as a contract DATE (UTC).
-func FormatDate(ms int64) string { return time.UnixMilli(ms).UTC().Format(DateLayout) }
+func FormatDate(ms int64) string {
+	var b [10]byte
+	return string(appendCivil(b[:0], ms, false))
+}
 
 // FormatDateTime renders epoch milliseconds as a contract DATETIME (UTC).
-func FormatDateTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(DateTimeLayout) }
+func FormatDateTime(ms int64) string {
+	var b [24]byte
+	return string(appendCivil(b[:0], ms, true))
+}
+
+// appendCivil formats epoch milliseconds in UTC without going through
+// time.Time: it runs for every date of every row. ms must be within
+// minMillis..maxMillis.
+func appendCivil(b []byte, ms int64, withTime bool) []byte {
+	days := ms / 86400000
+	rem := ms % 86400000
+	if rem < 0 {
+		rem += 86400000
+		days--
+	}
+	// Howard Hinnant's civil_from_days.
+	z := days + 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era--
+	}
+	doe := z - era*146097
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365
+	y := yoe + era*400
+	doy := doe - (365*yoe + yoe/4 - yoe/100)
+	mp := (5*doy + 2) / 153
+	d := doy - (153*mp+2)/5 + 1
+	m := mp + 3
+	if m > 12 {
+		m -= 12
+	}
+	if m <= 2 {
+		y++
+	}
+	b = append4(b, y)
+	b = append(b, '-')
+	b = append2(b, m)
+	b = append(b, '-')
+	b = append2(b, d)
+	if !withTime {
+		return b
+	}
+	b = append(b, 'T')
+	b = append2(b, rem/3600000)
+	b = append(b, ':')
+	b = append2(b, rem/60000%60)
+	b = append(b, ':')
+	b = append2(b, rem/1000%60)
+	b = append(b, '.')
+	ms3 := rem % 1000
+	b = append(b, byte('0'+ms3/100), byte('0'+ms3/10%10), byte('0'+ms3%10), 'Z')
+	return b
+}
+
+func append2(b []byte, v int64) []byte { return append(b, byte('0'+v/10), byte('0'+v%10)) }
+
+func append4(b []byte, v int64) []byte {
+	return append(b, byte('0'+v/1000), byte('0'+v/100%10), byte('0'+v/10%10), byte('0'+v%10))
+}

@@ -3,7 +3,9 @@ package event
 import (
 	"bytes"
 	"encoding/json"
+	"math/rand/v2"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -118,4 +120,37 @@ func TestParseMillis(t *testing.T) {
 			t.Errorf("FormatDateTime(%s) = %s, want %s", tt.lit, got, tt.dt)
 		}
 	}
+}
+
+// TestCivilFormatAgreesWithTime checks the fast date formatting against the
+// time package across the whole supported range.
+func TestCivilFormatAgreesWithTime(t *testing.T) {
+	check := func(ms int64) {
+		tm := time.UnixMilli(ms).UTC()
+		if got, want := FormatDate(ms), tm.Format(DateLayout); got != want {
+			t.Fatalf("FormatDate(%d) = %s, want %s", ms, got, want)
+		}
+		if got, want := FormatDateTime(ms), tm.Format(DateTimeLayout); got != want {
+			t.Fatalf("FormatDateTime(%d) = %s, want %s", ms, got, want)
+		}
+	}
+	for _, ms := range []int64{minMillis, maxMillis, 0, -1, 1, 86399999, 86400000, -86400000, -86400001, 951782400000, 4107542400000} {
+		check(ms)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		check(minMillis + r.Int64N(maxMillis-minMillis))
+	}
+}
+
+func FuzzCivilFormat(f *testing.F) {
+	f.Add(int64(1027468800000))
+	f.Fuzz(func(t *testing.T, ms int64) {
+		if ms < minMillis || ms > maxMillis {
+			return
+		}
+		if got, want := FormatDateTime(ms), time.UnixMilli(ms).UTC().Format(DateTimeLayout); got != want {
+			t.Fatalf("FormatDateTime(%d) = %s, want %s", ms, got, want)
+		}
+	})
 }

@@ -1,6 +1,7 @@
 // Package ops serves the operations endpoint every long-running command
-// exposes: /metrics (Prometheus), /healthz (the process is alive) and
-// /readyz (it has done its start-up work and can reach NATS).
+// exposes: /metrics (Prometheus), /healthz (the process is alive), /readyz
+// (it has done its start-up work and can reach NATS) and /debug/pprof/ (Go
+// profiles; the endpoint listens on loopback by default).
 package ops
 
 import (
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +41,9 @@ func Start(addr string, reg *prometheus.Registry, ready func() bool, log *slog.L
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if ready() {

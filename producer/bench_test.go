@@ -1,0 +1,156 @@
+package producer
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cometstream/cometstream/internal/comet"
+	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/replay"
+	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
+)
+
+const benchRows = 200_000
+
+// firstPass runs a producer's first pass over a fresh simulator and a fresh
+// NATS server and returns how long it took (Open and the pass).
+func firstPass(b *testing.B, rows int) (time.Duration, *nats.Conn) {
+	b.Helper()
+	srv := testenv.StartNATS(b, b.TempDir())
+	nc, _ := testenv.Connect(b, srv.ClientURL())
+	sim, err := simulator.New(simulator.Config{Seed: 1, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: rows}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(sim.Handler())
+	b.Cleanup(hs.Close)
+	p, err := New(Config{
+		Conn: nc, Stream: "COMET", Prefix: "comet", Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+		Reports: []ReportConfig{{Name: "persons", Key: []string{"personId"}, Interval: time.Hour, PageSize: 1000, MaxDeleteFraction: 0.5,
+			Comet: comet.Config{BaseURL: hs.URL, APIKey: sim.Key("persons"), Limiter: comet.NewLimiter(1e6)}}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	if err := p.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	s, err := p.Poll(context.Background(), "persons")
+	if err != nil || s.Created != rows {
+		b.Fatalf("first pass: %+v, %v", s, err)
+	}
+	return time.Since(start), nc
+}
+
+// captured is one message the producer wrote, to be published again raw.
+type captured struct {
+	subject string
+	header  nats.Header
+	data    []byte
+}
+
+// capture reads back everything a first pass wrote: the events and the
+// snapshot entries.
+func capture(b *testing.B, nc *nats.Conn) []captured {
+	js, _ := jetstream.New(nc)
+	var out []captured
+	for _, stream := range []string{"COMET", "KV_" + event.BucketName("comet", "persons")} {
+		_, err := replay.Read(context.Background(), js, stream, jetstream.OrderedConsumerConfig{}, func(m jetstream.Msg) error {
+			out = append(out, captured{subject: m.Subject(), header: m.Headers(), data: m.Data()})
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	return out
+}
+
+// BenchmarkFirstPass200k measures rows per second through the whole
+// producer (pages fetched, rows diffed, events published, snapshot written)
+// against its baseline in the same run: raw JetStream async publishes, with
+// message ids, of exactly the messages the producer wrote.
+//
+//	go test -run XXX -bench FirstPass200k -benchtime 1x ./producer
+func BenchmarkFirstPass200k(b *testing.B) {
+	var producerTime, rawTime time.Duration
+	for b.Loop() {
+		d, nc := firstPass(b, benchRows)
+		producerTime += d
+		msgs := capture(b, nc)
+
+		srv := testenv.StartNATS(b, b.TempDir())
+		raw, _ := testenv.Connect(b, srv.ClientURL())
+		js, _ := jetstream.New(raw, jetstream.WithPublishAsyncMaxPending(8192))
+		ctx := context.Background()
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}, Duplicates: 2 * time.Minute}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.BucketName("comet", "persons")}); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		for _, m := range msgs {
+			msg := &nats.Msg{Subject: m.subject, Header: m.header, Data: m.data}
+			if _, err := js.PublishMsgAsync(msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			b.Fatal("raw publishes not acknowledged")
+		}
+		rawTime += time.Since(start)
+	}
+	n := float64(b.N)
+	b.ReportMetric(benchRows*n/producerTime.Seconds(), "rows/s")
+	b.ReportMetric(benchRows*n/rawTime.Seconds(), "raw_rows/s")
+	b.ReportMetric(rawTime.Seconds()/producerTime.Seconds(), "ratio")
+}
+
+// BenchmarkSteadyPass200k measures an unchanged pass over 200k rows in one
+// process (simulator, NATS and producer), for profiling the diff path.
+//
+//	go test -run XXX -bench SteadyPass200k -benchtime 3x ./producer
+func BenchmarkSteadyPass200k(b *testing.B) {
+	srv := testenv.StartNATS(b, b.TempDir())
+	nc, _ := testenv.Connect(b, srv.ClientURL())
+	sim, err := simulator.New(simulator.Config{Seed: 1, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: benchRows}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(sim.Handler())
+	b.Cleanup(hs.Close)
+	p, err := New(Config{
+		Conn: nc, Stream: "COMET", Prefix: "comet", Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
+		Reports: []ReportConfig{{Name: "persons", Key: []string{"personId"}, Interval: time.Hour, PageSize: 1000, MaxDeleteFraction: 0.5,
+			Comet: comet.Config{BaseURL: hs.URL, APIKey: sim.Key("persons"), Limiter: comet.NewLimiter(1e6)}}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Open(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.Poll(context.Background(), "persons"); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := p.Poll(context.Background(), "persons")
+		if err != nil || s.Created+s.Updated+s.Deleted != 0 {
+			b.Fatalf("%+v %v", s, err)
+		}
+	}
+	b.ReportMetric(float64(benchRows*b.N)/b.Elapsed().Seconds(), "rows/s")
+}

@@ -1,0 +1,85 @@
+package producer
+
+import (
+	"slices"
+	"sync"
+
+	"github.com/cometstream/cometstream/internal/comet"
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// prepared is what the goroutine that fetched a page computed for its rows,
+// in parallel with other pages: canonical JSON, hash and key token. What is
+// left for the in-order pass is an index lookup per row.
+type prepared struct {
+	columns []event.Column
+	buf     []byte
+	rows    []preparedRow
+}
+
+type preparedRow struct {
+	start, end int // canonical JSON is buf[start:end]
+	hash       event.Hash
+	token      string // empty for content keys: their suffix depends on pass order
+	invalid    string // why the row cannot be keyed or converted
+}
+
+// shapes caches the schema and keyer of the columns pages last came with.
+type shapes struct {
+	mu     sync.Mutex
+	cols   []event.Column
+	schema *event.Schema
+	keyer  *event.Keyer
+}
+
+func (sh *shapes) get(cols []event.Column, key []string) (*event.Schema, *event.Keyer) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.schema == nil || !slices.Equal(sh.cols, cols) {
+		s, err := event.NewSchema(cols)
+		if err != nil {
+			return nil, nil
+		}
+		k, err := event.NewKeyer(s, key)
+		if err != nil {
+			return nil, nil
+		}
+		sh.cols, sh.schema, sh.keyer = slices.Clone(cols), s, k
+	}
+	return sh.schema, sh.keyer
+}
+
+// prepare computes a page's rows; it runs on the fetching goroutine.
+func (r *reporter) prepare(p *comet.Page) {
+	s, k := r.shapes.get(p.Columns, r.cfg.Key)
+	if s == nil {
+		return // the pass reports why, in order
+	}
+	p.Prepared = prepareRows(p, s, k)
+}
+
+func prepareRows(p *comet.Page, s *event.Schema, k *event.Keyer) *prepared {
+	pp := &prepared{columns: p.Columns, rows: make([]preparedRow, p.Len())}
+	errs := p.RowErrors()
+	for i := range pp.rows {
+		pr := &pp.rows[i]
+		if len(errs) > 0 && errs[0].Row == i {
+			pr.invalid = errs[0].Error()
+			errs = errs[1:]
+			continue
+		}
+		vals := p.Row(i)
+		pr.start = len(pp.buf)
+		pp.buf = s.AppendRow(pp.buf, vals)
+		pr.end = len(pp.buf)
+		pr.hash = event.RowHash(pp.buf[pr.start:pr.end])
+		if !k.Content() {
+			t, err := k.Token(vals, pr.hash)
+			if err != nil {
+				pr.invalid = err.Error()
+			}
+			pr.token = t
+		}
+	}
+	return pp
+}
