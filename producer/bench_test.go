@@ -7,12 +7,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/natsserver"
 	"github.com/cometstream/cometstream/internal/replay"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
@@ -24,7 +26,11 @@ const benchRows = 200_000
 // NATS server and returns how long it took (Open and the pass).
 func firstPass(b *testing.B, rows int) (time.Duration, *nats.Conn) {
 	b.Helper()
-	srv := testenv.StartNATS(b, b.TempDir())
+	return firstPassOn(b, testenv.StartNATS(b, b.TempDir()), rows)
+}
+
+func firstPassOn(b *testing.B, srv *server.Server, rows int) (time.Duration, *nats.Conn) {
+	b.Helper()
 	nc, _ := testenv.Connect(b, srv.ClientURL())
 	sim, err := simulator.New(simulator.Config{Seed: 1, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: rows}}})
 	if err != nil {
@@ -153,4 +159,33 @@ func BenchmarkSteadyPass200k(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(benchRows*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkSyncPolicy compares the embedded server's two durability
+// settings on a first pass of 20k rows: JetStream's default (fsync every
+// two minutes; a machine crash, not a process crash, can lose recent
+// acknowledged writes) and sync: always (fsync before every acknowledgement).
+//
+//	go test -run XXX -bench SyncPolicy -benchtime 1x ./producer
+func BenchmarkSyncPolicy(b *testing.B) {
+	const rows = 20_000
+	for _, always := range []bool{false, true} {
+		name := "sync=default"
+		if always {
+			name = "sync=always"
+		}
+		b.Run(name, func(b *testing.B) {
+			var total time.Duration
+			for b.Loop() {
+				srv, err := natsserver.Start(natsserver.Options{StoreDir: b.TempDir(), Listen: "127.0.0.1:0", SyncAlways: always})
+				if err != nil {
+					b.Fatal(err)
+				}
+				d, _ := firstPassOn(b, srv, rows)
+				total += d
+				srv.Shutdown()
+			}
+			b.ReportMetric(float64(rows*b.N)/total.Seconds(), "rows/s")
+		})
+	}
 }

@@ -43,9 +43,12 @@ func commands() []command {
 	return []command{
 		{"produce", "poll COMET reports and publish change events", runProduce},
 		{"inspect", "show a report's columns and key candidates", runInspect},
+		{"sink", "materialize events: sink sqlite", runSink},
+		{"tail", "print events as JSON lines (readable and coloured on a terminal)", runTail},
 		{"status", "print the state of every report", runStatus},
 		{"allow-deletes", "release a report's held deletes once", runAllowDeletes},
 		{"simulate", "serve a COMET API simulator", runSimulate},
+		{"demo", "simulator, embedded NATS, producer and SQLite sink in one process", runDemo},
 	}
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -36,20 +35,7 @@ func startProducer(t *testing.T, bin, config string, env []string) *producerRun 
 
 // crashConfig writes a producer configuration for the simulator's reports.
 func crashConfig(t *testing.T, dir, natsURL, base string, sim *simulator.Simulator) (string, []string) {
-	var b strings.Builder
-	fmt.Fprintf(&b, "data_dir: %s\nnats:\n  url: %s\n  duplicate_window: 1s\nhttp:\n  listen: \"\"\nsources:\n  - name: sim\n    base_url: %s\n    rate_limit: 200\n    reports:\n", filepath.Join(dir, "data"), natsURL, base)
-	var env []string
-	for _, r := range sim.Reports() {
-		v := "KEY_" + strings.ToUpper(r.Name)
-		env = append(env, v+"="+r.APIKey)
-		fmt.Fprintf(&b, "      - name: %s\n        api_key_env: %s\n        user: %s\n        key: [%s]\n        interval: 1s\n        page_size: 20\n        max_delete_fraction: 0.9\n",
-			r.Name, v, r.User, strings.Join(sim.KeyColumns(r.Name), ", "))
-	}
-	path := filepath.Join(dir, "cometstream.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, env
+	return testenv.ProducerConfig(t, dir, natsURL, base, sim, "")
 }
 
 // TestProducerSurvivesSIGKILL kills the real producer at random moments 20

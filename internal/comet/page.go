@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/jsonscan"
 )
 
 // Page is one decoded, validated page of a saved report.
@@ -85,8 +86,8 @@ func DecodePage(body []byte, page, size int) (*Page, error) {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidResponse, err)
 	}
 	if resultsAt >= 0 {
-		if err := p.decodeResults(&scanner{b: body, i: resultsAt, valid: utf8.Valid(body)}); err != nil {
-			if _, ok := err.(*syntaxError); ok || isEOF(err) {
+		if err := p.decodeResults(&jsonscan.Scanner{B: body, I: resultsAt, Valid: utf8.Valid(body)}); err != nil {
+			if jsonscan.IsSyntax(err) {
 				return nil, fmt.Errorf("%w: malformed JSON: %w", ErrTransient, err)
 			}
 			return nil, err
@@ -115,25 +116,25 @@ var fieldNames = []string{"columnTypes", "columnNames", "columnKeys", "results",
 
 func decodeEnvelope(body []byte) (*Page, int, error) {
 	// One copy of the body as a string lets every value be a substring of it.
-	s := &scanner{b: body, src: string(body), valid: utf8.Valid(body)}
+	s := jsonscan.New(body)
 	p := &Page{}
 	var types, names, keys []string
 	seen, resultsAt := 0, -1
 	syntax := func(err error) (*Page, int, error) {
 		return nil, 0, fmt.Errorf("%w: malformed JSON: %w", ErrTransient, err)
 	}
-	if err := s.expect('{'); err != nil {
+	if err := s.Expect('{'); err != nil {
 		return syntax(err)
 	}
-	if s.peek() == '}' {
-		s.i++
+	if s.Peek() == '}' {
+		s.I++
 	} else {
 		for {
-			field, err := s.str()
+			field, err := s.Str()
 			if err != nil {
 				return syntax(err)
 			}
-			if err := s.expect(':'); err != nil {
+			if err := s.Expect(':'); err != nil {
 				return syntax(err)
 			}
 			bit := 0
@@ -148,20 +149,20 @@ func decodeEnvelope(body []byte) (*Page, int, error) {
 			seen |= bit
 			switch field {
 			case "reportName":
-				if s.peek() == 'n' {
-					err = s.literal("null")
+				if s.Peek() == 'n' {
+					err = s.Literal("null")
 				} else {
-					p.ReportName, err = s.str()
+					p.ReportName, err = s.Str()
 				}
 			case "columnTypes":
-				types, err = s.strings()
+				types, err = readStrings(s)
 			case "columnNames":
-				names, err = s.strings()
+				names, err = readStrings(s)
 			case "columnKeys":
-				keys, err = s.strings()
+				keys, err = readStrings(s)
 			case "results":
-				resultsAt = s.i
-				if s.peek() != '[' {
+				resultsAt = s.I
+				if s.Peek() != '[' {
 					return nil, 0, fmt.Errorf("%w: results is not an array", ErrInvalidResponse)
 				}
 				// COMET sends the columns first; then the rows can be read in
@@ -169,7 +170,7 @@ func decodeEnvelope(body []byte) (*Page, int, error) {
 				if seen&(hasTypes|hasNames|hasKeys) == hasTypes|hasNames|hasKeys && p.setColumns(types, names, keys) == nil {
 					if _, err := event.NewSchema(p.Columns); err == nil {
 						if err := p.decodeResults(s); err != nil {
-							if _, ok := err.(*syntaxError); ok || isEOF(err) {
+							if jsonscan.IsSyntax(err) {
 								return syntax(err)
 							}
 							return nil, 0, err
@@ -178,36 +179,36 @@ func decodeEnvelope(body []byte) (*Page, int, error) {
 						break
 					}
 				}
-				err = s.skip()
+				err = s.Skip()
 			case "totalSize":
-				p.TotalSize, err = s.integer()
+				p.TotalSize, err = s.Integer()
 			case "page":
-				p.Page, err = s.integer()
+				p.Page, err = s.Integer()
 			case "pageSize":
-				p.PageSize, err = s.integer()
+				p.PageSize, err = s.Integer()
 			case "lastPage":
-				p.LastPage, err = s.integer()
+				p.LastPage, err = s.Integer()
 			default:
-				err = s.skip() // including apiKeyRequestURL and curl: never kept
+				err = s.Skip() // including apiKeyRequestURL and curl: never kept
 			}
 			if err != nil {
-				if _, ok := err.(*syntaxError); ok || isEOF(err) {
+				if jsonscan.IsSyntax(err) {
 					return syntax(err)
 				}
 				return nil, 0, fmt.Errorf("%w: field %q: %w", ErrInvalidResponse, field, err)
 			}
-			if s.peek() == ',' {
-				s.i++
+			if s.Peek() == ',' {
+				s.I++
 				continue
 			}
-			if err := s.expect('}'); err != nil {
+			if err := s.Expect('}'); err != nil {
 				return syntax(err)
 			}
 			break
 		}
 	}
-	if s.peek() != 0 {
-		return syntax(s.errorf("data after the top-level object"))
+	if s.Peek() != 0 {
+		return syntax(s.Errorf("data after the top-level object"))
 	}
 	if seen != hasAll {
 		var missing []string
@@ -238,48 +239,34 @@ func (p *Page) setColumns(types, names, keys []string) error {
 	return nil
 }
 
-func isEOF(err error) bool {
-	for e := err; e != nil; {
-		if e == errEOF {
-			return true
-		}
-		u, ok := e.(interface{ Unwrap() error })
-		if !ok {
-			return false
-		}
-		e = u.Unwrap()
-	}
-	return false
-}
-
 // strings reads an array of strings; null elements read as "".
-func (s *scanner) strings() ([]string, error) {
-	if err := s.expect('['); err != nil {
+func readStrings(s *jsonscan.Scanner) ([]string, error) {
+	if err := s.Expect('['); err != nil {
 		return nil, err
 	}
 	var out []string
-	if s.peek() == ']' {
-		s.i++
+	if s.Peek() == ']' {
+		s.I++
 		return out, nil
 	}
 	for {
-		if s.peek() == 'n' {
-			if err := s.literal("null"); err != nil {
+		if s.Peek() == 'n' {
+			if err := s.Literal("null"); err != nil {
 				return nil, err
 			}
 			out = append(out, "")
 		} else {
-			v, err := s.str()
+			v, err := s.Str()
 			if err != nil {
 				return nil, err
 			}
 			out = append(out, v)
 		}
-		if s.peek() == ',' {
-			s.i++
+		if s.Peek() == ',' {
+			s.I++
 			continue
 		}
-		return out, s.expect(']')
+		return out, s.Expect(']')
 	}
 }
 
@@ -312,7 +299,7 @@ func (p *Page) validate(page, size int) error {
 }
 
 // decodeResults reads the results array, converting each row.
-func (p *Page) decodeResults(s *scanner) error {
+func (p *Page) decodeResults(s *jsonscan.Scanner) error {
 	p.width = len(p.Columns)
 	index := make(map[string]int, p.width)
 	for i, c := range p.Columns {
@@ -321,39 +308,39 @@ func (p *Page) decodeResults(s *scanner) error {
 	invalid := func(format string, args ...any) error {
 		return fmt.Errorf("%w: results row %d: %s", ErrInvalidResponse, p.rows, fmt.Sprintf(format, args...))
 	}
-	if err := s.expect('['); err != nil {
+	if err := s.Expect('['); err != nil {
 		return err
 	}
-	if s.peek() == ']' {
-		s.i++
+	if s.Peek() == ']' {
+		s.I++
 		return nil
 	}
 	set := make([]bool, p.width)
 	for {
-		if s.peek() != '{' {
+		if s.Peek() != '{' {
 			return invalid("not an object")
 		}
-		s.i++
+		s.I++
 		row := len(p.values)
 		p.values = append(p.values, make([]event.Value, p.width)...)
 		clear(set)
 		var rowErr *RowError
-		if s.peek() == '}' {
-			s.i++
+		if s.Peek() == '}' {
+			s.I++
 		} else {
 			for {
-				raw, escaped, err := s.stringBytes()
+				raw, escaped, err := s.StringBytes()
 				if err != nil {
 					return err
 				}
-				if err := s.expect(':'); err != nil {
+				if err := s.Expect(':'); err != nil {
 					return err
 				}
 				var key string
 				var col int
 				var known bool
 				if escaped {
-					if key, err = unescape(raw, s.i); err != nil {
+					if key, err = jsonscan.Unescape(raw, s.I); err != nil {
 						return err
 					}
 					col, known = index[key]
@@ -367,23 +354,23 @@ func (p *Page) decodeResults(s *scanner) error {
 				}
 				if !known {
 					if strings.HasPrefix(key, "#") { // #result_id#: the position, never data
-						if err := s.skip(); err != nil {
+						if err := s.Skip(); err != nil {
 							return err
 						}
 					} else {
-						return invalid("column %q is not in columnKeys", truncate(key, 64))
+						return invalid("column %q is not in columnKeys", jsonscan.Truncate(key, 64))
 					}
 				} else {
 					if set[col] {
-						return invalid("column %q appears twice", truncate(key, 64))
+						return invalid("column %q appears twice", jsonscan.Truncate(key, 64))
 					}
 					set[col] = true
-					v, err := s.scalar()
+					v, err := s.Scalar()
 					if err != nil {
-						if _, ok := err.(*syntaxError); ok || isEOF(err) {
+						if jsonscan.IsSyntax(err) {
 							return err
 						}
-						return invalid("column %q: %v", truncate(key, 64), err)
+						return invalid("column %q: %v", jsonscan.Truncate(key, 64), err)
 					}
 					c := p.Columns[col]
 					cv, reason := convert(c.Type, v)
@@ -392,11 +379,11 @@ func (p *Page) decodeResults(s *scanner) error {
 					}
 					p.values[row+col] = cv
 				}
-				if s.peek() == ',' {
-					s.i++
+				if s.Peek() == ',' {
+					s.I++
 					continue
 				}
-				if err := s.expect('}'); err != nil {
+				if err := s.Expect('}'); err != nil {
 					return err
 				}
 				break
@@ -406,46 +393,46 @@ func (p *Page) decodeResults(s *scanner) error {
 			p.errs = append(p.errs, *rowErr)
 		}
 		p.rows++
-		if s.peek() == ',' {
-			s.i++
+		if s.Peek() == ',' {
+			s.I++
 			continue
 		}
-		return s.expect(']')
+		return s.Expect(']')
 	}
 }
 
 // convert turns a cell as COMET sent it into its contract form. A non-empty
 // reason says why it could not.
-func convert(t event.ColumnType, v scalar) (event.Value, string) {
-	if v.kind == kindNull {
+func convert(t event.ColumnType, v jsonscan.Scalar) (event.Value, string) {
+	if v.Kind == jsonscan.KindNull {
 		return event.Value{}, ""
 	}
 	switch t {
 	case event.TypeNumber, event.TypeAmount:
 		switch {
-		case v.kind == kindNumber:
-			return event.NumberValue(v.text), ""
-		case v.kind == kindString && v.text == "":
+		case v.Kind == jsonscan.KindNumber:
+			return event.NumberValue(v.Text), ""
+		case v.Kind == jsonscan.KindString && v.Text == "":
 			return event.Value{}, ""
-		case v.kind == kindString && event.ValidNumber(strings.TrimSpace(v.text)):
-			return event.NumberValue(strings.TrimSpace(v.text)), ""
+		case v.Kind == jsonscan.KindString && event.ValidNumber(strings.TrimSpace(v.Text)):
+			return event.NumberValue(strings.TrimSpace(v.Text)), ""
 		}
-		return event.Value{}, fmt.Sprintf("%s is not a number", v.kind)
+		return event.Value{}, fmt.Sprintf("%s is not a number", v.Kind)
 	case event.TypeString, event.TypeImageLink:
-		return event.TextValue(v.text), ""
+		return event.TextValue(v.Text), ""
 	case event.TypeDate, event.TypeDateTime:
 		return convertTime(t, v)
 	}
 	return event.Value{}, "unknown column type"
 }
 
-func convertTime(t event.ColumnType, v scalar) (event.Value, string) {
+func convertTime(t event.ColumnType, v jsonscan.Scalar) (event.Value, string) {
 	format := event.FormatDate
 	if t == event.TypeDateTime {
 		format = event.FormatDateTime
 	}
-	text := v.text
-	if v.kind == kindString {
+	text := v.Text
+	if v.Kind == jsonscan.KindString {
 		text = strings.TrimSpace(text)
 		if text == "" {
 			return event.Value{}, ""
@@ -462,12 +449,12 @@ func convertTime(t event.ColumnType, v scalar) (event.Value, string) {
 			}
 			return event.Value{}, "string is neither epoch milliseconds nor a date"
 		}
-	} else if v.kind != kindNumber {
-		return event.Value{}, fmt.Sprintf("%s is not epoch milliseconds", v.kind)
+	} else if v.Kind != jsonscan.KindNumber {
+		return event.Value{}, fmt.Sprintf("%s is not epoch milliseconds", v.Kind)
 	}
 	ms, err := event.ParseMillis(text)
 	if err != nil {
-		return event.Value{}, truncate(err.Error(), 120)
+		return event.Value{}, jsonscan.Truncate(err.Error(), 120)
 	}
 	return event.TextValue(format(ms)), ""
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/jsonscan"
 )
 
 func readPage(t testing.TB, name string) []byte {
@@ -110,26 +111,26 @@ func TestDecodePageRejects(t *testing.T) {
 func TestConvert(t *testing.T) {
 	tests := []struct {
 		typ    event.ColumnType
-		in     scalar
+		in     jsonscan.Scalar
 		want   event.Value
 		reason bool
 	}{
-		{event.TypeNumber, scalar{kindNumber, "191579"}, event.NumberValue("191579"), false},
-		{event.TypeAmount, scalar{kindNumber, "125.50"}, event.NumberValue("125.50"), false},
-		{event.TypeAmount, scalar{kindString, " 99.90 "}, event.NumberValue("99.90"), false},
-		{event.TypeNumber, scalar{kindString, ""}, event.Value{}, false},
-		{event.TypeNumber, scalar{kindString, "N/A"}, event.Value{}, true},
-		{event.TypeNumber, scalar{kindBool, "true"}, event.Value{}, true},
-		{event.TypeString, scalar{kindNumber, "007"}, event.TextValue("007"), false},
-		{event.TypeString, scalar{kindBool, "false"}, event.TextValue("false"), false},
-		{event.TypeImageLink, scalar{kindString, "https://x/y.png"}, event.TextValue("https://x/y.png"), false},
-		{event.TypeDate, scalar{kindNumber, "1027468800000"}, event.TextValue("2002-07-24"), false},
-		{event.TypeDate, scalar{kindString, "2002-07-24"}, event.TextValue("2002-07-24"), false},
-		{event.TypeDate, scalar{kindString, "yesterday"}, event.Value{}, true},
-		{event.TypeDateTime, scalar{kindNumber, "1774943361680"}, event.TextValue("2026-03-31T07:49:21.680Z"), false},
-		{event.TypeDateTime, scalar{kindString, "2026-03-31T09:49:21.68+02:00"}, event.TextValue("2026-03-31T07:49:21.680Z"), false},
-		{event.TypeDateTime, scalar{kindNumber, "1e300"}, event.Value{}, true},
-		{event.TypeDate, scalar{kindNull, ""}, event.Value{}, false},
+		{event.TypeNumber, jsonscan.Scalar{Kind: jsonscan.KindNumber, Text: "191579"}, event.NumberValue("191579"), false},
+		{event.TypeAmount, jsonscan.Scalar{Kind: jsonscan.KindNumber, Text: "125.50"}, event.NumberValue("125.50"), false},
+		{event.TypeAmount, jsonscan.Scalar{Kind: jsonscan.KindString, Text: " 99.90 "}, event.NumberValue("99.90"), false},
+		{event.TypeNumber, jsonscan.Scalar{Kind: jsonscan.KindString, Text: ""}, event.Value{}, false},
+		{event.TypeNumber, jsonscan.Scalar{Kind: jsonscan.KindString, Text: "N/A"}, event.Value{}, true},
+		{event.TypeNumber, jsonscan.Scalar{Kind: jsonscan.KindBool, Text: "true"}, event.Value{}, true},
+		{event.TypeString, jsonscan.Scalar{Kind: jsonscan.KindNumber, Text: "007"}, event.TextValue("007"), false},
+		{event.TypeString, jsonscan.Scalar{Kind: jsonscan.KindBool, Text: "false"}, event.TextValue("false"), false},
+		{event.TypeImageLink, jsonscan.Scalar{Kind: jsonscan.KindString, Text: "https://x/y.png"}, event.TextValue("https://x/y.png"), false},
+		{event.TypeDate, jsonscan.Scalar{Kind: jsonscan.KindNumber, Text: "1027468800000"}, event.TextValue("2002-07-24"), false},
+		{event.TypeDate, jsonscan.Scalar{Kind: jsonscan.KindString, Text: "2002-07-24"}, event.TextValue("2002-07-24"), false},
+		{event.TypeDate, jsonscan.Scalar{Kind: jsonscan.KindString, Text: "yesterday"}, event.Value{}, true},
+		{event.TypeDateTime, jsonscan.Scalar{Kind: jsonscan.KindNumber, Text: "1774943361680"}, event.TextValue("2026-03-31T07:49:21.680Z"), false},
+		{event.TypeDateTime, jsonscan.Scalar{Kind: jsonscan.KindString, Text: "2026-03-31T09:49:21.68+02:00"}, event.TextValue("2026-03-31T07:49:21.680Z"), false},
+		{event.TypeDateTime, jsonscan.Scalar{Kind: jsonscan.KindNumber, Text: "1e300"}, event.Value{}, true},
+		{event.TypeDate, jsonscan.Scalar{Kind: jsonscan.KindNull, Text: ""}, event.Value{}, false},
 	}
 	for _, tt := range tests {
 		got, reason := convert(tt.typ, tt.in)

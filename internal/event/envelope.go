@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/cometstream/cometstream/internal/jsonscan"
 )
 
 // SpecVersion is the CloudEvents version of every event.
@@ -97,13 +99,15 @@ type Held struct {
 const MaxEventSize = 64 << 20
 
 // Decode parses and validates an event as the producer publishes it. It
-// returns an error, never panics, on malformed input.
+// returns an error, never panics, on malformed input. Row events, the bulk
+// of the stream, are read by a scanner without reflection; report events
+// through encoding/json.
 func Decode(b []byte) (*Event, error) {
 	if len(b) > MaxEventSize {
 		return nil, fmt.Errorf("event of %d bytes exceeds %d", len(b), MaxEventSize)
 	}
-	var e Event
-	if err := json.Unmarshal(b, &e); err != nil {
+	s, e, dataAt, err := decodeEnvelope(b)
+	if err != nil {
 		return nil, fmt.Errorf("decode event: %w", err)
 	}
 	if e.SpecVersion != SpecVersion {
@@ -112,14 +116,20 @@ func Decode(b []byte) (*Event, error) {
 	if e.ID == "" {
 		return nil, errors.New("decode event: empty id")
 	}
-	if len(bytes.TrimSpace(e.Data)) == 0 {
+	if dataAt < 0 || len(bytes.TrimSpace(e.Data)) == 0 {
 		return nil, fmt.Errorf("decode event %s: no data", e.ID)
 	}
 	var target any
 	switch e.Type {
 	case TypeCreated, TypeUpdated, TypeDeleted:
-		e.Row = new(RowChange)
-		target = e.Row
+		s.I = dataAt
+		if e.Row, err = decodeRowChange(s); err != nil {
+			return nil, fmt.Errorf("decode event %s data: %w", e.ID, err)
+		}
+		if err := e.Row.validate(e.Type); err != nil {
+			return nil, fmt.Errorf("decode event %s: %w", e.ID, err)
+		}
+		return e, nil
 	case TypeSynced:
 		e.Synced = new(Synced)
 		target = e.Synced
@@ -138,12 +148,208 @@ func Decode(b []byte) (*Event, error) {
 	if err := json.Unmarshal(e.Data, target); err != nil {
 		return nil, fmt.Errorf("decode event %s data: %w", e.ID, err)
 	}
-	if e.Row != nil {
-		if err := e.Row.validate(e.Type); err != nil {
-			return nil, fmt.Errorf("decode event %s: %w", e.ID, err)
+	return e, nil
+}
+
+// decodeEnvelope reads the CloudEvents attributes and finds the data.
+func decodeEnvelope(b []byte) (*jsonscan.Scanner, *Event, int, error) {
+	s := jsonscan.New(b)
+	e := &Event{}
+	dataAt := -1
+	if err := s.Expect('{'); err != nil {
+		return nil, nil, 0, err
+	}
+	if s.Peek() == '}' {
+		s.I++
+	} else {
+		for {
+			name, err := s.Str()
+			if err != nil {
+				return nil, nil, 0, err
+			}
+			if err := s.Expect(':'); err != nil {
+				return nil, nil, 0, err
+			}
+			var field *string
+			switch name {
+			case "specversion":
+				field = &e.SpecVersion
+			case "id":
+				field = &e.ID
+			case "source":
+				field = &e.Source
+			case "type":
+				field = &e.Type
+			case "subject":
+				field = &e.Subject
+			case "datacontenttype":
+				field = &e.DataContentType
+			case "time":
+				var t string
+				if t, err = optString(s); err != nil {
+					return nil, nil, 0, err
+				}
+				if t != "" {
+					if e.Time, err = time.Parse(time.RFC3339Nano, t); err != nil {
+						return nil, nil, 0, fmt.Errorf("time: %w", err)
+					}
+				}
+			case "data":
+				s.WS()
+				dataAt = s.I
+				if err := s.Skip(); err != nil {
+					return nil, nil, 0, err
+				}
+				e.Data = json.RawMessage(b[dataAt:s.I])
+			default:
+				if err := s.Skip(); err != nil {
+					return nil, nil, 0, err
+				}
+			}
+			if field != nil {
+				if *field, err = optString(s); err != nil {
+					return nil, nil, 0, fmt.Errorf("%s: %w", name, err)
+				}
+			}
+			if s.Peek() == ',' {
+				s.I++
+				continue
+			}
+			if err := s.Expect('}'); err != nil {
+				return nil, nil, 0, err
+			}
+			break
 		}
 	}
-	return &e, nil
+	if s.Peek() != 0 {
+		return nil, nil, 0, s.Errorf("data after the event")
+	}
+	return s, e, dataAt, nil
+}
+
+// optString reads a string or null ("").
+func optString(s *jsonscan.Scanner) (string, error) {
+	if s.Peek() == 'n' {
+		return "", s.Literal("null")
+	}
+	return s.Str()
+}
+
+// decodeRowChange reads a row event's data.
+func decodeRowChange(s *jsonscan.Scanner) (*RowChange, error) {
+	r := &RowChange{}
+	if err := s.Expect('{'); err != nil {
+		return nil, err
+	}
+	if s.Peek() == '}' {
+		s.I++
+		return r, nil
+	}
+	for {
+		name, err := s.Str()
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Expect(':'); err != nil {
+			return nil, err
+		}
+		switch name {
+		case "report":
+			r.Report, err = optString(s)
+		case "op":
+			r.Op, err = optString(s)
+		case "sync":
+			r.Sync, err = optString(s)
+		case "key":
+			r.Key, err = decodeRow(s)
+		case "before":
+			r.Before, err = decodeRow(s)
+		case "after":
+			r.After, err = decodeRow(s)
+		case "changed":
+			r.Changed, err = decodeStrings(s)
+		default:
+			err = s.Skip()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if s.Peek() == ',' {
+			s.I++
+			continue
+		}
+		return r, s.Expect('}')
+	}
+}
+
+// decodeRow reads a row object (nil for null).
+func decodeRow(s *jsonscan.Scanner) (Row, error) {
+	if s.Peek() == 'n' {
+		return nil, s.Literal("null")
+	}
+	if err := s.Expect('{'); err != nil {
+		return nil, err
+	}
+	row := Row{}
+	if s.Peek() == '}' {
+		s.I++
+		return row, nil
+	}
+	for {
+		col, err := s.Str()
+		if err != nil {
+			return nil, err
+		}
+		if err := s.Expect(':'); err != nil {
+			return nil, err
+		}
+		v, err := s.Scalar()
+		if err != nil {
+			return nil, fmt.Errorf("column %q: %w", jsonscan.Truncate(col, 64), err)
+		}
+		switch v.Kind {
+		case jsonscan.KindNull:
+			row[col] = Value{}
+		case jsonscan.KindNumber:
+			row[col] = NumberValue(v.Text)
+		case jsonscan.KindString:
+			row[col] = TextValue(v.Text)
+		default:
+			return nil, fmt.Errorf("column %q: unsupported %s value", jsonscan.Truncate(col, 64), v.Kind)
+		}
+		if s.Peek() == ',' {
+			s.I++
+			continue
+		}
+		return row, s.Expect('}')
+	}
+}
+
+// decodeStrings reads an array of strings (nil for null).
+func decodeStrings(s *jsonscan.Scanner) ([]string, error) {
+	if s.Peek() == 'n' {
+		return nil, s.Literal("null")
+	}
+	if err := s.Expect('['); err != nil {
+		return nil, err
+	}
+	out := []string{}
+	if s.Peek() == ']' {
+		s.I++
+		return out, nil
+	}
+	for {
+		v, err := s.Str()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+		if s.Peek() == ',' {
+			s.I++
+			continue
+		}
+		return out, s.Expect(']')
+	}
 }
 
 func (r *RowChange) validate(typ string) error {

@@ -2,8 +2,11 @@ package event
 
 import (
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -94,4 +97,54 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("row op %q under type %q", e.Row.Op, e.Type)
 		}
 	})
+}
+
+// decodeReference is the straightforward decoder, with encoding/json, that
+// the scanner-based one must agree with.
+func decodeReference(b []byte) (*Event, error) {
+	var e Event
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, err
+	}
+	e.Row = new(RowChange)
+	return &e, json.Unmarshal(e.Data, e.Row)
+}
+
+func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	texts := []string{"", "plain", `quo"te`, "back\\slash", "tab\t", "Đurić 🏴", "\u2028", "<&>", "bad \xff", "ctl \x01"}
+	for i := range 2000 {
+		row := func() []byte {
+			vals := []Value{NumberValue(fmt.Sprint(r.IntN(1e6))), TextValue(texts[r.IntN(len(texts))]), {}, NumberValue("125.50"), TextValue("2002-07-24")}
+			s, _ := NewSchema([]Column{{Key: "id", Type: TypeNumber}, {Key: "name\"x", Type: TypeString}, {Key: "n", Type: TypeString}, {Key: "fee", Type: TypeAmount}, {Key: "d", Type: TypeDate}})
+			return s.AppendRow(nil, vals)
+		}
+		before, after := row(), row()
+		ev := (&RowEvent{ID: fmt.Sprint("id", i), Source: "comet://h/r", Token: "t" + fmt.Sprint(i), Time: time.UnixMilli(r.Int64N(2e12)),
+			Report: "r", Op: OpUpdated, Sync: "s", Key: []byte(`{"id":1}`), Before: before, After: after, Changed: []string{"name\"x"}}).Append(nil)
+		got, err := Decode(ev)
+		if err != nil {
+			t.Fatalf("Decode: %v\n%s", err, ev)
+		}
+		want, err := decodeReference(ev)
+		if err != nil {
+			t.Fatalf("reference: %v", err)
+		}
+		if got.ID != want.ID || got.Subject != want.Subject || !got.Time.Equal(want.Time) || got.Source != want.Source || got.Type != want.Type {
+			t.Fatalf("attributes differ: %+v vs %+v", got, want)
+		}
+		if !reflect.DeepEqual(got.Row, want.Row) {
+			t.Fatalf("row data differs:\n got %+v\nwant %+v", got.Row, want.Row)
+		}
+	}
+}
+
+func BenchmarkDecodeRowEvent(b *testing.B) {
+	raw, _ := os.ReadFile("testdata/events/updated.json")
+	b.SetBytes(int64(len(raw)))
+	for b.Loop() {
+		if _, err := Decode(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

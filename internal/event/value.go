@@ -98,6 +98,12 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 	case c == 'n' && string(b) == "null":
 		*v = Value{}
 	case c == '"':
+		// Fast path: no escapes and valid UTF-8, the common case; anything
+		// else goes through encoding/json for its exact semantics.
+		if len(b) >= 2 && b[len(b)-1] == '"' && bytes.IndexByte(b[1:len(b)-1], '\\') < 0 && bytes.IndexByte(b[1:len(b)-1], '"') < 0 && utf8.Valid(b) && noControl(b) {
+			*v = TextValue(string(b[1 : len(b)-1]))
+			return nil
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
@@ -112,6 +118,15 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("unsupported JSON value starting with %q", c)
 	}
 	return nil
+}
+
+func noControl(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidNumber reports whether s is a JSON number, exactly as RFC 8259 defines it.

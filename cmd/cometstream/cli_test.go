@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
+)
+
+// runBin runs the binary and returns its exit status and combined output.
+func runBin(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, testenv.Binary(t), args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, string(out)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), string(out)
+	}
+	t.Fatalf("run %v: %v", args, err)
+	return 0, ""
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const minimalConfig = `data_dir: %s
+nats:
+  listen: %s
+http:
+  listen: ""
+sources:
+  - name: faw
+    base_url: %s
+    reports:
+      - name: players
+        api_key_env: TEST_PLAYERS_KEY
+        key: [personId]
+`
+
+func TestExitStatus(t *testing.T) {
+	dir := t.TempDir()
+	good := writeFile(t, "good.yaml", fmt.Sprintf(minimalConfig, dir, "127.0.0.1:0", "http://127.0.0.1:1"))
+	tests := []struct {
+		name   string
+		env    []string
+		args   []string
+		status int
+		says   string
+	}{
+		{"no command", nil, nil, 2, "no command"},
+		{"unknown command", nil, []string{"explode"}, 2, `unknown command "explode"`},
+		{"help", nil, []string{"help"}, 0, "usage: cometstream"},
+		{"missing config flag", nil, []string{"produce"}, 2, "--config is required"},
+		{"bad flag", nil, []string{"simulate", "--error-rate", "2"}, 2, "--error-rate"},
+		{"unknown field", nil, []string{"produce", "--config", writeFile(t, "x.yaml", "sourcez: []\n")}, 2, "sourcez"},
+		{"missing key env", nil, []string{"produce", "--config", good}, 2, "sources[0].reports[0].api_key_env: environment variable TEST_PLAYERS_KEY is not set"},
+		{"unsafe listen", []string{"TEST_PLAYERS_KEY=k"}, []string{"produce", "--config", writeFile(t, "l.yaml", fmt.Sprintf(minimalConfig, dir, "0.0.0.0:0", "http://127.0.0.1:1"))}, 2, "refusing to listen on a non-loopback address without authentication"},
+		{"no such file", nil, []string{"produce", "--config", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
+		{"status without nats", []string{"NATS_URL="}, []string{"status"}, 2, "no NATS URL"},
+		{"inspect unknown report", []string{"TEST_PLAYERS_KEY=k"}, []string{"inspect", "--config", good, "--report", "nobody"}, 2, `no report "nobody"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, out := runBin(t, tt.env, tt.args...)
+			if status != tt.status || !strings.Contains(out, tt.says) {
+				t.Errorf("exit %d, want %d; output should say %q:\n%s", status, tt.status, tt.says, out)
+			}
+		})
+	}
+}
+
+func TestInspect(t *testing.T) {
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 5, Reports: []simulator.ReportSpec{{Name: "players", Kind: "persons", Rows: 40}}})
+	cfg := writeFile(t, "c.yaml", fmt.Sprintf(minimalConfig, t.TempDir(), "127.0.0.1:0", base))
+	status, out := runBin(t, []string{"TEST_PLAYERS_KEY=" + sim.Key("players")}, "inspect", "--config", cfg, "--report", "players", "--rows", "2")
+	if status != 0 {
+		t.Fatalf("exit %d:\n%s", status, out)
+	}
+	for _, want := range []string{"40 rows in 1 pages", "personId", "dateOfBirth", "DATE", "key candidates", "personId", "configured key: [personId]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, sim.Key("players")) {
+		t.Error("inspect printed the API key")
+	}
+	sim.Revoke("players", 410)
+	status, out = runBin(t, []string{"TEST_PLAYERS_KEY=" + sim.Key("players")}, "inspect", "--config", cfg, "--report", "players")
+	if status != 1 || !strings.Contains(out, "report unavailable (HTTP 410)") || strings.Contains(out, sim.Key("players")) {
+		t.Errorf("revoked report: exit %d\n%s", status, out)
+	}
+}

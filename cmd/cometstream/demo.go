@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/consumer/sqlite"
+	"github.com/cometstream/cometstream/internal/comet"
+	"github.com/cometstream/cometstream/internal/config"
+	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/producer"
+	"golang.org/x/time/rate"
+)
+
+func runDemo(ctx context.Context, args []string) error {
+	fs := newFlags("demo")
+	dir := fs.String("dir", "cometstream-demo", "directory for the NATS store and the SQLite file")
+	persons := fs.Int("persons", 2000, "rows of the simulated persons report")
+	changes := fs.Float64("changes-per-second", 2, "live changes the simulator makes")
+	interval := fs.Duration("interval", 3*time.Second, "how often each report is polled")
+	listen := fs.String("nats-listen", "127.0.0.1:4222", "address of the embedded NATS server (a free port if taken)")
+	lf := logFlags{}
+	lf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if lf.level == "info" {
+		lf.level = "warn" // the demo prints what matters itself
+	}
+	log, err := lf.logger()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return usagef("--dir: %v", err)
+	}
+
+	// The COMET stand-in, changing its data as it goes.
+	reports := simulator.DefaultReports()
+	reports[0].Rows = *persons
+	sim, err := simulator.New(simulator.Config{Seed: uint64(time.Now().UnixNano()), Reports: reports, RateLimit: 10})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln)
+	defer hs.Close()
+	base := "http://" + ln.Addr().String()
+	go sim.Churn(ctx, *changes)
+
+	natsListen := *listen
+	if l, err := net.Listen("tcp", natsListen); err != nil {
+		natsListen = "127.0.0.1:0"
+	} else {
+		l.Close()
+	}
+	cfg := config.Default()
+	cfg.DataDir = filepath.Join(*dir, "data")
+	cfg.NATS.Listen = natsListen
+	cfg.HTTP.Listen = ""
+	limiters := map[string]*rate.Limiter{} // one per COMET user, as in production
+	var preports []producer.ReportConfig
+	for _, r := range sim.Reports() {
+		if limiters[r.User] == nil {
+			limiters[r.User] = comet.NewLimiter(10)
+		}
+		preports = append(preports, producer.ReportConfig{
+			Name: r.Name, Key: sim.KeyColumns(r.Name), Interval: *interval, PageSize: 1000, MaxDeleteFraction: 0.5,
+			Comet: comet.Config{BaseURL: base, APIKey: r.APIKey, Limiter: limiters[r.User]},
+		})
+	}
+
+	dbPath := filepath.Join(*dir, "cometstream.db")
+	store, err := sqlite.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	onReady := func(url string) {
+		abs, _ := filepath.Abs(dbPath)
+		fmt.Printf("cometstream demo\n  COMET simulator   %s (reports: persons, matches, fees; %.0f changes a second)\n  NATS (embedded)   %s  (try: nats --server %s stream view COMET)\n  SQLite            %s  (try: sqlite3 %s 'select count(*) from persons')\nPress Ctrl-C to stop.\n\n",
+			base, *changes, url, url, abs, abs)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errc <- demoSink(ctx, url, store, log)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errc <- produce(ctx, cfg, "", preports, nil, log, onReady)
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errc:
+		cancel()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	}
+}
+
+// demoSink materializes into SQLite and prints the changes as they land.
+func demoSink(ctx context.Context, url string, store *sqlite.Store, log *slog.Logger) error {
+	f := &sinkFlags{stream: config.DefaultStream, prefix: config.DefaultSubjectPrefix}
+	f.nats.URL = url
+	loaded := map[string]bool{}
+	colour := isTerminal(os.Stdout)
+	return materialize(ctx, f, "sqlite", "demo", store, log, func(msgs []*consumer.Message) {
+		for _, m := range msgs {
+			switch {
+			case m.Synced != nil && !loaded[m.Synced.Report]:
+				loaded[m.Synced.Report] = true
+				fmt.Printf("%s: %d rows loaded into SQLite; watching for changes\n", m.Synced.Report, m.Synced.Rows)
+			case m.Row != nil && loaded[m.Row.Report]:
+				printHuman(os.Stdout, m.Event, colour)
+			case m.Held != nil, m.Unavailable != nil:
+				printHuman(os.Stdout, m.Event, colour)
+			}
+		}
+	})
+}

@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/consumer/sqlite"
+	"github.com/cometstream/cometstream/internal/config"
+	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/internal/ops"
+)
+
+func runSink(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("sink needs a kind: sqlite")
+	}
+	switch args[0] {
+	case "sqlite":
+		return runSinkSQLite(ctx, args[1:])
+	}
+	return usagef("unknown sink %q: sqlite", args[0])
+}
+
+// sinkFlags are the flags every materializing sink takes.
+type sinkFlags struct {
+	nats      natsconn.Options
+	reports   string
+	durable   string
+	fromStart bool
+	stream    string
+	prefix    string
+	http      string
+	log       logFlags
+}
+
+func (f *sinkFlags) register(fs *flag.FlagSet) {
+	f.nats.Register(fs)
+	fs.StringVar(&f.reports, "reports", "", "comma-separated reports to materialize (default: all)")
+	fs.StringVar(&f.durable, "durable", "", "JetStream consumer name (default: derived from the sink kind and target)")
+	fs.BoolVar(&f.fromStart, "from-start", false, "rebuild the selected reports from the snapshot")
+	fs.StringVar(&f.stream, "stream", config.DefaultStream, "stream name")
+	fs.StringVar(&f.prefix, "prefix", config.DefaultSubjectPrefix, "subject prefix")
+	fs.StringVar(&f.http, "http", "", "address of /metrics, /healthz and /readyz (default: none)")
+	f.log.register(fs)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+var durableRE = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
+
+// defaultDurable derives a consumer name from the sink kind and its target,
+// with a hash so two targets with the same base name do not share one.
+func defaultDurable(kind, target string) string {
+	sum := sha256.Sum256([]byte(target))
+	base := durableRE.ReplaceAllString(filepath.Base(target), "_")
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	return "sink_" + kind + "_" + base + "_" + hex.EncodeToString(sum[:4])
+}
+
+// connectSink connects to NATS for a sink or a subscriber.
+func connectSink(f *natsconn.Options, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	f.Name = name
+	nc, err := natsconn.Connect(*f, log)
+	if errors.Is(err, natsconn.ErrNoURL) {
+		return nil, nil, &usageError{err: err}
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, js, nil
+}
+
+// sinkMetrics counts what a materializing sink applies.
+type sinkMetrics struct {
+	events   *prometheus.CounterVec
+	position *prometheus.GaugeVec
+}
+
+func newSinkMetrics(reg prometheus.Registerer) *sinkMetrics {
+	m := &sinkMetrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cometstream_sink_events_total", Help: "Events applied by the sink, by report and type.",
+		}, []string{"report", "type"}),
+		position: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cometstream_sink_position", Help: "Stream sequence of the last event applied, by report.",
+		}, []string{"report"}),
+	}
+	reg.MustRegister(m.events, m.position)
+	return m
+}
+
+func (m *sinkMetrics) applied(msgs []*consumer.Message) {
+	for _, msg := range msgs {
+		report := ""
+		switch {
+		case msg.Row != nil:
+			report = msg.Row.Report
+		case msg.Synced != nil:
+			report = msg.Synced.Report
+		case msg.Schema != nil:
+			report = msg.Schema.Report
+		}
+		if report != "" {
+			m.events.WithLabelValues(report, msg.Type).Inc()
+			m.position.WithLabelValues(report).Set(float64(msg.Seq))
+		}
+	}
+}
+
+// materialize runs a store's sink until ctx ends.
+func materialize(ctx context.Context, f *sinkFlags, kind, target string, store consumer.Store, log *slog.Logger, onApplied func([]*consumer.Message)) error {
+	nc, js, err := connectSink(&f.nats, "cometstream sink "+kind, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Drain()
+	durable := f.durable
+	if durable == "" {
+		durable = defaultDurable(kind, target)
+	}
+	reg := ops.NewRegistry()
+	metrics := newSinkMetrics(reg)
+	ready := false
+	if f.http != "" {
+		srv, err := ops.Start(f.http, reg, func() bool { return ready && nc.IsConnected() }, log)
+		if err != nil {
+			return &usageError{err: err}
+		}
+		defer func() {
+			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Close(c)
+		}()
+	}
+	log.Info("sink starting", "kind", kind, "durable", durable)
+	err = consumer.Materialize(ctx, consumer.MaterializeConfig{
+		JetStream: js, Stream: f.stream, Prefix: f.prefix, Durable: durable,
+		Reports: splitList(f.reports), FromStart: f.fromStart, Store: store, Logger: log,
+		OnReady: func() { ready = true },
+		OnApplied: func(msgs []*consumer.Message) {
+			metrics.applied(msgs)
+			if onApplied != nil {
+				onApplied(msgs)
+			}
+		},
+	})
+	if err != nil && ctx.Err() == nil {
+		return err
+	}
+	log.Info("sink stopped")
+	return nil
+}
+
+func runSinkSQLite(ctx context.Context, args []string) error {
+	fs := newFlags("sink sqlite")
+	var f sinkFlags
+	f.register(fs)
+	db := fs.String("db", "", "SQLite database file (required)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *db == "" {
+		return usagef("--db is required")
+	}
+	log, err := f.log.logger()
+	if err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(*db)
+	store, err := sqlite.Open(ctx, *db)
+	if err != nil {
+		return fmt.Errorf("--db: %w", err)
+	}
+	defer store.Close()
+	return materialize(ctx, &f, "sqlite", abs, store, log, nil)
+}

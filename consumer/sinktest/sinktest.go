@@ -1,0 +1,328 @@
+// Package sinktest holds the tests every materializing sink must pass, run
+// against the real binary, the simulator, an in-process NATS server and the
+// sink's real database: convergence while the producer and the sink are
+// killed at random, replay into a fresh database after the stream was
+// trimmed, and a schema change mid-stream. Each sink's own test supplies a
+// Target.
+//
+// It is imported only by tests.
+package sinktest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
+)
+
+// Target is one kind of sink.
+type Target struct {
+	// Kind is the sink command: sqlite or postgres.
+	Kind string
+	// Args returns the arguments naming a database, a fresh one per name.
+	Args func(t *testing.T, name string) []string
+	// Rows reads a report's table in the named database, one map per row,
+	// values as database/sql scans them; nil when the table does not exist.
+	Rows func(t *testing.T, name, report string) []map[string]any
+}
+
+// world is NATS, a simulator and a producer configuration.
+type world struct {
+	t      *testing.T
+	target Target
+	url    string
+	js     jetstream.JetStream
+	sim    *simulator.Simulator
+	config string
+	env    []string
+}
+
+func newWorld(t *testing.T, target Target, specs []simulator.ReportSpec) *world {
+	dir := t.TempDir()
+	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
+	_, js := testenv.Connect(t, srv.ClientURL())
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 21, Latency: time.Millisecond, Reports: specs})
+	config, env := testenv.ProducerConfig(t, dir, srv.ClientURL(), base, sim, "")
+	return &world{t: t, target: target, url: srv.ClientURL(), js: js, sim: sim, config: config, env: env}
+}
+
+func (w *world) producer() *testenv.Proc {
+	return testenv.Start(w.t, "producer", w.env, "produce", "--config", w.config, "--log-format", "json")
+}
+
+func (w *world) sink(db string, extra ...string) *testenv.Proc {
+	args := append([]string{"sink", w.target.Kind, "--nats", w.url, "--log-format", "json"}, w.target.Args(w.t, db)...)
+	return testenv.Start(w.t, "sink "+db, nil, append(args, extra...)...)
+}
+
+// diff compares a report's table with the simulator's rows, values in their
+// contract form; "" when equal.
+func (w *world) diff(db, report string) string {
+	rows := w.target.Rows(w.t, db, report)
+	if rows == nil {
+		return "no table " + report
+	}
+	return Diff(w.sim.Columns(report), w.sim.KeyColumns(report), w.sim.Rows(report), rows)
+}
+
+// waitConverged waits until every report's table equals the simulator.
+func (w *world) waitConverged(db string, procs ...*testenv.Proc) {
+	w.t.Helper()
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		var diffs []string
+		for _, r := range w.sim.Reports() {
+			if d := w.diff(db, r.Name); d != "" {
+				diffs = append(diffs, r.Name+": "+d)
+			}
+		}
+		if len(diffs) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			var logs strings.Builder
+			for _, p := range procs {
+				logs.WriteString("--- " + p.Name + "\n" + p.Tail(3000) + "\n")
+			}
+			w.t.Fatalf("%s never converged:\n%s\n%s", db, strings.Join(diffs, "\n"), logs.String())
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+func specs() []simulator.ReportSpec {
+	return []simulator.ReportSpec{
+		{Name: "persons", Kind: "persons", Rows: 300, User: "federation"},
+		{Name: "matches", Kind: "matches", Rows: 100, User: "federation"},
+		{Name: "fees", Kind: "fees", Rows: 60, User: "finance"},
+	}
+}
+
+// Convergence changes the simulator's data at random over many passes while
+// the producer and the sink are each killed (SIGKILL) and restarted at
+// random moments, one report gaining a column on the way; at the end every
+// table equals the simulator's data row by row.
+func Convergence(t *testing.T, target Target) {
+	if testing.Short() {
+		t.Skip("kills and restarts processes for half a minute")
+	}
+	w := newWorld(t, target, specs())
+	producer, sink := w.producer(), w.sink("main")
+	stop := make(chan struct{})
+	churned := make(chan struct{})
+	go func() {
+		defer close(churned)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				w.sim.RandomChange()
+			}
+		}
+	}()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for i := range 16 {
+		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
+		if i == 8 {
+			w.sim.AddColumn("matches", "referee", "Referee")
+		}
+		if rng.IntN(2) == 0 {
+			producer.Kill()
+			time.Sleep(time.Duration(rng.IntN(800)) * time.Millisecond)
+			producer = w.producer()
+		} else {
+			sink.Kill()
+			time.Sleep(time.Duration(rng.IntN(800)) * time.Millisecond)
+			sink = w.sink("main")
+		}
+	}
+	close(stop)
+	<-churned
+	w.waitConverged("main", producer, sink)
+	if err := sink.Stop(); err != nil {
+		t.Errorf("sink: %v\n%s", err, sink.Tail(2000))
+	}
+	if err := producer.Stop(); err != nil {
+		t.Errorf("producer: %v\n%s", err, producer.Tail(2000))
+	}
+	testenv.Chains(t, testenv.Events(t, w.js, "COMET", 0))
+}
+
+// Replay materializes the reports, trims the stream to its last few
+// messages, and checks that a sink on a fresh database bootstraps from the
+// snapshot, converges to the same tables, and that both databases compare
+// equal.
+func Replay(t *testing.T, target Target) {
+	w := newWorld(t, target, specs())
+	producer, a := w.producer(), w.sink("a")
+	w.waitConverged("a", producer, a)
+	for _, r := range []string{"persons", "matches", "fees"} {
+		w.sim.Insert(r, 3, 0)
+		w.sim.Update(r, 5)
+		w.sim.Delete(r, 2, -1)
+	}
+	w.waitConverged("a", producer, a)
+
+	ctx := context.Background()
+	s, err := w.js.Stream(ctx, "COMET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.MaxMsgs = 10
+	if _, err := w.js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(ctx)
+	if info.State.FirstSeq < 100 {
+		t.Fatalf("the stream still starts at %d: it was not trimmed", info.State.FirstSeq)
+	}
+	w.sim.Update("persons", 4)
+	w.sim.Delete("fees", 1, 0)
+	w.waitConverged("a", producer, a)
+
+	b := w.sink("b")
+	w.waitConverged("b", producer, b)
+	for _, r := range w.sim.Reports() {
+		ra, rb := canonicalRows(w.target.Rows(t, "a", r.Name)), canonicalRows(w.target.Rows(t, "b", r.Name))
+		if !slices.Equal(ra, rb) {
+			t.Errorf("%s: the two databases differ (%d and %d rows)", r.Name, len(ra), len(rb))
+		}
+	}
+	for _, p := range []*testenv.Proc{a, b, producer} {
+		if err := p.Stop(); err != nil {
+			t.Errorf("%s: %v", p.Name, err)
+		}
+	}
+}
+
+// SchemaChange adds a column mid-stream and checks that no row is lost and
+// every row has the new column's value.
+func SchemaChange(t *testing.T, target Target) {
+	w := newWorld(t, target, []simulator.ReportSpec{{Name: "matches", Kind: "matches", Rows: 80}})
+	producer, sink := w.producer(), w.sink("main")
+	w.waitConverged("main", producer, sink)
+	w.sim.AddColumn("matches", "referee", "Referee")
+	w.sim.Insert("matches", 2, 0)
+	w.waitConverged("main", producer, sink)
+	rows := w.target.Rows(t, "main", "matches")
+	if len(rows) != 82 {
+		t.Errorf("%d rows after the schema change, want 82", len(rows))
+	}
+	for _, row := range rows {
+		if v, ok := row["referee"]; !ok || v == nil {
+			t.Fatalf("a row lacks the new column: %v", row)
+		}
+	}
+	sink.Stop()
+	producer.Stop()
+}
+
+// canonicalRows renders rows as sorted strings, for comparing databases.
+func canonicalRows(rows []map[string]any) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		keys := make([]string, 0, len(r))
+		for k := range r {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		var b strings.Builder
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s=%v;", k, text(r[k]))
+		}
+		out[i] = b.String()
+	}
+	slices.Sort(out)
+	return out
+}
+
+func text(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "<null>"
+	case []byte:
+		return string(x)
+	case float64:
+		return strconv.FormatFloat(x, 'g', 15, 64)
+	}
+	return fmt.Sprint(v)
+}
+
+// Diff compares a table's rows with the simulator's, matched by key.
+// Numbers compare by value (SQLite keeps 15 significant digits), text
+// exactly, null as null.
+func Diff(cols []event.Column, key []string, want []event.Row, got []map[string]any) string {
+	byKey := map[string]map[string]any{}
+	for _, r := range got {
+		parts := make([]string, len(key))
+		for i, k := range key {
+			parts[i] = text(r[k])
+		}
+		byKey[strings.Join(parts, "/")] = r
+	}
+	var problems []string
+	for _, w := range want {
+		parts := make([]string, len(key))
+		for i, k := range key {
+			parts[i] = w[k].Raw
+		}
+		k := strings.Join(parts, "/")
+		r, ok := byKey[k]
+		if !ok {
+			problems = append(problems, "missing row "+k)
+			continue
+		}
+		delete(byKey, k)
+		for _, c := range cols {
+			if !sameValue(c.Type, w[c.Key], r[c.Key]) {
+				problems = append(problems, fmt.Sprintf("row %s column %s: got %v, want %v", k, c.Key, text(r[c.Key]), w[c.Key].Raw))
+			}
+		}
+	}
+	for k := range byKey {
+		problems = append(problems, "extra row "+k)
+	}
+	if len(problems) > 5 {
+		problems = append(problems[:5], fmt.Sprintf("… %d more", len(problems)-5))
+	}
+	return strings.Join(problems, "; ")
+}
+
+func sameValue(typ event.ColumnType, want event.Value, got any) bool {
+	if want.IsNull() || got == nil {
+		return want.IsNull() && got == nil
+	}
+	if !typ.Numeric() {
+		return want.Raw == text(got)
+	}
+	w, err := strconv.ParseFloat(want.Raw, 64)
+	if err != nil {
+		return false
+	}
+	var g float64
+	switch x := got.(type) {
+	case int64:
+		g = float64(x)
+	case float64:
+		g = x
+	default:
+		if g, err = strconv.ParseFloat(text(got), 64); err != nil {
+			return false
+		}
+	}
+	return math.Abs(w-g) <= 1e-12*math.Max(1, math.Abs(w))
+}

@@ -1,0 +1,412 @@
+// Package sqlite is the SQLite store of cometstream's materializing sink
+// (CONTRACT.md section 7): one table per report named after it, one column
+// per column key (NUMERIC for NUMBER and AMOUNT, TEXT otherwise), the key
+// columns as primary key, and bookkeeping in tables starting with
+// _cometstream. It uses modernc.org/sqlite (no cgo) in WAL mode.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// KeyColumn is the primary key of a report keyed by content: the row key
+// token.
+const KeyColumn = "_cometstream_key"
+
+// Store is a SQLite database kept by a sink.
+type Store struct {
+	db *sql.DB
+	mu sync.Mutex
+	// columns are the columns each table has now.
+	columns map[string][]string
+	keys    map[string][]string
+}
+
+var _ consumer.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database file.
+func Open(ctx context.Context, path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	// One writer; readers use their own connections to the WAL database.
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db, columns: map[string][]string{}, keys: map[string][]string{}}
+	for _, q := range []string{
+		`CREATE TABLE IF NOT EXISTS _cometstream_position (report TEXT PRIMARY KEY, seq INTEGER NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS _cometstream_table (report TEXT PRIMARY KEY, key TEXT NOT NULL, columns TEXT NOT NULL)`,
+	} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("open %s: %w", path, err)
+		}
+	}
+	tables, err := s.Tables(ctx)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	for r, t := range tables {
+		s.keys[r] = t.Key
+		if s.columns[r], err = s.tableColumns(ctx, db, r); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// DB returns the database, for reading.
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ident quotes an SQL identifier.
+func Ident(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func (s *Store) tableColumns(ctx context.Context, q queryer, table string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name FROM pragma_table_info(?)`, table)
+	if err != nil {
+		return nil, fmt.Errorf("columns of %s: %w", table, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// Positions implements consumer.Store.
+func (s *Store) Positions(ctx context.Context) (map[string]uint64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT report, seq FROM _cometstream_position`)
+	if err != nil {
+		return nil, fmt.Errorf("positions: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]uint64{}
+	for rows.Next() {
+		var r string
+		var seq int64
+		if err := rows.Scan(&r, &seq); err != nil {
+			return nil, err
+		}
+		out[r] = uint64(seq)
+	}
+	return out, rows.Err()
+}
+
+// Tables implements consumer.Store.
+func (s *Store) Tables(ctx context.Context) (map[string]*consumer.Table, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT report, key, columns FROM _cometstream_table`)
+	if err != nil {
+		return nil, fmt.Errorf("tables: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]*consumer.Table{}
+	for rows.Next() {
+		var r, key, cols string
+		if err := rows.Scan(&r, &key, &cols); err != nil {
+			return nil, err
+		}
+		t := &consumer.Table{Report: r}
+		if err := json.Unmarshal([]byte(key), &t.Key); err != nil {
+			return nil, fmt.Errorf("layout of %s: %w", r, err)
+		}
+		if err := json.Unmarshal([]byte(cols), &t.Columns); err != nil {
+			return nil, fmt.Errorf("layout of %s: %w", r, err)
+		}
+		out[r] = t
+	}
+	return out, rows.Err()
+}
+
+// Reset implements consumer.Store: it empties the report's table and
+// forgets its position.
+func (s *Store) Reset(ctx context.Context, report string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, ok := s.columns[report]; ok {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+Ident(report)); err != nil {
+			return fmt.Errorf("reset %s: %w", report, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM _cometstream_position WHERE report = ?`, report); err != nil {
+		return fmt.Errorf("reset %s: %w", report, err)
+	}
+	return tx.Commit()
+}
+
+// Apply implements consumer.Store: one transaction for the changes and the
+// positions.
+func (s *Store) Apply(ctx context.Context, b *consumer.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	// Schema changes invalidate what the cache knows; restore it on failure.
+	savedCols, savedKeys := maps.Clone(s.columns), maps.Clone(s.keys)
+	ok := false
+	defer func() {
+		if !ok {
+			s.columns, s.keys = savedCols, savedKeys
+		}
+	}()
+	// Statements are prepared once per transaction, on its connection.
+	local := map[string]*sql.Stmt{}
+	stmt := func(key, query string) (*sql.Stmt, error) {
+		if st, ok := local[key]; ok {
+			return st, nil
+		}
+		st, err := tx.PrepareContext(ctx, query)
+		if err != nil {
+			return nil, fmt.Errorf("prepare %s: %w", query, err)
+		}
+		local[key] = st
+		return st, nil
+	}
+	shapes := map[string]*shape{}
+	for _, ch := range b.Changes {
+		switch ch.Kind {
+		case consumer.ChangeTable:
+			if err := s.ensureTable(ctx, tx, ch.Table); err != nil {
+				return err
+			}
+			delete(shapes, ch.Table.Report)
+		case consumer.ChangeUpsert:
+			if err := s.upsert(ctx, stmt, shapes, ch); err != nil {
+				return err
+			}
+		case consumer.ChangeDelete:
+			if err := s.delete(ctx, stmt, ch); err != nil {
+				return err
+			}
+		}
+	}
+	if len(b.Positions) > 0 {
+		st, err := stmt("\x00position", `INSERT INTO _cometstream_position (report, seq) VALUES (?, ?) ON CONFLICT (report) DO UPDATE SET seq = excluded.seq`)
+		if err != nil {
+			return err
+		}
+		for r, seq := range b.Positions {
+			if _, err := st.ExecContext(ctx, r, int64(seq)); err != nil {
+				return fmt.Errorf("position of %s: %w", r, err)
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	ok = true
+	return nil
+}
+
+func sqlType(t event.ColumnType) string {
+	if t.Numeric() {
+		return "NUMERIC"
+	}
+	return "TEXT"
+}
+
+// ensureTable creates a report's table or adds the columns it lacks.
+func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) error {
+	r := t.Report
+	if existing, ok := s.keys[r]; ok && !slices.Equal(existing, t.Key) {
+		// Re-keyed by the producer: the primary key changes, so the table
+		// is rebuilt (its rows are re-created by the events that follow).
+		if _, err := tx.ExecContext(ctx, `DROP TABLE IF EXISTS `+Ident(r)); err != nil {
+			return fmt.Errorf("drop %s: %w", r, err)
+		}
+		delete(s.columns, r)
+	}
+	have, exists := s.columns[r]
+	if !exists {
+		var defs, pk []string
+		for _, c := range t.Columns {
+			defs = append(defs, Ident(c.Key)+" "+sqlType(c.Type))
+		}
+		if t.ContentKeyed() {
+			defs = append(defs, Ident(KeyColumn)+" TEXT NOT NULL")
+			pk = []string{Ident(KeyColumn)}
+		} else {
+			for _, k := range t.Key {
+				pk = append(pk, Ident(k))
+			}
+			for _, k := range t.Key {
+				if _, ok := t.Column(k); !ok {
+					defs = append(defs, Ident(k)+" TEXT")
+				}
+			}
+		}
+		q := `CREATE TABLE IF NOT EXISTS ` + Ident(r) + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("create table %s: %w", r, err)
+		}
+		var err error
+		if have, err = s.tableColumns(ctx, tx, r); err != nil {
+			return err
+		}
+	}
+	for _, c := range t.Columns {
+		if !slices.Contains(have, c.Key) {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+Ident(r)+` ADD COLUMN `+Ident(c.Key)+` `+sqlType(c.Type)); err != nil {
+				return fmt.Errorf("add column %s.%s: %w", r, c.Key, err)
+			}
+			have = append(have, c.Key)
+		}
+	}
+	key, _ := json.Marshal(t.Key)
+	cols, _ := json.Marshal(t.Columns)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO _cometstream_table (report, key, columns) VALUES (?, ?, ?) ON CONFLICT (report) DO UPDATE SET key = excluded.key, columns = excluded.columns`, r, string(key), string(cols)); err != nil {
+		return fmt.Errorf("layout of %s: %w", r, err)
+	}
+	s.columns[r], s.keys[r] = have, slices.Clone(t.Key)
+	return nil
+}
+
+// Arg converts a value to what the driver binds: integers as int64 (exact),
+// other numbers as their literal (the NUMERIC column converts it), text as
+// text, null as nil.
+func Arg(v event.Value) any {
+	switch v.Kind {
+	case event.Number:
+		if n, err := strconv.ParseInt(v.Raw, 10, 64); err == nil {
+			return n
+		}
+		return v.Raw
+	case event.Text:
+		return v.Raw
+	}
+	return nil
+}
+
+// shape is a prepared upsert for rows with one set of columns.
+type shape struct {
+	cols []string
+	stmt *sql.Stmt
+}
+
+func (sh *shape) fits(row consumer.Row) bool {
+	if sh == nil || len(row) != len(sh.cols) {
+		return false
+	}
+	for _, c := range sh.cols {
+		if _, ok := row[c]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Store) upsert(ctx context.Context, stmt func(key, query string) (*sql.Stmt, error), shapes map[string]*shape, ch consumer.Change) error {
+	t := ch.Table
+	if _, ok := s.columns[t.Report]; !ok {
+		return fmt.Errorf("upsert into %s: no table", t.Report)
+	}
+	sh := shapes[t.Report]
+	if !sh.fits(ch.Row) {
+		// Rows of a report nearly always share their columns: build the
+		// statement once per transaction and column set.
+		cols := slices.Sorted(maps.Keys(ch.Row))
+		var names, marks, sets, conflict []string
+		for _, c := range cols {
+			names = append(names, Ident(c))
+			marks = append(marks, "?")
+			sets = append(sets, Ident(c)+" = excluded."+Ident(c))
+		}
+		if t.ContentKeyed() {
+			names = append(names, Ident(KeyColumn))
+			marks = append(marks, "?")
+			conflict = []string{Ident(KeyColumn)}
+		} else {
+			for _, k := range t.Key {
+				conflict = append(conflict, Ident(k))
+			}
+		}
+		action := "DO UPDATE SET " + strings.Join(sets, ", ")
+		if len(sets) == 0 {
+			action = "DO NOTHING"
+		}
+		q := `INSERT INTO ` + Ident(t.Report) + ` (` + strings.Join(names, ", ") + `) VALUES (` + strings.Join(marks, ", ") + `) ON CONFLICT (` + strings.Join(conflict, ", ") + `) ` + action
+		st, err := stmt(t.Report+"\x00u\x00"+strings.Join(cols, "\x00")+"\x00k\x00"+strings.Join(t.Key, "\x00"), q)
+		if err != nil {
+			return err
+		}
+		sh = &shape{cols: cols, stmt: st}
+		shapes[t.Report] = sh
+	}
+	args := make([]any, 0, len(sh.cols)+1)
+	for _, c := range sh.cols {
+		args = append(args, Arg(ch.Row[c]))
+	}
+	if t.ContentKeyed() {
+		args = append(args, ch.Token)
+	}
+	if _, err := sh.stmt.ExecContext(ctx, args...); err != nil {
+		return fmt.Errorf("upsert into %s: %w", t.Report, err)
+	}
+	return nil
+}
+
+func (s *Store) delete(ctx context.Context, stmt func(key, query string) (*sql.Stmt, error), ch consumer.Change) error {
+	t := ch.Table
+	if _, ok := s.columns[t.Report]; !ok {
+		return nil // nothing to delete from
+	}
+	var where []string
+	var args []any
+	if t.ContentKeyed() {
+		where, args = []string{Ident(KeyColumn) + " = ?"}, []any{ch.Token}
+	} else {
+		for _, k := range t.Key {
+			v, ok := ch.Row[k]
+			if !ok {
+				return errors.New("delete from " + t.Report + ": the event lacks key column " + k)
+			}
+			where = append(where, Ident(k)+" = ?")
+			args = append(args, Arg(v))
+		}
+	}
+	q := `DELETE FROM ` + Ident(t.Report) + ` WHERE ` + strings.Join(where, " AND ")
+	st, err := stmt(t.Report+"\x00d\x00"+strings.Join(t.Key, "\x00"), q)
+	if err != nil {
+		return err
+	}
+	if _, err := st.ExecContext(ctx, args...); err != nil {
+		return fmt.Errorf("delete from %s: %w", t.Report, err)
+	}
+	return nil
+}

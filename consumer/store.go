@@ -1,0 +1,89 @@
+package consumer
+
+import (
+	"context"
+	"slices"
+
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// Store is a database that a sink keeps equal to the producer's snapshot.
+// Apply must be atomic: the changes and the positions of a batch are
+// committed together or not at all, which is what makes a redelivered or
+// replayed event change nothing.
+type Store interface {
+	// Positions returns, per report, the stream sequence of the last event
+	// applied.
+	Positions(ctx context.Context) (map[string]uint64, error)
+	// Tables returns the layout of every report table the store holds.
+	Tables(ctx context.Context) (map[string]*Table, error)
+	// Apply applies a batch of changes and records its positions, atomically.
+	Apply(ctx context.Context, b *Batch) error
+	// Reset removes a report's rows and position, to rebuild it.
+	Reset(ctx context.Context, report string) error
+}
+
+// Table is the layout of a report's table.
+type Table struct {
+	Report string
+	// Columns are every column the report has had, in order of appearance;
+	// a column the report drops stays.
+	Columns []Column
+	// Key lists the key columns, or ["*"] for reports keyed by content
+	// (their table is keyed by the row key token).
+	Key []string
+}
+
+// ContentKeyed reports whether rows are identified by their content.
+func (t *Table) ContentKeyed() bool { return len(t.Key) == 1 && t.Key[0] == event.ContentKey }
+
+// Column returns the column with the given key.
+func (t *Table) Column(key string) (Column, bool) {
+	i := slices.IndexFunc(t.Columns, func(c Column) bool { return c.Key == key })
+	if i < 0 {
+		return Column{}, false
+	}
+	return t.Columns[i], true
+}
+
+// merged returns the table with columns added (never removed). A column
+// whose type changed keeps its first type: tables are not rewritten.
+func (t *Table) merged(cols []Column) *Table {
+	out := &Table{Report: t.Report, Columns: slices.Clone(t.Columns), Key: t.Key}
+	for _, c := range cols {
+		if _, ok := out.Column(c.Key); !ok {
+			out.Columns = append(out.Columns, c)
+		}
+	}
+	return out
+}
+
+// ChangeKind says what a Change does.
+type ChangeKind int
+
+// The kinds of change.
+const (
+	// ChangeTable creates the table, or adds the columns it lacks.
+	ChangeTable ChangeKind = iota
+	// ChangeUpsert inserts or replaces a row.
+	ChangeUpsert
+	// ChangeDelete removes a row.
+	ChangeDelete
+)
+
+// Change is one effect on a store.
+type Change struct {
+	Kind  ChangeKind
+	Table *Table
+	// Token is the row key token (the key of content-keyed tables).
+	Token string
+	// Row is the new row for an upsert, and the key values for a delete.
+	Row Row
+}
+
+// Batch is what one transaction applies.
+type Batch struct {
+	Changes []Change
+	// Positions are the reports' stream sequences after the batch.
+	Positions map[string]uint64
+}
