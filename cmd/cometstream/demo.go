@@ -128,7 +128,7 @@ func demoSink(ctx context.Context, url string, store *sqlite.Store, log *slog.Lo
 	f.nats.URL = url
 	loaded := map[string]bool{}
 	colour := isTerminal(os.Stdout)
-	return materialize(ctx, f, "sqlite", "demo", store, log, func(msgs []*consumer.Message) {
+	return materialize(ctx, f, "sqlite", "demo", "demo", store, log, func(msgs []*consumer.Message) {
 		for _, m := range msgs {
 			switch {
 			case m.Synced != nil && !loaded[m.Synced.Report]:

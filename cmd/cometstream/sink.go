@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/consumer/postgres"
 	"github.com/cometstream/cometstream/consumer/sqlite"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/natsconn"
@@ -26,13 +28,15 @@ import (
 
 func runSink(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("sink needs a kind: sqlite")
+		return usagef("sink needs a kind: sqlite or postgres")
 	}
 	switch args[0] {
 	case "sqlite":
 		return runSinkSQLite(ctx, args[1:])
+	case "postgres":
+		return runSinkPostgres(ctx, args[1:])
 	}
-	return usagef("unknown sink %q: sqlite", args[0])
+	return usagef("unknown sink %q: sqlite or postgres", args[0])
 }
 
 // sinkFlags are the flags every materializing sink takes.
@@ -70,11 +74,13 @@ func splitList(s string) []string {
 
 var durableRE = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 
-// defaultDurable derives a consumer name from the sink kind and its target,
-// with a hash so two targets with the same base name do not share one.
-func defaultDurable(kind, target string) string {
+// defaultDurable derives a consumer name from the sink kind, a readable
+// label of its target, and a hash of the whole target (which, for a DSN, may
+// hold a password: only its hash is used), so two targets with the same
+// label do not share a consumer.
+func defaultDurable(kind, label, target string) string {
 	sum := sha256.Sum256([]byte(target))
-	base := durableRE.ReplaceAllString(filepath.Base(target), "_")
+	base := durableRE.ReplaceAllString(label, "_")
 	if len(base) > 40 {
 		base = base[:40]
 	}
@@ -137,7 +143,7 @@ func (m *sinkMetrics) applied(msgs []*consumer.Message) {
 }
 
 // materialize runs a store's sink until ctx ends.
-func materialize(ctx context.Context, f *sinkFlags, kind, target string, store consumer.Store, log *slog.Logger, onApplied func([]*consumer.Message)) error {
+func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, store consumer.Store, log *slog.Logger, onApplied func([]*consumer.Message)) error {
 	nc, js, err := connectSink(&f.nats, "cometstream sink "+kind, log)
 	if err != nil {
 		return err
@@ -145,7 +151,7 @@ func materialize(ctx context.Context, f *sinkFlags, kind, target string, store c
 	defer nc.Drain()
 	durable := f.durable
 	if durable == "" {
-		durable = defaultDurable(kind, target)
+		durable = defaultDurable(kind, label, target)
 	}
 	reg := ops.NewRegistry()
 	metrics := newSinkMetrics(reg)
@@ -201,5 +207,33 @@ func runSinkSQLite(ctx context.Context, args []string) error {
 		return fmt.Errorf("--db: %w", err)
 	}
 	defer store.Close()
-	return materialize(ctx, &f, "sqlite", abs, store, log, nil)
+	return materialize(ctx, &f, "sqlite", filepath.Base(abs), abs, store, log, nil)
+}
+
+func runSinkPostgres(ctx context.Context, args []string) error {
+	fs := newFlags("sink postgres")
+	var f sinkFlags
+	f.register(fs)
+	dsn := fs.String("dsn", os.Getenv("COMETSTREAM_POSTGRES_DSN"), "PostgreSQL connection string (env COMETSTREAM_POSTGRES_DSN)")
+	schema := fs.String("schema", "comet", "schema holding the report tables")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *dsn == "" {
+		return usagef("--dsn is required")
+	}
+	if !postgres.SchemaRE.MatchString(*schema) {
+		return usagef("--schema: %q must match %s", *schema, postgres.SchemaRE)
+	}
+	log, err := f.log.logger()
+	if err != nil {
+		return err
+	}
+	store, err := postgres.Open(ctx, *dsn, *schema)
+	if err != nil {
+		return fmt.Errorf("--dsn: %w", err)
+	}
+	defer store.Close()
+	// The durable name hashes the DSN (which may hold a password) with the schema.
+	return materialize(ctx, &f, "postgres", *schema, *schema+"\x00"+*dsn, store, log, nil)
 }

@@ -1,0 +1,148 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
+)
+
+const benchEvents = 100_000
+
+// BenchmarkSinkApply100k measures how fast the PostgreSQL sink applies 100k
+// created events from the stream, against its baseline in the same run: a
+// plain pgx COPY of the same rows into a table of the same layout.
+//
+//	COMETSTREAM_POSTGRES_DSN=... go test -run XXX -bench SinkApply100k -benchtime 1x ./consumer/postgres
+func BenchmarkSinkApply100k(b *testing.B) {
+	d := dsn(b)
+	srv := testenv.StartNATS(b, b.TempDir())
+	_, js := testenv.Connect(b, srv.ClientURL())
+	rows, cols, last := benchStream(b, js, benchEvents)
+	ctx := context.Background()
+	var sinkTime, copyTime time.Duration
+	for i := 0; b.Loop(); i++ {
+		schema := fmt.Sprintf("bench_%d_%d", time.Now().UnixNano()%1e9, i)
+		copyTime += copyBaseline(b, d, schema+"_copy", rows, cols)
+		store, err := Open(ctx, d, schema)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		start := time.Now()
+		var end time.Time
+		err = consumer.Materialize(mctx, consumer.MaterializeConfig{
+			JetStream: js, Durable: "bench" + schema, Store: store,
+			OnApplied: func(msgs []*consumer.Message) {
+				if msgs[len(msgs)-1].Seq == last {
+					end = time.Now()
+					cancel()
+				}
+			},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		sinkTime += end.Sub(start)
+		var n int
+		store.pool.QueryRow(ctx, `SELECT count(*) FROM `+Ident(schema)+`.persons`).Scan(&n)
+		if n != benchEvents {
+			b.Fatalf("%d rows, want %d", n, benchEvents)
+		}
+		store.pool.Exec(ctx, `DROP SCHEMA `+Ident(schema)+` CASCADE; DROP SCHEMA `+Ident(schema+"_copy")+` CASCADE`)
+		store.Close()
+	}
+	total := float64(benchEvents * b.N)
+	b.ReportMetric(total/sinkTime.Seconds(), "events/s")
+	b.ReportMetric(total/copyTime.Seconds(), "copy_rows/s")
+	b.ReportMetric(copyTime.Seconds()/sinkTime.Seconds(), "ratio")
+}
+
+func copyBaseline(b *testing.B, dsn, schema string, rows []event.Row, cols []event.Column) time.Duration {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var defs, names []string
+	for _, c := range cols {
+		defs = append(defs, Ident(c.Key)+" "+SQLType(c.Type))
+		names = append(names, c.Key)
+	}
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+Ident(schema)+`; CREATE TABLE `+Ident(schema)+`.persons (`+joinComma(defs)+`, PRIMARY KEY ("personId"))`); err != nil {
+		b.Fatal(err)
+	}
+	data := make([][]any, len(rows))
+	for i, r := range rows {
+		data[i] = make([]any, len(cols))
+		for j, c := range cols {
+			if data[i][j], err = pgValue(c.Type, r[c.Key]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	start := time.Now()
+	if _, err := conn.CopyFrom(ctx, pgx.Identifier{schema, "persons"}, names, pgx.CopyFromRows(data)); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
+}
+
+func joinComma(s []string) string {
+	out := ""
+	for i, v := range s {
+		if i > 0 {
+			out += ", "
+		}
+		out += v
+	}
+	return out
+}
+
+// benchStream publishes a schema event and n created events for simulated
+// persons, and returns the rows, columns and the last sequence.
+func benchStream(b *testing.B, js jetstream.JetStream, n int) ([]event.Row, []event.Column, uint64) {
+	sim, err := simulator.New(simulator.Config{Seed: 9, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: n}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
+		b.Fatal(err)
+	}
+	cols := sim.Columns("persons")
+	schema, _ := event.NewSchema(cols)
+	sc, _ := event.Encode("schema", "comet://bench/persons", event.TypeSchema, time.Now(), event.SchemaChange{Report: "persons", Columns: cols})
+	js.Publish(ctx, "comet.persons.report.schema", sc)
+	kv, _ := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")})
+	st, _ := json.Marshal(event.ReportState{Key: []string{"personId"}, Columns: cols})
+	kv.Put(ctx, "persons", st)
+	rows := sim.Rows("persons")
+	ajs, _ := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(4096))
+	for i, r := range rows {
+		vals := make([]event.Value, len(cols))
+		for j, c := range cols {
+			vals[j] = r[c.Key]
+		}
+		tok := r["personId"].Raw
+		data := (&event.RowEvent{ID: fmt.Sprint(i), Source: "comet://bench/persons", Token: tok, Time: time.Now(), Report: "persons",
+			Op: event.OpCreated, Sync: "s", Key: []byte(`{"personId":` + tok + `}`), After: schema.AppendRow(nil, vals)}).Append(nil)
+		if _, err := ajs.PublishAsync("comet.persons.row.created."+tok, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-ajs.PublishAsyncComplete()
+	s, _ := js.Stream(ctx, "COMET")
+	info, _ := s.Info(ctx)
+	return rows, cols, info.State.LastSeq
+}

@@ -1,0 +1,214 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/consumer/sinktest"
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// dsn returns the test server's DSN. Outside CI the tests skip without
+// one; in CI (CI=true) a missing server fails them.
+func dsn(t testing.TB) string {
+	d := os.Getenv("COMETSTREAM_POSTGRES_DSN")
+	if d == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but COMETSTREAM_POSTGRES_DSN is not set: .ci/run starts a PostgreSQL server and exports it")
+		}
+		t.Skip("no PostgreSQL: start one with `.ci/postgres.sh` and export COMETSTREAM_POSTGRES_DSN=<the DSN it prints>")
+	}
+	return d
+}
+
+var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// schemaFor gives each test and database name its own schema.
+func schemaFor(t *testing.T, name string) string {
+	s := "t_" + nonIdent.ReplaceAllString(strings.ToLower(t.Name()), "_") + "_" + name
+	if len(s) > 63 {
+		s = s[len(s)-63:]
+		s = "t" + s[1:]
+	}
+	return s
+}
+
+func target(t *testing.T) sinktest.Target {
+	d := dsn(t)
+	return sinktest.Target{
+		Kind: "postgres",
+		Args: func(t *testing.T, name string) []string {
+			return []string{"--dsn", d, "--schema", schemaFor(t, name)}
+		},
+		Rows: func(t *testing.T, name, report string) []map[string]any {
+			return readTable(t, d, schemaFor(t, name), report)
+		},
+	}
+}
+
+// readTable reads a table with values rendered as text in their contract
+// form: numeric as written, date as YYYY-MM-DD, timestamptz as RFC 3339 UTC
+// with milliseconds.
+func readTable(t *testing.T, dsn, schema, report string) []map[string]any {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, schema, report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type col struct{ name, typ string }
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (col, error) {
+		var c col
+		return c, r.Scan(&c.name, &c.typ)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cols) == 0 {
+		return nil
+	}
+	var sel []string
+	for _, c := range cols {
+		switch c.typ {
+		case "timestamp with time zone":
+			sel = append(sel, fmt.Sprintf(`to_char(%s AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`, Ident(c.name)))
+		default:
+			sel = append(sel, Ident(c.name)+"::text")
+		}
+	}
+	rows, err = conn.Query(ctx, `SELECT `+strings.Join(sel, ", ")+` FROM `+Ident(schema)+`.`+Ident(report))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := []map[string]any{}
+	for rows.Next() {
+		vals := make([]*string, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]any{}
+		for i, c := range cols {
+			if vals[i] == nil {
+				m[c.name] = nil
+			} else {
+				m[c.name] = *vals[i]
+			}
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestConvergence(t *testing.T)  { sinktest.Convergence(t, target(t)) }
+func TestReplay(t *testing.T)       { sinktest.Replay(t, target(t)) }
+func TestSchemaChange(t *testing.T) { sinktest.SchemaChange(t, target(t)) }
+
+// TestTypesExact stores every column type and reads it back: numbers keep
+// every digit, dates and times are UTC.
+func TestTypesExact(t *testing.T) {
+	d := dsn(t)
+	ctx := context.Background()
+	schema := schemaFor(t, "types")
+	s, err := Open(ctx, d, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+Ident(schema)+` CASCADE`)
+	s.Close()
+	if s, err = Open(ctx, d, schema); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	tbl := &consumer.Table{Report: "fees", Key: []string{"ref"}, Columns: []event.Column{
+		{Key: "ref", Type: event.TypeString}, {Key: "amount", Type: event.TypeAmount}, {Key: "big", Type: event.TypeNumber},
+		{Key: "due", Type: event.TypeDate}, {Key: "at", Type: event.TypeDateTime}, {Key: `x"; DROP TABLE fees; --`, Type: event.TypeString},
+	}}
+	row := event.Row{
+		"ref": event.TextValue("FEE 2026/1 A"), "amount": event.NumberValue("125.50"), "big": event.NumberValue("12345678901234567890.10"),
+		"due": event.TextValue("2002-07-24"), "at": event.TextValue("2026-03-31T07:49:21.680Z"), `x"; DROP TABLE fees; --`: event.TextValue("ok"),
+	}
+	exp := event.Row{"ref": event.TextValue("E"), "amount": event.NumberValue("1.5e3"), "big": event.NumberValue("-2E-2"),
+		"due": {}, "at": {}, `x"; DROP TABLE fees; --`: {}}
+	err = s.Apply(ctx, &consumer.Batch{
+		Changes: []consumer.Change{
+			{Kind: consumer.ChangeTable, Table: tbl},
+			{Kind: consumer.ChangeUpsert, Table: tbl, Row: row},
+			{Kind: consumer.ChangeUpsert, Table: tbl, Row: exp},
+		},
+		Positions: map[string]uint64{"fees": 7},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := readTable(t, d, schema, "fees")
+	want := map[string]map[string]any{
+		"FEE 2026/1 A": {"amount": "125.50", "big": "12345678901234567890.10", "due": "2002-07-24", "at": "2026-03-31T07:49:21.680Z", `x"; DROP TABLE fees; --`: "ok"},
+		"E":            {"amount": "1500", "big": "-0.02", "due": nil, "at": nil, `x"; DROP TABLE fees; --`: nil},
+	}
+	if len(got) != 2 {
+		t.Fatalf("rows %v", got)
+	}
+	for _, r := range got {
+		for k, v := range want[r["ref"].(string)] {
+			if r[k] != v {
+				t.Errorf("%v %s = %v, want %v", r["ref"], k, r[k], v)
+			}
+		}
+	}
+	pos, _ := s.Positions(ctx)
+	if pos["fees"] != 7 {
+		t.Errorf("position %v", pos)
+	}
+	// Deleting by a numeric-free key, and a second upsert of the same key in
+	// one batch: the last one wins.
+	err = s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{
+		{Kind: consumer.ChangeDelete, Table: tbl, Row: event.Row{"ref": event.TextValue("E")}},
+		{Kind: consumer.ChangeUpsert, Table: tbl, Row: event.Row{"ref": event.TextValue("F"), "amount": event.NumberValue("1")}},
+		{Kind: consumer.ChangeUpsert, Table: tbl, Row: event.Row{"ref": event.TextValue("F"), "amount": event.NumberValue("2")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = readTable(t, d, schema, "fees")
+	if len(got) != 2 {
+		t.Fatalf("after delete: %v", got)
+	}
+	for _, r := range got {
+		if r["ref"] == "F" && r["amount"] != "2" {
+			t.Errorf("F amount %v, want the last upsert's 2", r["amount"])
+		}
+		if r["ref"] == "E" {
+			t.Error("E was not deleted")
+		}
+	}
+}
+
+func TestPlainDecimal(t *testing.T) {
+	for in, want := range map[string]string{
+		"125.50": "125.50", "1e3": "1000", "1.5e3": "1500", "-2E-2": "-0.02", "1.25E+1": "12.5", "0e0": "0", "12345": "12345", "5e-1": "0.5",
+	} {
+		if got := PlainDecimal(in); got != want {
+			t.Errorf("PlainDecimal(%s) = %s, want %s", in, got, want)
+		}
+	}
+}

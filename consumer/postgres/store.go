@@ -1,0 +1,449 @@
+// Package postgres is the PostgreSQL store of cometstream's materializing
+// sink (CONTRACT.md section 7): the report tables in one schema (comet by
+// default), NUMBER and AMOUNT as numeric, DATE as date, DATETIME as
+// timestamptz, the rest text, the key columns as primary key, and
+// bookkeeping in tables starting with _cometstream. Upserts go through COPY
+// into a temporary table and one INSERT … ON CONFLICT per table and batch,
+// in the same transaction as the stream positions.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// KeyColumn is the primary key of a report keyed by content: the row key
+// token.
+const KeyColumn = "_cometstream_key"
+
+// SchemaRE is what a schema name must match.
+var SchemaRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
+
+// Store is a PostgreSQL schema kept by a sink.
+type Store struct {
+	pool   *pgxpool.Pool
+	schema string
+	mu     sync.Mutex
+	tables map[string]*consumer.Table // layouts as created
+}
+
+var _ consumer.Store = (*Store)(nil)
+
+// Open connects and creates the schema and the bookkeeping tables.
+func Open(ctx context.Context, dsn, schema string) (*Store, error) {
+	if !SchemaRE.MatchString(schema) {
+		return nil, fmt.Errorf("schema %q must match %s", schema, SchemaRE)
+	}
+	pool, err := pgxpool.New(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	s := &Store{pool: pool, schema: schema, tables: map[string]*consumer.Table{}}
+	for _, q := range []string{
+		`CREATE SCHEMA IF NOT EXISTS ` + Ident(schema),
+		`CREATE TABLE IF NOT EXISTS ` + s.name("_cometstream_position") + ` (report text PRIMARY KEY, seq bigint NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ` + s.name("_cometstream_table") + ` (report text PRIMARY KEY, key jsonb NOT NULL, columns jsonb NOT NULL)`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			pool.Close()
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+	}
+	if s.tables, err = s.Tables(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Pool returns the connection pool, for reading.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ident quotes an SQL identifier.
+func Ident(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+func (s *Store) name(table string) string { return Ident(s.schema) + "." + Ident(table) }
+
+// SQLType is a column's PostgreSQL type.
+func SQLType(t event.ColumnType) string {
+	switch t {
+	case event.TypeNumber, event.TypeAmount:
+		return "numeric"
+	case event.TypeDate:
+		return "date"
+	case event.TypeDateTime:
+		return "timestamptz"
+	}
+	return "text"
+}
+
+// Positions implements consumer.Store.
+func (s *Store) Positions(ctx context.Context) (map[string]uint64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT report, seq FROM `+s.name("_cometstream_position"))
+	if err != nil {
+		return nil, fmt.Errorf("positions: %w", err)
+	}
+	out := map[string]uint64{}
+	var r string
+	var seq int64
+	_, err = pgx.ForEachRow(rows, []any{&r, &seq}, func() error { out[r] = uint64(seq); return nil })
+	return out, err
+}
+
+// Tables implements consumer.Store.
+func (s *Store) Tables(ctx context.Context) (map[string]*consumer.Table, error) {
+	rows, err := s.pool.Query(ctx, `SELECT report, key, columns FROM `+s.name("_cometstream_table"))
+	if err != nil {
+		return nil, fmt.Errorf("tables: %w", err)
+	}
+	out := map[string]*consumer.Table{}
+	var r string
+	var key, cols []byte
+	_, err = pgx.ForEachRow(rows, []any{&r, &key, &cols}, func() error {
+		t := &consumer.Table{Report: r}
+		if err := json.Unmarshal(key, &t.Key); err != nil {
+			return err
+		}
+		if err := json.Unmarshal(cols, &t.Columns); err != nil {
+			return err
+		}
+		out[r] = t
+		return nil
+	})
+	return out, err
+}
+
+// Reset implements consumer.Store.
+func (s *Store) Reset(ctx context.Context, report string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, ok := s.tables[report]; ok {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+s.name(report)); err != nil {
+				return fmt.Errorf("reset %s: %w", report, err)
+			}
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM `+s.name("_cometstream_position")+` WHERE report = $1`, report)
+		return err
+	})
+}
+
+// Apply implements consumer.Store: the changes and the positions in one
+// transaction.
+func (s *Store) Apply(ctx context.Context, b *consumer.Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	saved := maps.Clone(s.tables)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		changes := b.Changes
+		for len(changes) > 0 {
+			ch := changes[0]
+			switch ch.Kind {
+			case consumer.ChangeTable:
+				if err := s.ensureTable(ctx, tx, ch.Table); err != nil {
+					return err
+				}
+				changes = changes[1:]
+			case consumer.ChangeUpsert:
+				// A run of upserts to one table with one column set goes in
+				// one COPY and one merge.
+				n := 1
+				for n < len(changes) && changes[n].Kind == consumer.ChangeUpsert && changes[n].Table.Report == ch.Table.Report && sameColumns(changes[n].Row, ch.Row) {
+					n++
+				}
+				if err := s.upsert(ctx, tx, changes[:n]); err != nil {
+					return err
+				}
+				changes = changes[n:]
+			case consumer.ChangeDelete:
+				if err := s.delete(ctx, tx, ch); err != nil {
+					return err
+				}
+				changes = changes[1:]
+			}
+		}
+		if len(b.Positions) > 0 {
+			batch := &pgx.Batch{}
+			for r, seq := range b.Positions {
+				batch.Queue(`INSERT INTO `+s.name("_cometstream_position")+` (report, seq) VALUES ($1, $2) ON CONFLICT (report) DO UPDATE SET seq = excluded.seq`, r, int64(seq))
+			}
+			if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+				return fmt.Errorf("positions: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		s.tables = saved
+	}
+	return err
+}
+
+func sameColumns(a, b consumer.Row) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// ensureTable creates a report's table or adds the columns it lacks.
+func (s *Store) ensureTable(ctx context.Context, tx pgx.Tx, t *consumer.Table) error {
+	r := t.Report
+	if old, ok := s.tables[r]; ok && !slices.Equal(old.Key, t.Key) {
+		// Re-keyed by the producer: rebuilt by the events that follow.
+		if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+s.name(r)); err != nil {
+			return fmt.Errorf("drop %s: %w", r, err)
+		}
+		delete(s.tables, r)
+	}
+	var defs, pk []string
+	for _, c := range t.Columns {
+		defs = append(defs, Ident(c.Key)+" "+SQLType(c.Type))
+	}
+	if t.ContentKeyed() {
+		defs = append(defs, Ident(KeyColumn)+" text NOT NULL")
+		pk = []string{Ident(KeyColumn)}
+	} else {
+		for _, k := range t.Key {
+			pk = append(pk, Ident(k))
+			if _, ok := t.Column(k); !ok {
+				defs = append(defs, Ident(k)+" text")
+			}
+		}
+	}
+	q := `CREATE TABLE IF NOT EXISTS ` + s.name(r) + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`
+	if _, err := tx.Exec(ctx, q); err != nil {
+		return fmt.Errorf("create table %s: %w", r, err)
+	}
+	for _, c := range t.Columns {
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+s.name(r)+` ADD COLUMN IF NOT EXISTS `+Ident(c.Key)+` `+SQLType(c.Type)); err != nil {
+			return fmt.Errorf("add column %s.%s: %w", r, c.Key, err)
+		}
+	}
+	key, _ := json.Marshal(t.Key)
+	cols, _ := json.Marshal(t.Columns)
+	if _, err := tx.Exec(ctx, `INSERT INTO `+s.name("_cometstream_table")+` (report, key, columns) VALUES ($1, $2, $3) ON CONFLICT (report) DO UPDATE SET key = excluded.key, columns = excluded.columns`, r, key, cols); err != nil {
+		return fmt.Errorf("layout of %s: %w", r, err)
+	}
+	s.tables[r] = t
+	return nil
+}
+
+// upsert writes a run of rows of one table with one column set: COPY into a
+// temporary table, then one INSERT … ON CONFLICT. Within the run the last
+// row of a key wins, as it would applied one by one.
+func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) error {
+	t := run[0].Table
+	layout := s.tables[t.Report]
+	if layout == nil {
+		return fmt.Errorf("upsert into %s: no table", t.Report)
+	}
+	cols := slices.Sorted(maps.Keys(run[0].Row))
+	copyCols := slices.Clone(cols)
+	if t.ContentKeyed() {
+		copyCols = append(copyCols, KeyColumn)
+	}
+	types := make([]event.ColumnType, len(cols))
+	for i, c := range cols {
+		types[i] = event.TypeString
+		if col, ok := layout.Column(c); ok {
+			types[i] = col.Type
+		}
+	}
+	// The last change of each key, in order.
+	keyOf := func(ch consumer.Change) string {
+		if t.ContentKeyed() {
+			return ch.Token
+		}
+		var b strings.Builder
+		for _, k := range t.Key {
+			b.WriteString(ch.Row[k].Raw)
+			b.WriteByte(0)
+		}
+		return b.String()
+	}
+	last := make(map[string]int, len(run))
+	for i, ch := range run {
+		last[keyOf(ch)] = i
+	}
+	rows := make([][]any, 0, len(last))
+	for i, ch := range run {
+		if last[keyOf(ch)] != i {
+			continue
+		}
+		row := make([]any, len(copyCols))
+		for j, c := range cols {
+			v, err := pgValue(types[j], ch.Row[c])
+			if err != nil {
+				return fmt.Errorf("%s.%s: %w", t.Report, c, err)
+			}
+			row[j] = v
+		}
+		if t.ContentKeyed() {
+			row[len(cols)] = ch.Token
+		}
+		rows = append(rows, row)
+	}
+	stage := "_cometstream_stage"
+	var defs []string
+	for i, c := range cols {
+		defs = append(defs, Ident(c)+" "+SQLType(types[i]))
+	}
+	if t.ContentKeyed() {
+		defs = append(defs, Ident(KeyColumn)+" text")
+	}
+	if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS pg_temp.`+stage+`; CREATE TEMPORARY TABLE `+stage+` (`+strings.Join(defs, ", ")+`) ON COMMIT DROP`); err != nil {
+		return fmt.Errorf("staging for %s: %w", t.Report, err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, copyCols, pgx.CopyFromRows(rows)); err != nil {
+		return fmt.Errorf("copy into %s: %w", t.Report, err)
+	}
+	var names, sets, conflict []string
+	for _, c := range copyCols {
+		names = append(names, Ident(c))
+	}
+	for _, c := range cols {
+		sets = append(sets, Ident(c)+" = excluded."+Ident(c))
+	}
+	if t.ContentKeyed() {
+		conflict = []string{Ident(KeyColumn)}
+	} else {
+		for _, k := range t.Key {
+			conflict = append(conflict, Ident(k))
+		}
+	}
+	action := "DO UPDATE SET " + strings.Join(sets, ", ")
+	q := `INSERT INTO ` + s.name(t.Report) + ` (` + strings.Join(names, ", ") + `) SELECT ` + strings.Join(names, ", ") + ` FROM ` + stage +
+		` ON CONFLICT (` + strings.Join(conflict, ", ") + `) ` + action
+	if _, err := tx.Exec(ctx, q); err != nil {
+		return fmt.Errorf("merge into %s: %w", t.Report, err)
+	}
+	return nil
+}
+
+func (s *Store) delete(ctx context.Context, tx pgx.Tx, ch consumer.Change) error {
+	t := ch.Table
+	layout := s.tables[t.Report]
+	if layout == nil {
+		return nil
+	}
+	var where []string
+	var args []any
+	if t.ContentKeyed() {
+		where, args = []string{Ident(KeyColumn) + " = $1"}, []any{ch.Token}
+	} else {
+		for i, k := range t.Key {
+			v, ok := ch.Row[k]
+			if !ok {
+				return errors.New("delete from " + t.Report + ": the event lacks key column " + k)
+			}
+			typ := event.TypeString
+			if col, ok := layout.Column(k); ok {
+				typ = col.Type
+			}
+			pv, err := pgValue(typ, v)
+			if err != nil {
+				return err
+			}
+			where = append(where, fmt.Sprintf("%s = $%d", Ident(k), i+1))
+			args = append(args, pv)
+		}
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM `+s.name(t.Report)+` WHERE `+strings.Join(where, " AND "), args...); err != nil {
+		return fmt.Errorf("delete from %s: %w", t.Report, err)
+	}
+	return nil
+}
+
+// pgValue converts a contract value to what pgx encodes for the column type.
+func pgValue(t event.ColumnType, v event.Value) (any, error) {
+	if v.IsNull() {
+		return nil, nil
+	}
+	switch SQLType(t) {
+	case "numeric":
+		var n pgtype.Numeric
+		if err := n.Scan(PlainDecimal(v.Raw)); err != nil {
+			return nil, fmt.Errorf("numeric %q: %w", jsonTrunc(v.Raw), err)
+		}
+		return n, nil
+	case "date":
+		d, err := time.ParseInLocation(event.DateLayout, v.Raw, time.UTC)
+		if err != nil {
+			return nil, fmt.Errorf("date %q: %w", jsonTrunc(v.Raw), err)
+		}
+		return pgtype.Date{Time: d, Valid: true}, nil
+	case "timestamptz":
+		ts, err := time.Parse(time.RFC3339Nano, v.Raw)
+		if err != nil {
+			return nil, fmt.Errorf("timestamp %q: %w", jsonTrunc(v.Raw), err)
+		}
+		return ts, nil
+	}
+	return v.Raw, nil
+}
+
+func jsonTrunc(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "…"
+	}
+	return s
+}
+
+// PlainDecimal rewrites a JSON number in exponent form ("1.5e3") as plain
+// digits ("1500"), exactly; other literals are returned as they are.
+func PlainDecimal(lit string) string {
+	i := strings.IndexAny(lit, "eE")
+	if i < 0 {
+		return lit
+	}
+	mant, expStr := lit[:i], lit[i+1:]
+	exp := 0
+	if _, err := fmt.Sscanf(expStr, "%d", &exp); err != nil || exp > 1000 || exp < -1000 {
+		return lit
+	}
+	neg := strings.HasPrefix(mant, "-")
+	mant = strings.TrimPrefix(mant, "-")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := intPart + frac
+	point := len(intPart) + exp
+	switch {
+	case point <= 0:
+		digits = "0." + strings.Repeat("0", -point) + digits
+	case point >= len(digits):
+		digits += strings.Repeat("0", point-len(digits))
+	default:
+		digits = digits[:point] + "." + digits[point:]
+	}
+	digits = strings.TrimLeft(digits, "0")
+	if digits == "" || digits[0] == '.' {
+		digits = "0" + digits
+	}
+	if neg {
+		digits = "-" + digits
+	}
+	return digits
+}
