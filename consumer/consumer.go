@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -43,6 +44,9 @@ type Config struct {
 	// AckWait is how long the server waits for an acknowledgement before it
 	// redelivers; the consumer keeps messages in hand alive. Default 1m.
 	AckWait time.Duration
+	// MaxAckPending bounds the messages handed out and not yet settled;
+	// default 4 × BatchSize.
+	MaxAckPending int
 	// DeadLetterStream holds dead letters, under subject
 	// "<prefix>_dlq.<durable>"; default "<stream>_DLQ". It is created when
 	// the first message goes there.
@@ -91,6 +95,7 @@ type Consumer struct {
 	js       jetstream.JetStream
 	log      *slog.Logger
 	subjects []string
+	dlqMu    sync.Mutex
 	dlqReady bool
 }
 
@@ -116,6 +121,9 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = time.Minute
+	}
+	if cfg.MaxAckPending <= 0 {
+		cfg.MaxAckPending = 4 * cfg.BatchSize
 	}
 	if cfg.DeadLetterStream == "" {
 		cfg.DeadLetterStream = cfg.Stream + "_DLQ"
@@ -275,6 +283,11 @@ func (c *Consumer) decodeLoop(ctx context.Context, in <-chan jetstream.Msg, out 
 
 // consumer creates or updates the JetStream consumer.
 func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	return c.open(ctx, jetstream.AckAllPolicy)
+}
+
+// open creates or updates the JetStream consumer with the given ack policy.
+func (c *Consumer) open(ctx context.Context, ack jetstream.AckPolicy) (jetstream.Consumer, error) {
 	if c.cfg.Durable == "" {
 		oc := jetstream.OrderedConsumerConfig{FilterSubjects: c.subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 		switch {
@@ -293,9 +306,9 @@ func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		Durable:        c.cfg.Durable,
 		Description:    "cometstream consumer",
 		FilterSubjects: c.subjects,
-		AckPolicy:      jetstream.AckAllPolicy,
+		AckPolicy:      ack,
 		AckWait:        c.cfg.AckWait,
-		MaxAckPending:  4 * c.cfg.BatchSize,
+		MaxAckPending:  c.cfg.MaxAckPending,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 	}
 	if c.cfg.StartSeq > 0 {
@@ -312,7 +325,9 @@ func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	default:
 		info := existing.CachedInfo()
 		ahead := c.cfg.StartSeq > 0 && info.AckFloor.Stream+1 > c.cfg.StartSeq
-		if !ahead && info.Config.FilterSubject == want.FilterSubject && slices.Equal(info.Config.FilterSubjects, want.FilterSubjects) {
+		same := info.Config.FilterSubject == want.FilterSubject && slices.Equal(info.Config.FilterSubjects, want.FilterSubjects) &&
+			info.Config.AckPolicy == want.AckPolicy && info.Config.MaxAckPending == want.MaxAckPending && info.Config.AckWait == want.AckWait
+		if !ahead && same {
 			return existing, nil
 		}
 		if ahead {
@@ -432,6 +447,10 @@ func (c *Consumer) ack(batch []*Message) error {
 // and acknowledges it. The dead letter's message id makes a repeat after a
 // crash harmless.
 func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, delivered int, reason error) error {
+	return c.deadLetterTo(ctx, c.DeadLetterSubject(), m, delivered, reason, nil)
+}
+
+func (c *Consumer) deadLetterTo(ctx context.Context, subject string, m jetstream.Msg, delivered int, reason error, extra nats.Header) error {
 	if err := c.ensureDLQ(ctx); err != nil {
 		return err
 	}
@@ -440,16 +459,19 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, delivered in
 	if md != nil {
 		seq = md.Sequence.Stream
 	}
-	dl := nats.NewMsg(c.DeadLetterSubject())
+	dl := nats.NewMsg(subject)
 	dl.Data = m.Data()
 	for k, v := range m.Headers() {
 		dl.Header[k] = v
 	}
-	dl.Header.Set(jetstream.MsgIDHeader, "dlq-"+c.cfg.Durable+"-"+strconv.FormatUint(seq, 10))
+	dl.Header.Set(jetstream.MsgIDHeader, "dlq-"+subject+"-"+strconv.FormatUint(seq, 10))
 	dl.Header.Set(HeaderDLQReason, reason.Error())
 	dl.Header.Set(HeaderDLQSeq, strconv.FormatUint(seq, 10))
 	dl.Header.Set(HeaderDLQSubject, m.Subject())
 	dl.Header.Set(HeaderDLQDelivered, strconv.Itoa(delivered))
+	for k, v := range extra {
+		dl.Header[k] = v
+	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	if _, err := c.js.PublishMsg(pctx, dl); err != nil {
@@ -463,6 +485,8 @@ func (c *Consumer) deadLetter(ctx context.Context, m jetstream.Msg, delivered in
 }
 
 func (c *Consumer) ensureDLQ(ctx context.Context) error {
+	c.dlqMu.Lock()
+	defer c.dlqMu.Unlock()
 	if c.dlqReady {
 		return nil
 	}

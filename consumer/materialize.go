@@ -30,6 +30,7 @@ type MaterializeConfig struct {
 	FromStart bool
 	Store     Store
 	// BatchSize bounds the events applied in one transaction; default 1000.
+	// Batches take what has arrived, so a large bound adds no latency.
 	BatchSize int
 	Logger    *slog.Logger
 	// OnApplied, when set, is called after each committed batch with the

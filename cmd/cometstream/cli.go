@@ -43,7 +43,7 @@ func commands() []command {
 	return []command{
 		{"produce", "poll COMET reports and publish change events", runProduce},
 		{"inspect", "show a report's columns and key candidates", runInspect},
-		{"sink", "materialize events: sink sqlite|postgres", runSink},
+		{"sink", "sink sqlite|postgres (materialize) or sink webhook [replay] (deliver)", runSink},
 		{"tail", "print events as JSON lines (readable and coloured on a terminal)", runTail},
 		{"status", "print the state of every report", runStatus},
 		{"allow-deletes", "release a report's held deletes once", runAllowDeletes},

@@ -28,15 +28,17 @@ import (
 
 func runSink(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return usagef("sink needs a kind: sqlite or postgres")
+		return usagef("sink needs a kind: sqlite, postgres or webhook")
 	}
 	switch args[0] {
 	case "sqlite":
 		return runSinkSQLite(ctx, args[1:])
 	case "postgres":
 		return runSinkPostgres(ctx, args[1:])
+	case "webhook":
+		return runSinkWebhook(ctx, args[1:])
 	}
-	return usagef("unknown sink %q: sqlite or postgres", args[0])
+	return usagef("unknown sink %q: sqlite, postgres or webhook", args[0])
 }
 
 // sinkFlags are the flags every materializing sink takes.
@@ -49,6 +51,7 @@ type sinkFlags struct {
 	prefix    string
 	http      string
 	log       logFlags
+	batch     int // events per transaction; 0: the library's default
 }
 
 func (f *sinkFlags) register(fs *flag.FlagSet) {
@@ -170,7 +173,7 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 	log.Info("sink starting", "kind", kind, "durable", durable)
 	err = consumer.Materialize(ctx, consumer.MaterializeConfig{
 		JetStream: js, Stream: f.stream, Prefix: f.prefix, Durable: durable,
-		Reports: splitList(f.reports), FromStart: f.fromStart, Store: store, Logger: log,
+		Reports: splitList(f.reports), FromStart: f.fromStart, Store: store, Logger: log, BatchSize: f.batch,
 		OnReady: func() { ready = true },
 		OnApplied: func(msgs []*consumer.Message) {
 			metrics.applied(msgs)
@@ -210,6 +213,9 @@ func runSinkSQLite(ctx context.Context, args []string) error {
 	return materialize(ctx, &f, "sqlite", filepath.Base(abs), abs, store, log, nil)
 }
 
+// PostgresBatch is the PostgreSQL sink's events per transaction.
+const PostgresBatch = 5000
+
 func runSinkPostgres(ctx context.Context, args []string) error {
 	fs := newFlags("sink postgres")
 	var f sinkFlags
@@ -234,6 +240,8 @@ func runSinkPostgres(ctx context.Context, args []string) error {
 		return fmt.Errorf("--dsn: %w", err)
 	}
 	defer store.Close()
+	// PostgreSQL pays per transaction more than per row: larger batches.
+	f.batch = PostgresBatch
 	// The durable name hashes the DSN (which may hold a password) with the schema.
 	return materialize(ctx, &f, "postgres", *schema, *schema+"\x00"+*dsn, store, log, nil)
 }

@@ -9,6 +9,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -307,7 +309,6 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) er
 		}
 		rows = append(rows, row)
 	}
-	stage := "_cometstream_stage"
 	var defs []string
 	for i, c := range cols {
 		defs = append(defs, Ident(c)+" "+SQLType(types[i]))
@@ -315,7 +316,11 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) er
 	if t.ContentKeyed() {
 		defs = append(defs, Ident(KeyColumn)+" text")
 	}
-	if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS pg_temp.`+stage+`; CREATE TEMPORARY TABLE `+stage+` (`+strings.Join(defs, ", ")+`) ON COMMIT DROP`); err != nil {
+	// One staging table per session and column layout, emptied at every
+	// commit: no DDL per batch once it exists.
+	sum := sha256.Sum256([]byte(strings.Join(defs, ",")))
+	stage := "_cometstream_stage_" + hex.EncodeToString(sum[:8])
+	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE IF NOT EXISTS `+stage+` (`+strings.Join(defs, ", ")+`) ON COMMIT DELETE ROWS`); err != nil {
 		return fmt.Errorf("staging for %s: %w", t.Report, err)
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, copyCols, pgx.CopyFromRows(rows)); err != nil {

@@ -1,0 +1,87 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// RunEach consumes with explicit acknowledgements and hands each message to
+// one of workers goroutines, for handlers that settle messages one by one
+// and out of order (the webhook bridge): h must call exactly one of
+// Message.Ack, Message.Retry or Consumer.DeadLetter. Undecodable messages
+// are dead-lettered. A message h has not settled when the consumer stops
+// is redelivered. Durable consumers only.
+func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Context, *Message)) error {
+	if c.cfg.Durable == "" {
+		return errors.New("consumer: RunEach needs a durable consumer")
+	}
+	cons, err := c.open(ctx, jetstream.AckExplicitPolicy)
+	if err != nil {
+		return err
+	}
+	work := make(chan jetstream.Msg)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		select {
+		case work <- m:
+		case <-ctx.Done():
+			_ = m.Nak()
+		}
+	}, jetstream.PullMaxMessages(max(workers, 1)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			c.log.Warn("consume", "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", c.cfg.Stream, err)
+	}
+	var wg sync.WaitGroup
+	for range max(workers, 1) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				var m jetstream.Msg
+				select {
+				case <-ctx.Done():
+					return
+				case m = <-work:
+				}
+				msg, err := c.decode(m)
+				if err != nil {
+					if err := c.deadLetter(ctx, m, 1, err); err != nil {
+						c.log.Error("dead-letter", "err", err)
+						_ = m.Nak()
+					}
+					continue
+				}
+				h(context.WithoutCancel(ctx), msg)
+			}
+		}()
+	}
+	<-ctx.Done()
+	cc.Stop()
+	wg.Wait()
+	return nil
+}
+
+// Ack settles a message handled by RunEach.
+func (m *Message) Ack() error { return m.msg.Ack() }
+
+// Retry has the server deliver a RunEach message again after delay; the
+// message's Delivered count grows with each delivery, across restarts.
+func (m *Message) Retry(delay time.Duration) error { return m.msg.NakWithDelay(delay) }
+
+// InProgress tells the server the message is still being worked on.
+func (m *Message) InProgress() error { return m.msg.InProgress() }
+
+// DeadLetter publishes a message to subject in the dead-letter stream with
+// the reason and extra headers, and acknowledges it.
+func (c *Consumer) DeadLetter(ctx context.Context, subject string, m *Message, reason error, extra nats.Header) error {
+	return c.deadLetterTo(ctx, subject, m.msg, m.Delivered, reason, extra)
+}
