@@ -484,12 +484,12 @@ func TestOrdered(t *testing.T) {
 func TestConfigErrorsNameTheField(t *testing.T) {
 	for yaml, field := range map[string]string{
 		"endpoints: []\n": "endpoints",
-		"endpoints:\n  - {name: a, url: ftp://x, secrets: [" + secretNew + "]}\n":                "endpoints[0].url",
-		"endpoints:\n  - {name: a, url: https://x}\n":                                             "endpoints[0].secrets",
-		"endpoints:\n  - {name: a, url: https://x, secrets: [nope]}\n":                            "endpoints[0].secrets[0]",
-		"endpoints:\n  - {name: a, url: https://x, secrets_env: NOPE_UNSET}\n":                    "endpoints[0].secrets_env",
-		"endpoints:\n  - {name: a, url: https://x, secrets: [" + secretNew + "], types: [x]}\n":   "endpoints[0].types[0]",
-		"allow_private: [nonsense]\nendpoints:\n  - {name: a, url: https://x}\n":                  "allow_private[0]",
+		"endpoints:\n  - {name: a, url: ftp://x, secrets: [" + secretNew + "]}\n":                  "endpoints[0].url",
+		"endpoints:\n  - {name: a, url: https://x}\n":                                              "endpoints[0].secrets",
+		"endpoints:\n  - {name: a, url: https://x, secrets: [nope]}\n":                             "endpoints[0].secrets[0]",
+		"endpoints:\n  - {name: a, url: https://x, secrets_env: NOPE_UNSET}\n":                     "endpoints[0].secrets_env",
+		"endpoints:\n  - {name: a, url: https://x, secrets: [" + secretNew + "], types: [x]}\n":    "endpoints[0].types[0]",
+		"allow_private: [nonsense]\nendpoints:\n  - {name: a, url: https://x}\n":                   "allow_private[0]",
 		"endpoints:\n  - {name: a, url: https://x, secrets: [" + secretNew + "], retries: [1s]}\n": "retries",
 	} {
 		_, err := Parse(strings.NewReader(yaml), slog.New(slog.DiscardHandler))
