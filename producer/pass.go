@@ -104,7 +104,7 @@ func (ps *pass) page(ctx context.Context, p *comet.Page) error {
 	}
 	pp, _ := p.Prepared.(*prepared)
 	if pp == nil || !slices.Equal(pp.columns, ps.columns) {
-		pp = prepareRows(p, r.schema, r.keyer)
+		pp = prepareRows(p, r.schema, r.keyer, r.p.maxRow)
 	}
 	for i, pr := range pp.rows {
 		if pr.invalid != "" {

@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 
@@ -55,10 +56,10 @@ func (r *reporter) prepare(p *comet.Page) {
 	if s == nil {
 		return // the pass reports why, in order
 	}
-	p.Prepared = prepareRows(p, s, k)
+	p.Prepared = prepareRows(p, s, k, r.p.maxRow)
 }
 
-func prepareRows(p *comet.Page, s *event.Schema, k *event.Keyer) *prepared {
+func prepareRows(p *comet.Page, s *event.Schema, k *event.Keyer, maxRow int) *prepared {
 	pp := &prepared{columns: p.Columns, rows: make([]preparedRow, p.Len())}
 	errs := p.RowErrors()
 	for i := range pp.rows {
@@ -72,6 +73,12 @@ func prepareRows(p *comet.Page, s *event.Schema, k *event.Keyer) *prepared {
 		pr.start = len(pp.buf)
 		pp.buf = s.AppendRow(pp.buf, vals)
 		pr.end = len(pp.buf)
+		if n := pr.end - pr.start; n > maxRow {
+			pr.invalid = fmt.Sprintf("row of %d bytes is larger than the %d bytes an event can carry (the NATS server's max_payload)", n, maxRow)
+			pp.buf = pp.buf[:pr.start]
+			pr.end = pr.start
+			continue
+		}
 		pr.hash = event.RowHash(pp.buf[pr.start:pr.end])
 		if !k.Content() {
 			t, err := k.Token(vals, pr.hash)

@@ -27,6 +27,9 @@ type Producer struct {
 	// locks serialise passes of one report (Run's poller and Poll).
 	locks map[string]*sync.Mutex
 	ready atomic.Bool
+	// maxRow is the largest row an event can carry: an update holds the
+	// row twice and the key once, within the server's max_payload.
+	maxRow int
 }
 
 // New checks the configuration and registers the metrics.
@@ -45,7 +48,8 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Producer{cfg: cfg, m: m, js: js, reports: map[string]*reporter{}, locks: map[string]*sync.Mutex{}}, nil
+	maxRow := int(cfg.Conn.MaxPayload()/3) - 4096
+	return &Producer{cfg: cfg, m: m, js: js, reports: map[string]*reporter{}, locks: map[string]*sync.Mutex{}, maxRow: max(maxRow, 1024)}, nil
 }
 
 // Open creates the stream and buckets when missing, refuses conflicting

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -109,4 +110,35 @@ func TestInspect(t *testing.T) {
 	if status != 1 || !strings.Contains(out, "report unavailable (HTTP 410)") || strings.Contains(out, sim.Key("players")) {
 		t.Errorf("revoked report: exit %d\n%s", status, out)
 	}
+}
+
+// readSQLite reads a table of a sink's database.
+func readSQLite(t *testing.T, path, table string) []map[string]any {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT * FROM "` + table + `"`)
+	if err != nil {
+		return nil
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out []map[string]any
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		rows.Scan(ptrs...)
+		m := map[string]any{}
+		for i, c := range cols {
+			m[c] = vals[i]
+		}
+		out = append(out, m)
+	}
+	return out
 }

@@ -108,7 +108,7 @@ func runDemo(ctx context.Context, args []string) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		errc <- produce(ctx, cfg, "", preports, nil, log, onReady)
+		errc <- produce(ctx, cfg, "", preports, nil, log, produceOptions{onReady: onReady})
 	}()
 	select {
 	case <-ctx.Done():

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +29,9 @@ func runProduce(ctx context.Context, args []string) error {
 	path := fs.String("config", "", "configuration file (required)")
 	natsURL := fs.String("nats", "", "NATS URL; default nats.url, then $NATS_URL; none starts an embedded server")
 	allow := fs.String("allow-deletes", "", "comma-separated reports whose held deletes are released once")
+	unsafe := fs.Bool("unsafe-listen-without-auth", false, "let the embedded server listen on a non-loopback address with no users configured")
+	var creds natsconn.Options
+	creds.RegisterAuth(fs)
 	var lf logFlags
 	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -57,13 +62,23 @@ func runProduce(ctx context.Context, args []string) error {
 		}
 	}
 	url := firstNonEmpty(*natsURL, cfg.NATS.URL, os.Getenv("NATS_URL"))
-	return produce(ctx, cfg, url, reports, allowDeletes, log, nil)
+	return produce(ctx, cfg, url, reports, allowDeletes, log, produceOptions{unsafeListen: *unsafe, creds: creds})
 }
 
-// produce runs the producer until ctx ends. onReady, when set, is called
-// once it polls, with the NATS URL in use.
-func produce(ctx context.Context, cfg *config.Config, url string, reports []producer.ReportConfig, allowDeletes []string, log *slog.Logger, onReady func(url string)) error {
-	embedded, url, err := startEmbedded(cfg, url, log)
+// produceOptions are the command line's additions to the configuration.
+type produceOptions struct {
+	unsafeListen bool
+	// creds, when set, override the configuration's connection credentials.
+	creds natsconn.Options
+	// onReady, when set, is called once the producer polls, with the NATS
+	// URL in use.
+	onReady func(url string)
+}
+
+// produce runs the producer until ctx ends.
+func produce(ctx context.Context, cfg *config.Config, url string, reports []producer.ReportConfig, allowDeletes []string, log *slog.Logger, po produceOptions) error {
+	internal := ""
+	embedded, url, err := startEmbedded(cfg, url, po.unsafeListen, &internal, log)
 	if err != nil {
 		return err
 	}
@@ -72,6 +87,12 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	nopts, err := natsOptions(cfg.NATS, url)
 	if err != nil {
 		return err
+	}
+	nopts.Override(po.creds)
+	if internal != "" {
+		// The producer connects to its own embedded server as an internal
+		// producer user whose password exists only in this process.
+		nopts.User, nopts.Password, nopts.Creds, nopts.NKey, nopts.Token = internalUser, internal, "", "", ""
 	}
 	nopts.Name, nopts.Publisher = "cometstream producer", true
 	nc, err := natsconn.Connect(nopts, log)
@@ -107,8 +128,8 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 		return err
 	}
 	log.Info("producing", "nats", url, "stream", cfg.NATS.Stream, "reports", len(reports))
-	if onReady != nil {
-		onReady(url)
+	if po.onReady != nil {
+		po.onReady(url)
 	}
 	if err := p.Run(ctx); err != nil {
 		return err
@@ -117,8 +138,14 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	return nil
 }
 
+// internalUser is the producer's own account on an embedded server with
+// users configured.
+const internalUser = "cometstream-producer-internal"
+
 // startEmbedded starts the embedded NATS server when no URL is configured.
-func startEmbedded(cfg *config.Config, url string, log *slog.Logger) (*server.Server, string, error) {
+// With users configured it also adds the producer's internal user and
+// returns its password in *internal.
+func startEmbedded(cfg *config.Config, url string, unsafeListen bool, internal *string, log *slog.Logger) (*server.Server, string, error) {
 	if url != "" {
 		return nil, url, nil
 	}
@@ -126,8 +153,23 @@ func startEmbedded(cfg *config.Config, url string, log *slog.Logger) (*server.Se
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("data_dir: %w", err)
 	}
+	users, err := embeddedUsers(cfg.NATS.Embedded, log)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(users) > 0 {
+		var b [24]byte
+		_, _ = rand.Read(b[:])
+		*internal = hex.EncodeToString(b[:])
+		users = append(users, natsserver.User{Name: internalUser, Password: *internal, Role: "producer"})
+	}
+	var tls *natsserver.TLS
+	if t := cfg.NATS.Embedded.TLS; t.Cert != "" {
+		tls = &natsserver.TLS{Cert: t.Cert, Key: t.Key, CA: t.CA, Verify: t.Verify}
+	}
 	s, err := natsserver.Start(natsserver.Options{
 		StoreDir: dir, Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.Sync == "always", Logger: log,
+		Users: users, Stream: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, TLS: tls, AllowInsecureListen: unsafeListen,
 	})
 	if err != nil {
 		if errors.Is(err, natsserver.ErrUnsafeListen) {
@@ -137,6 +179,31 @@ func startEmbedded(cfg *config.Config, url string, log *slog.Logger) (*server.Se
 	}
 	log.Info("embedded NATS server", "url", s.ClientURL(), "store", dir, "sync", cfg.NATS.Sync)
 	return s, s.ClientURL(), nil
+}
+
+// embeddedUsers resolves the configured users' passwords.
+func embeddedUsers(e config.Embedded, log *slog.Logger) ([]natsserver.User, error) {
+	var out []natsserver.User
+	for i, u := range e.Users {
+		field := fmt.Sprintf("nats.embedded.users[%d]", i)
+		nu := natsserver.User{Name: u.Name, NKey: u.NKey, Role: u.Role, Password: u.PasswordHash}
+		switch {
+		case u.PasswordEnv != "":
+			v, err := config.Secret(field+".password", "", u.PasswordEnv)
+			if err != nil {
+				return nil, err
+			}
+			nu.Password = v
+		case u.PasswordFile != "":
+			v, err := config.ReadSecretFile(field+".password_file", u.PasswordFile, log)
+			if err != nil {
+				return nil, err
+			}
+			nu.Password = v
+		}
+		out = append(out, nu)
+	}
+	return out, nil
 }
 
 // shutdownEmbedded stops the embedded server, last of all.

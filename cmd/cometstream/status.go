@@ -213,7 +213,13 @@ func runAllowDeletes(ctx context.Context, args []string) error {
 	var st event.ReportState
 	_ = json.Unmarshal(e.Value(), &st)
 	b, _ := json.Marshal(map[string]any{"at": time.Now().UTC(), "held": st.Held})
-	if _, err := kv.Put(ctx, event.AllowDeletesKey(*report), b); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := kv.Put(pctx, event.AllowDeletesKey(*report), b); err != nil {
+		// A refused publish surfaces as a timeout; the connection knows why.
+		if last := nc.LastError(); last != nil {
+			return fmt.Errorf("release deletes of %s: %w (an admin or producer user may do this)", *report, last)
+		}
 		return err
 	}
 	if st.Held == 0 {

@@ -212,3 +212,4 @@ func TestPlainDecimal(t *testing.T) {
 		}
 	}
 }
+func TestHostile(t *testing.T) { sinktest.Hostile(t, target(t)) }

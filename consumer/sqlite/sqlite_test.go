@@ -81,3 +81,4 @@ func readTable(t *testing.T, path, report string) []map[string]any {
 func TestConvergence(t *testing.T)  { sinktest.Convergence(t, target()) }
 func TestReplay(t *testing.T)       { sinktest.Replay(t, target()) }
 func TestSchemaChange(t *testing.T) { sinktest.SchemaChange(t, target()) }
+func TestHostile(t *testing.T)      { sinktest.Hostile(t, target()) }

@@ -270,8 +270,16 @@ func readStrings(s *jsonscan.Scanner) ([]string, error) {
 	}
 }
 
-// maxColumns bounds the width of a report.
-const maxColumns = 4096
+// Limits on what a page may hold. A longer cell makes its row invalid (the
+// row is not published, the pass is not consistent); a longer column key
+// or more columns make the page invalid.
+const (
+	maxColumns = 4096
+	// MaxCellBytes bounds one value.
+	MaxCellBytes = 256 << 10
+	// MaxKeyBytes bounds a column key.
+	MaxKeyBytes = 1024
+)
 
 func (p *Page) validate(page, size int) error {
 	if len(p.Columns) == 0 {
@@ -282,6 +290,11 @@ func (p *Page) validate(page, size int) error {
 	}
 	if _, err := event.NewSchema(p.Columns); err != nil {
 		return err
+	}
+	for _, c := range p.Columns {
+		if len(c.Key) > MaxKeyBytes {
+			return fmt.Errorf("a column key of %d bytes is longer than the %d-byte limit", len(c.Key), MaxKeyBytes)
+		}
 	}
 	if p.Page != page {
 		return fmt.Errorf("page is %d, requested %d", p.Page, page)
@@ -374,6 +387,9 @@ func (p *Page) decodeResults(s *jsonscan.Scanner) error {
 					}
 					c := p.Columns[col]
 					cv, reason := convert(c.Type, v)
+					if len(v.Text) > MaxCellBytes {
+						cv, reason = event.Value{}, fmt.Sprintf("value of %d bytes is longer than the %d-byte limit", len(v.Text), MaxCellBytes)
+					}
 					if reason != "" && rowErr == nil {
 						rowErr = &RowError{Row: p.rows, Column: c.Key, Type: c.Type, Reason: reason}
 					}

@@ -198,3 +198,22 @@ func BenchmarkDecodePage1000Rows(b *testing.B) {
 		}
 	}
 }
+
+func TestLimits(t *testing.T) {
+	big := strings.Repeat("x", MaxCellBytes+1)
+	p, err := DecodePage(page(`[{"id":1,"born":0},{"id":2,"born":"`+big+`"}]`), 0, 25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errs := p.RowErrors(); len(errs) != 1 || errs[0].Row != 1 || !strings.Contains(errs[0].Reason, "262145 bytes is longer than the 262144-byte limit") {
+		t.Errorf("row errors %v", errs)
+	}
+	longKey := strings.Repeat("k", MaxKeyBytes+1)
+	_, err = DecodePage(page(`[]`, func(m map[string]any) {
+		m["columnKeys"] = []string{"id", longKey}
+		m["totalSize"] = 0
+	}), 0, 25)
+	if !errors.Is(err, ErrInvalidResponse) || !strings.Contains(err.Error(), "column key of 1025 bytes") {
+		t.Errorf("long column key: %v", err)
+	}
+}

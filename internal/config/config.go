@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,7 +43,41 @@ type NATS struct {
 	TokenEnv        string        `yaml:"token_env"`
 	NKeyFile        string        `yaml:"nkey_file"`
 	TLS             TLS           `yaml:"tls"`
+	// Embedded configures the embedded server: who may connect, and TLS.
+	Embedded Embedded `yaml:"embedded"`
 }
+
+// Embedded configures the embedded NATS server's users and TLS. With no
+// users it accepts anyone, and then only on a loopback address.
+type Embedded struct {
+	Users []EmbeddedUser `yaml:"users"`
+	TLS   ServerTLS      `yaml:"tls"`
+}
+
+// EmbeddedUser is one account of the embedded server, with a role:
+// "producer" (publishes comet.>, owns the stream, buckets and
+// bookkeeping), "subscriber" (consumes, acknowledges, reads the snapshot;
+// cannot publish events, delete consumers or purge anything) or "admin".
+type EmbeddedUser struct {
+	Name         string `yaml:"name"`
+	PasswordHash string `yaml:"password_hash"` // bcrypt, as nats-server accepts
+	PasswordEnv  string `yaml:"password_env"`
+	PasswordFile string `yaml:"password_file"`
+	NKey         string `yaml:"nkey"` // a public user nkey (U…) instead of a password
+	Role         string `yaml:"role"`
+}
+
+// ServerTLS is the embedded server's client-port certificate. With Verify,
+// clients must present a certificate signed by CA.
+type ServerTLS struct {
+	Cert   string `yaml:"cert"`
+	Key    string `yaml:"key"`
+	CA     string `yaml:"ca"`
+	Verify bool   `yaml:"verify"`
+}
+
+// Roles of embedded users.
+var Roles = []string{"producer", "subscriber", "admin"}
 
 // TLS names certificate files for the NATS connection.
 type TLS struct {
@@ -215,6 +250,9 @@ func (c *Config) Validate() error {
 	if (n.TLS.Cert == "") != (n.TLS.Key == "") {
 		return fieldErr("nats.tls", "cert and key go together")
 	}
+	if err := n.Embedded.validate(); err != nil {
+		return err
+	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			return fieldErr("http.listen", "%q is not host:port", c.HTTP.Listen)
@@ -298,6 +336,49 @@ func (r Report) validate(at string) error {
 	}
 	if f := *r.MaxDeleteFraction; f < 0 || f > 1 {
 		return fieldErr(at+".max_delete_fraction", "%v must be between 0 and 1", f)
+	}
+	return nil
+}
+
+func (e Embedded) validate() error {
+	t := e.TLS
+	if (t.Cert == "") != (t.Key == "") {
+		return fieldErr("nats.embedded.tls", "cert and key go together")
+	}
+	if t.Verify && t.CA == "" {
+		return fieldErr("nats.embedded.tls.ca", "verify needs the CA that signs client certificates")
+	}
+	names := map[string]bool{}
+	for i, u := range e.Users {
+		at := fmt.Sprintf("nats.embedded.users[%d]", i)
+		if !slices.Contains(Roles, u.Role) {
+			return fieldErr(at+".role", "%q must be producer, subscriber or admin", u.Role)
+		}
+		secrets := 0
+		for _, s := range []string{u.PasswordHash, u.PasswordEnv, u.PasswordFile, u.NKey} {
+			if s != "" {
+				secrets++
+			}
+		}
+		if secrets != 1 {
+			return fieldErr(at, "exactly one of password_hash, password_env, password_file or nkey is required")
+		}
+		if u.NKey != "" {
+			if !strings.HasPrefix(u.NKey, "U") || len(u.NKey) != 56 {
+				return fieldErr(at+".nkey", "must be a public user nkey (56 characters starting with U)")
+			}
+			continue
+		}
+		if u.Name == "" {
+			return fieldErr(at+".name", "is required for a password user")
+		}
+		if names[u.Name] {
+			return fieldErr(at+".name", "%q is used twice", u.Name)
+		}
+		names[u.Name] = true
+		if u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "$2") {
+			return fieldErr(at+".password_hash", "must be a bcrypt hash ($2a$…, e.g. from `nats server passwd`)")
+		}
 	}
 	return nil
 }

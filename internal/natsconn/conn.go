@@ -35,6 +35,11 @@ type Options struct {
 // NATS_TOKEN, NATS_CA, NATS_CERT, NATS_KEY).
 func (o *Options) Register(fs *flag.FlagSet) {
 	fs.StringVar(&o.URL, "nats", os.Getenv("NATS_URL"), "NATS server URL(s), comma-separated (env NATS_URL)")
+	o.RegisterAuth(fs)
+}
+
+// RegisterAuth adds the credential and TLS flags only.
+func (o *Options) RegisterAuth(fs *flag.FlagSet) {
 	fs.StringVar(&o.Creds, "creds", os.Getenv("NATS_CREDS"), "NATS credentials file (env NATS_CREDS)")
 	fs.StringVar(&o.NKey, "nkey", os.Getenv("NATS_NKEY"), "NATS nkey seed file (env NATS_NKEY)")
 	fs.StringVar(&o.User, "user", os.Getenv("NATS_USER"), "NATS user (env NATS_USER)")
@@ -43,6 +48,20 @@ func (o *Options) Register(fs *flag.FlagSet) {
 	fs.StringVar(&o.TLSCA, "tls-ca", os.Getenv("NATS_CA"), "CA certificate file (env NATS_CA)")
 	fs.StringVar(&o.TLSCert, "tls-cert", os.Getenv("NATS_CERT"), "client certificate file (env NATS_CERT)")
 	fs.StringVar(&o.TLSKey, "tls-key", os.Getenv("NATS_KEY"), "client key file (env NATS_KEY)")
+}
+
+// Override replaces the credentials and TLS files of o with those set in
+// with (the command line over the configuration file).
+func (o *Options) Override(with Options) {
+	if with.Creds != "" || with.NKey != "" || with.User != "" || with.Token != "" {
+		o.Creds, o.NKey, o.User, o.Password, o.Token = with.Creds, with.NKey, with.User, with.Password, with.Token
+	}
+	if with.TLSCA != "" {
+		o.TLSCA = with.TLSCA
+	}
+	if with.TLSCert != "" {
+		o.TLSCert, o.TLSKey = with.TLSCert, with.TLSKey
+	}
 }
 
 // ErrNoURL is returned when no server address is given.

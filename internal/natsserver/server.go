@@ -25,11 +25,11 @@ type Options struct {
 	// By default it fsyncs every two minutes, and a machine crash (not a
 	// process crash) can lose acknowledged messages written since.
 	SyncAlways bool
-	// Users, when set, turns on authentication (see package-level docs of
-	// Auth in cometstream's security guide).
-	Users []*server.User
-	// NKeys are nkey users, alongside Users.
-	NKeys []*server.NkeyUser
+	// Users, when set, turns on authentication; each gets the permissions
+	// of its role over Stream and Prefix.
+	Users []User
+	// Stream and Prefix scope the roles' permissions (defaults COMET, comet).
+	Stream, Prefix string
 	// TLS, when set, is the client port's TLS configuration.
 	TLS *TLS
 	// AllowInsecureListen permits a non-loopback address without
@@ -62,8 +62,8 @@ func Start(o Options) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	if !isLoopback(host) && len(o.Users) == 0 && len(o.NKeys) == 0 && !o.AllowInsecureListen {
-		return nil, fmt.Errorf("%w: %q (configure users, or pass --unsafe-listen-without-auth)", ErrUnsafeListen, o.Listen)
+	if !isLoopback(host) && len(o.Users) == 0 && !o.AllowInsecureListen {
+		return nil, fmt.Errorf("%w: %q (configure nats.embedded.users, or pass --unsafe-listen-without-auth)", ErrUnsafeListen, o.Listen)
 	}
 	opts := &server.Options{
 		ServerName:         "cometstream",
@@ -75,8 +75,23 @@ func Start(o Options) (*server.Server, error) {
 		NoSigs:             true,
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
-		Users:              o.Users,
-		Nkeys:              o.NKeys,
+	}
+	if o.Stream == "" {
+		o.Stream = "COMET"
+	}
+	if o.Prefix == "" {
+		o.Prefix = "comet"
+	}
+	for _, u := range o.Users {
+		perms, err := Permissions(u.Role, o.Stream, o.Prefix)
+		if err != nil {
+			return nil, err
+		}
+		if u.NKey != "" {
+			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms})
+		} else {
+			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: perms})
+		}
 	}
 	if o.TLS != nil {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLS.Cert, KeyFile: o.TLS.Key, CaFile: o.TLS.CA, Verify: o.TLS.Verify})

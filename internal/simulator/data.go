@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cometstream/cometstream/internal/event"
@@ -15,6 +16,7 @@ import (
 type cell struct {
 	s    string
 	null bool
+	raw  bool // s is written into the page as it is: hostile JSON
 }
 
 type row []cell
@@ -156,5 +158,36 @@ func amount(r *rand.Rand) cell {
 	return cell{s: fmt.Sprintf("%d.%02d", cents/100, cents%100)}
 }
 
+// HostileColumn is a column key of the hostile report that is also SQL.
+const HostileColumn = `x"; DROP TABLE persons; --`
+
+var hostileTexts = []string{`'; DROP TABLE persons; --`, `"quoted"`, "line\nbreak\r\n", "comet.>", "*", ">", "a.b.c", "Ω≈ç√ 🏴󠁧󠁢󠁷󠁬󠁳󠁿", "\u2028", `\u0000`, "", "tab\there"}
+
+// hostile is a report whose column keys and values are built to break
+// whatever treats them as code: SQL, subjects, JSON.
+func hostile() generator {
+	return generator{
+		columns: []event.Column{
+			{Key: "id", Name: "Id", Type: event.TypeNumber},
+			{Key: HostileColumn, Name: "Robert'); DROP TABLE", Type: event.TypeString},
+			{Key: "a.b", Name: "dots", Type: event.TypeString},
+			{Key: "*", Name: "star", Type: event.TypeString},
+			{Key: ">", Name: "gt", Type: event.TypeString},
+			{Key: "new\nline", Name: "newline", Type: event.TypeString},
+			{Key: "ŋame ünïcode", Name: "unicode", Type: event.TypeString},
+			{Key: "long", Name: "long", Type: event.TypeString},
+		},
+		key: []string{"id"},
+		make: func(r *rand.Rand, serial int) row {
+			x := row{num(int64(serial + 1))}
+			for range 6 {
+				x = append(x, text(pick(r, hostileTexts)))
+			}
+			return append(x, text(strings.Repeat("ab'\"", 1000+r.IntN(1000))))
+		},
+		change: func(r *rand.Rand, x row) { x[1] = text(pick(r, hostileTexts) + fmt.Sprint(r.IntN(100))) },
+	}
+}
+
 // Kinds lists the report kinds the simulator can generate.
-var Kinds = map[string]func() generator{"persons": persons, "matches": matches, "fees": fees}
+var Kinds = map[string]func() generator{"persons": persons, "matches": matches, "fees": fees, "hostile": hostile}

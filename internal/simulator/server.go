@@ -96,16 +96,18 @@ func (s *Simulator) serveReport(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 
-	s.mu.Lock()
-	if r.revoked != 0 {
-		status := r.revoked
-		s.mu.Unlock()
-		s.refuse(w, status, "report not available")
+	body, hook, revoked := func() ([]byte, func(string, int), int) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if r.revoked != 0 {
+			return nil, nil, r.revoked
+		}
+		return r.encodePage(page, size, key, reqBase(req)), s.hook, 0
+	}()
+	if revoked != 0 {
+		s.refuse(w, revoked, "report not available")
 		return
 	}
-	body := r.encodePage(page, size, key, reqBase(req))
-	hook := s.hook
-	s.mu.Unlock()
 	if hook != nil {
 		hook(r.spec.Name, page)
 	}
@@ -176,6 +178,8 @@ func (r *report) encodePage(page, size int, key, base string) []byte {
 			b = append(b, ':')
 			x := r.rows[i][j]
 			switch {
+			case x.raw:
+				b = append(b, x.s...)
 			case x.null:
 				b = append(b, "null"...)
 			case c.Type == event.TypeString || c.Type == event.TypeImageLink:

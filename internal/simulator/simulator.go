@@ -474,3 +474,23 @@ func (r *report) nextFault() (Fault, bool) {
 	}
 	return f, true
 }
+
+// Poison makes one cell of a row be written into pages as raw, verbatim
+// JSON (deeply nested, huge, whatever a test needs); "" restores a plain
+// text value.
+func (s *Simulator) Poison(name string, i int, column, raw string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	j := slices.IndexFunc(r.columns, func(c event.Column) bool { return c.Key == column })
+	if i < 0 || i >= len(r.rows) || j < 0 {
+		return fmt.Errorf("report %q has no row %d column %q", name, i, column)
+	}
+	x := slices.Clone(r.rows[i])
+	x[j] = cell{s: raw, raw: raw != ""}
+	r.rows[i] = x
+	return nil
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
+)
+
+// TestEmbeddedAuth runs the producer's embedded server with users, then a
+// sink, status and tail as the subscriber user, and allow-deletes refused to
+// it.
+func TestEmbeddedAuth(t *testing.T) {
+	dir := t.TempDir()
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 8, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 40}}})
+	addr := freeAddr(t)
+	pwFile := filepath.Join(dir, "admin.pw")
+	os.WriteFile(pwFile, []byte("admin-secret\n"), 0o600)
+	config := filepath.Join(dir, "c.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf(`data_dir: %s
+nats:
+  listen: %s
+  embedded:
+    users:
+      - {name: sink, password_env: TEST_SINK_PW, role: subscriber}
+      - {name: admin, password_file: %s, role: admin}
+http: {listen: ""}
+sources:
+  - name: sim
+    base_url: %s
+    reports:
+      - {name: persons, api_key_env: KEY, key: [personId], interval: 1s, page_size: 20}
+`, filepath.Join(dir, "data"), addr, pwFile, base)), 0o600)
+	env := []string{"KEY=" + sim.Key("persons"), "TEST_SINK_PW=sink-secret"}
+	prod := testenv.Start(t, "producer", env, "produce", "--config", config)
+	url := "nats://" + addr
+
+	// Anonymous clients are refused.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		status, out := runBin(t, nil, "status", "--nats", url)
+		if status == 1 && strings.Contains(strings.ToLower(out), "authorization") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("an anonymous status: exit %d\n%s\n%s", status, out, prod.Tail(2000))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	db := filepath.Join(dir, "sink.db")
+	sink := testenv.Start(t, "sink", nil, "sink", "sqlite", "--nats", url, "--user", "sink", "--password", "sink-secret", "--db", db)
+	var rows []map[string]any
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if rows = readSQLite(t, db, "persons"); len(rows) == 40 {
+			break
+		}
+	}
+	if len(rows) != 40 {
+		t.Fatalf("the subscriber's sink holds %d rows, want 40\n%s", len(rows), sink.Tail(2000))
+	}
+	if status, out := runBin(t, nil, "status", "--nats", url, "--user", "sink", "--password", "sink-secret"); status != 0 || !strings.Contains(out, "persons") {
+		t.Errorf("status as the subscriber: exit %d\n%s", status, out)
+	}
+	if status, out := runBin(t, nil, "allow-deletes", "--nats", url, "--user", "sink", "--password", "sink-secret", "--report", "persons"); status == 0 || !strings.Contains(strings.ToLower(out), "permissions violation") {
+		t.Errorf("the subscriber released deletes, or was not told why not: exit %d\n%s", status, out)
+	}
+	if status, out := runBin(t, nil, "allow-deletes", "--nats", url, "--user", "admin", "--password", "admin-secret", "--report", "persons"); status != 0 {
+		t.Errorf("the admin could not release deletes: exit %d\n%s", status, out)
+	}
+	if err := sink.Stop(); err != nil {
+		t.Errorf("sink: %v\n%s", err, sink.Tail(2000))
+	}
+	if err := prod.Stop(); err != nil {
+		t.Errorf("producer: %v", err)
+	}
+	for _, p := range []*testenv.Proc{sink, prod} {
+		if strings.Contains(p.Logs(), "sink-secret") || strings.Contains(p.Logs(), "admin-secret") {
+			t.Errorf("%s logged a password", p.Name)
+		}
+	}
+}

@@ -1,0 +1,58 @@
+package natsserver
+
+import (
+	"fmt"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// User is an account of the embedded server.
+type User struct {
+	Name string
+	// Password is plain text or a bcrypt hash ($2a$…).
+	Password string
+	// NKey is a public user nkey, instead of a name and password.
+	NKey string
+	// Role is producer, subscriber or admin.
+	Role string
+}
+
+// Permissions returns what a role may do, over the stream and subject
+// prefix cometstream uses.
+//
+//   - producer and admin: everything (the producer owns the stream, the
+//     buckets and its bookkeeping).
+//   - subscriber (sinks, tail, status, services using the consumer
+//     library): create and read consumers, fetch and acknowledge, read
+//     streams and buckets, publish dead letters to <prefix>_dlq.> and manage
+//     the <stream>_DLQ stream's messages. It cannot publish under
+//     <prefix>.>, write a bucket, delete a consumer or a stream, or purge.
+func Permissions(role, stream, prefix string) (*server.Permissions, error) {
+	switch role {
+	case "producer", "admin":
+		return nil, nil
+	case "subscriber":
+	default:
+		return nil, fmt.Errorf("unknown role %q", role)
+	}
+	dlq := stream + "_DLQ"
+	return &server.Permissions{
+		Publish: &server.SubjectPermission{
+			Allow: []string{
+				"$JS.API.INFO",
+				"$JS.API.STREAM.INFO.>", "$JS.API.STREAM.NAMES", "$JS.API.STREAM.LIST",
+				"$JS.API.STREAM.MSG.GET.>", "$JS.API.DIRECT.GET.>",
+				"$JS.API.CONSUMER.CREATE.>", "$JS.API.CONSUMER.DURABLE.CREATE.>",
+				"$JS.API.CONSUMER.INFO.>", "$JS.API.CONSUMER.NAMES.>", "$JS.API.CONSUMER.LIST.>",
+				"$JS.API.CONSUMER.MSG.NEXT.>", "$JS.ACK.>", "$JS.FC.>",
+				prefix + "_dlq.>",
+				"$JS.API.STREAM.CREATE." + dlq, "$JS.API.STREAM.UPDATE." + dlq, "$JS.API.STREAM.MSG.DELETE." + dlq,
+			},
+			Deny: []string{
+				prefix + ".>", "$KV.>",
+				"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.CONSUMER.DELETE.>",
+			},
+		},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}, nil
+}
