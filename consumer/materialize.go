@@ -95,6 +95,9 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	if m.tables, err = cfg.Store.Tables(ctx); err != nil {
 		return err
 	}
+	if err := m.checkStreamIdentity(ctx); err != nil {
+		return err
+	}
 	reports := cfg.Reports
 	if len(reports) == 0 {
 		if reports, err = m.knownReports(ctx); err != nil {
@@ -124,6 +127,9 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	}
 	start := uint64(0)
 	for _, r := range reports {
+		if r == streamKey {
+			continue
+		}
 		if p, ok := m.positions[r]; ok && (start == 0 || p+1 < start) {
 			start = p + 1
 		}
@@ -143,6 +149,47 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 		cfg.OnReady()
 	}
 	return c.Run(ctx, m.handle)
+}
+
+// streamKey is the pseudo-report under which the store remembers which
+// stream its positions belong to (when it was created); "#" cannot start a
+// report name.
+const streamKey = "#stream"
+
+// checkStreamIdentity resets the store when its positions belong to another
+// stream (recreated, or another deployment's): they would mean nothing.
+func (m *materializer) checkStreamIdentity(ctx context.Context) error {
+	s, err := m.cfg.JetStream.Stream(ctx, m.cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", m.cfg.Stream, err)
+	}
+	created := uint64(s.CachedInfo().Created.UnixNano())
+	stored, ok := m.positions[streamKey]
+	if ok && stored == created {
+		return nil
+	}
+	if len(m.positions) > 0 && (!ok || stored != created) {
+		m.log.Warn("the database was filled from another stream (recreated, or another deployment's); rebuilding it", "stream", m.cfg.Stream)
+		for r := range m.positions {
+			if r == streamKey {
+				continue
+			}
+			if err := m.cfg.Store.Reset(ctx, r); err != nil {
+				return err
+			}
+		}
+		for r := range m.tables {
+			if err := m.cfg.Store.Reset(ctx, r); err != nil {
+				return err
+			}
+		}
+		clear(m.positions)
+	}
+	if err := m.cfg.Store.Apply(ctx, &Batch{Positions: map[string]uint64{streamKey: created}}); err != nil {
+		return err
+	}
+	m.positions[streamKey] = created
+	return nil
 }
 
 // knownReports lists the reports the producer keeps state for.

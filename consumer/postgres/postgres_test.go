@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -40,12 +41,25 @@ func schemaFor(t *testing.T, name string) string {
 	return s
 }
 
+// fresh drops a test's schema the first time the test uses it, so a
+// schema left by an earlier run cannot leak into this one.
+var fresh sync.Map
+
 func target(t *testing.T) sinktest.Target {
 	d := dsn(t)
 	return sinktest.Target{
 		Kind: "postgres",
 		Args: func(t *testing.T, name string) []string {
-			return []string{"--dsn", d, "--schema", schemaFor(t, name)}
+			schema := schemaFor(t, name)
+			if _, done := fresh.LoadOrStore(schema, true); !done {
+				conn, err := pgx.Connect(context.Background(), d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+Ident(schema)+` CASCADE`)
+				conn.Close(context.Background())
+			}
+			return []string{"--dsn", d, "--schema", schema}
 		},
 		Rows: func(t *testing.T, name, report string) []map[string]any {
 			return readTable(t, d, schemaFor(t, name), report)

@@ -320,7 +320,8 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) er
 	// commit: no DDL per batch once it exists.
 	sum := sha256.Sum256([]byte(strings.Join(defs, ",")))
 	stage := "_cometstream_stage_" + hex.EncodeToString(sum[:8])
-	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE IF NOT EXISTS `+stage+` (`+strings.Join(defs, ", ")+`) ON COMMIT DELETE ROWS`); err != nil {
+	// Emptied first: an earlier run of this transaction may have used it.
+	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE IF NOT EXISTS `+stage+` (`+strings.Join(defs, ", ")+`) ON COMMIT DELETE ROWS; TRUNCATE `+stage); err != nil {
 		return fmt.Errorf("staging for %s: %w", t.Report, err)
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, copyCols, pgx.CopyFromRows(rows)); err != nil {

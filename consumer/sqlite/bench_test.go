@@ -25,8 +25,8 @@ const benchEvents = 100_000
 
 // benchStream publishes a schema event and n created events for simulated
 // persons, and returns the rows and the last sequence.
-func benchStream(b *testing.B, js jetstream.JetStream, n int) ([]event.Row, []event.Column, uint64) {
-	sim, err := simulator.New(simulator.Config{Seed: 9, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: n}}})
+func benchStream(b testing.TB, js jetstream.JetStream, n int) ([]event.Row, []event.Column, uint64) {
+	sim, err := simulator.New(simulator.Config{Seed: seed(n), Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: n}}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -234,3 +234,7 @@ func BenchmarkSinkLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(lat[n*99/100].Microseconds())/1000, "p99_ms")
 }
+
+// seed varies the simulated persons with their number, so two streams of
+// different sizes hold different people.
+func seed(n int) uint64 { return uint64(n) }

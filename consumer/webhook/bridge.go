@@ -107,6 +107,20 @@ type target struct {
 	limiter *rate.Limiter
 	cons    *consumer.Consumer
 	disable context.CancelFunc
+	// stopped is done once the endpoint is disabled.
+	stopped <-chan struct{}
+}
+
+func (t *target) disabled() bool {
+	if t.stopped == nil {
+		return false
+	}
+	select {
+	case <-t.stopped:
+		return true
+	default:
+		return false
+	}
 }
 
 func (b *Bridge) client(ep *Endpoint) *http.Client {
@@ -143,7 +157,7 @@ func (b *Bridge) runEndpoint(ctx context.Context, ep *Endpoint) error {
 	}
 	ctx, disable := context.WithCancel(ctx)
 	defer disable()
-	t := &target{b: b, ep: ep, log: b.o.Logger.With("endpoint", ep.Name), client: b.client(ep), cons: cons, disable: disable}
+	t := &target{b: b, ep: ep, log: b.o.Logger.With("endpoint", ep.Name), client: b.client(ep), cons: cons, disable: disable, stopped: ctx.Done()}
 	if ep.RateLimit > 0 {
 		t.limiter = rate.NewLimiter(rate.Limit(ep.RateLimit), max(1, ep.Concurrency))
 	}
@@ -185,6 +199,10 @@ func (r result) String() string {
 // handle settles one message: delivered, retried later, dead-lettered, or
 // (410) the endpoint disabled.
 func (t *target) handle(ctx context.Context, m *consumer.Message) {
+	if t.disabled() {
+		t.settle(m.Retry(0))
+		return
+	}
 	for attempt := m.Delivered; ; attempt++ {
 		r := t.attempt(ctx, m)
 		switch {
@@ -195,8 +213,8 @@ func (t *target) handle(ctx context.Context, m *consumer.Message) {
 		case r.status == http.StatusGone:
 			t.b.m.deliveries.WithLabelValues(t.ep.Name, "disabled").Inc()
 			t.log.Error("endpoint answered 410 Gone: disabled until the bridge restarts; its events wait in the stream", "event", m.ID)
+			t.disable() // before handing the message back, so no worker retries it
 			t.settle(m.Retry(0))
-			t.disable()
 			return
 		case attempt > len(t.ep.Retry):
 			t.b.m.deliveries.WithLabelValues(t.ep.Name, "dead_letter").Inc()
