@@ -41,6 +41,13 @@ type Config struct {
 	Registerer   prometheus.Registerer
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// LeaseTTL, when set, makes several producers with the same reports
+	// share them: each COMET source and user is polled by the holder of its
+	// lease, renewed every third of LeaseTTL; publishes are fenced.
+	LeaseTTL time.Duration
+	// InstanceID names this producer in leases; a restarted producer with
+	// the same id takes its leases back at once.
+	InstanceID string
 	// Progress, when set, is called after each page of a pass (for the
 	// terminal's progress line).
 	Progress func(report string, pages, lastPage, rows int)
@@ -57,6 +64,9 @@ type ReportConfig struct {
 	Interval          time.Duration
 	PageSize          int
 	MaxDeleteFraction float64
+	// Group is the lease the report belongs to: its source and COMET user
+	// (reports that share a rate limit). Empty: the report alone.
+	Group string
 }
 
 func (c *Config) fill() error {
@@ -89,6 +99,14 @@ func (c *Config) fill() error {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.LeaseTTL > 0 {
+		if c.LeaseTTL < 3*time.Second {
+			return fmt.Errorf("producer: lease TTL %s is shorter than 3s", c.LeaseTTL)
+		}
+		if c.InstanceID == "" {
+			return errors.New("producer: leases need an instance id")
+		}
 	}
 	seen := map[string]bool{}
 	for _, r := range c.Reports {

@@ -34,6 +34,11 @@ type pass struct {
 	keyed                     int // distinct keys seen
 	sinceCheckpoint           int
 	firstInvalid, firstDup    string
+
+	// The outcome, logged once published.
+	result   string
+	held     int
+	finished time.Time
 }
 
 func newSyncID(now time.Time) string {
@@ -54,7 +59,7 @@ func (r *reporter) poll(ctx context.Context) (*event.Synced, error) {
 	now := r.p.cfg.Now()
 	ps := &pass{
 		r: r, n: r.pass, sync: newSyncID(now), started: now,
-		pub:     newPublisher(r.p.js, r.snap.bucket, r.p.cfg.MaxInFlight, r.snap.written),
+		pub:     r.newPublisher(),
 		content: map[event.Hash]int{},
 	}
 	// Publishing and acknowledgements outlive a shutdown request: the pass
@@ -76,9 +81,13 @@ func (r *reporter) poll(ctx context.Context) (*event.Synced, error) {
 	receipt, err := ps.finish(ctx, pubCtx, sum, fetchErr)
 	if perr := ps.pub.flush(pubCtx); perr != nil {
 		r.recovered = false // the next pass recovers from the stream first
+		r.p.m.passes.WithLabelValues(r.cfg.Name, resultFailed).Inc()
 		return nil, fmt.Errorf("pass %s: %w", ps.sync, perr)
 	}
-	r.state.Checkpoint = max(r.state.Checkpoint, ps.pub.lastSeq)
+	if receipt != nil {
+		ps.logged(sum)
+	}
+	r.state.Checkpoint = max(r.state.Checkpoint, r.lastSeq)
 	if err != nil {
 		r.state.LastError, r.state.LastErrorAt = err.Error(), r.p.cfg.Now().UTC()
 	} else {
@@ -135,7 +144,7 @@ func (ps *pass) checkpoint(ctx context.Context) error {
 		return err
 	}
 	ps.sinceCheckpoint = 0
-	ps.r.state.Checkpoint = max(ps.r.state.Checkpoint, ps.pub.lastSeq)
+	ps.r.state.Checkpoint = max(ps.r.state.Checkpoint, ps.r.lastSeq)
 	return ps.r.saveState(ctx)
 }
 
@@ -344,13 +353,19 @@ func (ps *pass) finish(ctx, pubCtx context.Context, sum comet.Summary, fetchErr 
 			r.state.Pages = sum.Pages
 		}
 	}
-	r.p.m.passes.WithLabelValues(name, result).Inc()
-	r.p.m.rows.WithLabelValues(name).Set(float64(sum.Rows))
-	r.p.m.duration.WithLabelValues(name).Observe(finished.Sub(ps.started).Seconds())
-	r.p.m.snapshotRows.WithLabelValues(name).Set(float64(r.snap.live))
-	r.log.Info("pass", "sync", ps.sync, "result", result, "pages", sum.Pages, "requests", sum.Requests, "rows", sum.Rows,
-		"created", ps.created, "updated", ps.updated, "deleted", ps.deleted, "deletes_held", held, "duration", finished.Sub(ps.started).Round(time.Millisecond))
+	ps.result, ps.held, ps.finished = result, held, finished
 	return receipt, fetchErr
+}
+
+// logged records a pass once everything it published is acknowledged.
+func (ps *pass) logged(sum comet.Summary) {
+	r, name := ps.r, ps.r.cfg.Name
+	r.p.m.passes.WithLabelValues(name, ps.result).Inc()
+	r.p.m.rows.WithLabelValues(name).Set(float64(sum.Rows))
+	r.p.m.duration.WithLabelValues(name).Observe(ps.finished.Sub(ps.started).Seconds())
+	r.p.m.snapshotRows.WithLabelValues(name).Set(float64(r.snap.live))
+	r.log.Info("pass", "sync", ps.sync, "result", ps.result, "pages", sum.Pages, "requests", sum.Requests, "rows", sum.Rows,
+		"created", ps.created, "updated", ps.updated, "deleted", ps.deleted, "deletes_held", ps.held, "duration", ps.finished.Sub(ps.started).Round(time.Millisecond))
 }
 
 func (ps *pass) explainInconsistent(sum comet.Summary, fetchErr error) {

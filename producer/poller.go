@@ -48,6 +48,11 @@ func (p *Producer) nextWait(r *reporter, err error) time.Duration {
 		}
 		return jitter(r.cfg.Interval)
 	}
+	if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrFenced) {
+		// Not the report's fault: the lease holder changed. The unit stops
+		// this loop when the lease is gone; recover and retry soon otherwise.
+		return jitter(min(r.cfg.Interval, 5*time.Second))
+	}
 	r.failures++
 	p.m.failures.WithLabelValues(name).Set(float64(r.failures))
 	// Back off exponentially from the interval up to half an hour (or the

@@ -27,6 +27,8 @@ type Producer struct {
 	// locks serialise passes of one report (Run's poller and Poll).
 	locks map[string]*sync.Mutex
 	ready atomic.Bool
+	// held counts the leases this producer holds.
+	held atomic.Int64
 	// maxRow is the largest row an event can carry: an update holds the
 	// row twice and the key once, within the server's max_payload.
 	maxRow int
@@ -72,8 +74,12 @@ func (p *Producer) Open(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := r.recover(ctx); err != nil {
-			return err
+		// With leases, a report is recovered when its lease is acquired:
+		// another producer may be writing it now.
+		if p.cfg.LeaseTTL == 0 {
+			if err := r.recover(ctx); err != nil {
+				return err
+			}
 		}
 		p.reports[rc.Name] = r
 		p.order = append(p.order, rc.Name)
@@ -107,6 +113,9 @@ func (p *Producer) Run(ctx context.Context) error {
 		if err := p.Open(ctx); err != nil {
 			return err
 		}
+	}
+	if p.cfg.LeaseTTL > 0 {
+		return p.runLeased(ctx)
 	}
 	var wg sync.WaitGroup
 	for _, name := range p.order {

@@ -3,12 +3,33 @@ package producer
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/cometstream/cometstream/internal/event"
+)
+
+// ErrFenced means the stream or a bucket no longer is what this producer
+// last saw: another producer has written the report since (this one lost its
+// lease, or was paused past it). Nothing of the rejected batch was stored.
+var ErrFenced = errors.New("fenced: another producer wrote this report")
+
+// maxBatch is the largest atomic batch the server accepts by default.
+const maxBatch = 1000
+
+// JetStream error codes the publisher acts on.
+const (
+	errCodeWrongLastSequence = 10071
+	// The batch repeats an event the stream holds: published by another
+	// producer (or by us, before a lost acknowledgement).
+	errCodeBatchDuplicate = 10201
 )
 
 // kvWrite is a snapshot write that follows an event once the stream has
@@ -23,39 +44,74 @@ type kvWrite struct {
 
 type inflight struct {
 	fut   jetstream.PubAckFuture
-	write *kvWrite // for an event: the write to make once acked
-	isKV  bool     // this is itself a snapshot write
+	write *kvWrite
+	isKV  bool
 }
 
-// publisher publishes events and snapshot writes asynchronously with a
-// bounded number unacknowledged, and makes each snapshot write only after
-// its event was acknowledged: the snapshot never runs ahead of the stream.
-// It is used by one goroutine at a time.
+type pendingEvent struct {
+	msg   *nats.Msg
+	write *kvWrite // made once the batch is committed
+}
+
+// publisher publishes a report's events and, once the stream has stored an
+// event, writes its row to the snapshot. The snapshot never runs ahead of
+// the stream. It is used by one goroutine at a time.
+//
+// A single producer publishes events asynchronously, a bounded number in
+// flight. With leases (several producers), events go in atomic batches
+// whose first message expects the last stream sequence of the report's
+// subjects to be the one this producer last saw: a producer that lost its
+// lease, or was paused past it, cannot add anything once another has
+// written the report, however late its bytes arrive. In both modes every
+// snapshot write expects the key's last revision.
 type publisher struct {
+	nc       *nats.Conn
 	js       jetstream.JetStream
 	kvPrefix string // "$KV.<bucket>."
-	max      int
-	queue    []inflight
-	err      error
-	// lastSeq is the highest stream sequence acknowledged for an event.
-	lastSeq uint64
-	// written is called when a snapshot write is acknowledged, with its
-	// revision.
-	written func(w *kvWrite, rev uint64)
-	// duplicates counts events the stream already held (same Nats-Msg-Id).
+	fence    string // the report's subject filter
+	snap     *snapshot
+	// lastSeq is the report's last stream sequence this producer knows.
+	lastSeq *uint64
+	maxKV   int
+	timeout time.Duration
+	gate    func() error
+
+	// fenced selects atomic, fenced batches.
+	fenced bool
+	batch  []pendingEvent
+	// kv holds, in order, snapshot writes and (unfenced mode) events whose
+	// acknowledgement is awaited.
+	kv   []inflight
+	busy map[int32]bool // keys with a snapshot write in flight
+	err  error
+	// published is the highest stream sequence of an event this publisher
+	// committed.
+	published uint64
+	// duplicates counts events the stream already held.
 	duplicates int
 }
 
-func newPublisher(js jetstream.JetStream, bucket string, max int, written func(*kvWrite, uint64)) *publisher {
-	return &publisher{js: js, kvPrefix: "$KV." + bucket + ".", max: max, written: written}
+func (r *reporter) newPublisher() *publisher {
+	return &publisher{
+		nc: r.p.cfg.Conn, js: r.p.js, kvPrefix: "$KV." + r.snap.bucket + ".", fence: event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name),
+		snap: r.snap, lastSeq: &r.lastSeq, maxKV: r.p.cfg.MaxInFlight, timeout: r.p.cfg.AckTimeout, gate: r.gate,
+		busy: map[int32]bool{}, fenced: r.gate != nil,
+	}
 }
 
 // Err returns the first failure; once set, the pass must be abandoned and
 // the report recovered from the stream.
 func (p *publisher) Err() error { return p.err }
 
-// event publishes one event; w, when not nil, is written to the snapshot
-// once the stream acknowledges the event.
+func (p *publisher) fail(err error) error {
+	if p.err == nil {
+		p.err = err
+	}
+	return p.err
+}
+
+// event adds an event to the current batch; w, when not nil, is written to
+// the snapshot once the batch is committed.
 func (p *publisher) event(ctx context.Context, subject, id string, data []byte, w *kvWrite) error {
 	if p.err != nil {
 		return p.err
@@ -64,26 +120,112 @@ func (p *publisher) event(ctx context.Context, subject, id string, data []byte, 
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	msg.Header.Set("Content-Type", event.ContentType)
 	msg.Data = data
-	return p.send(ctx, msg, inflight{write: w})
-}
-
-func (p *publisher) send(ctx context.Context, msg *nats.Msg, f inflight) error {
-	for len(p.queue) >= p.max {
-		if err := p.reapOne(ctx); err != nil {
-			return err
+	if !p.fenced {
+		for len(p.kv) >= p.maxKV {
+			if err := p.reapKV(ctx); err != nil {
+				return err
+			}
 		}
+		fut, err := p.js.PublishMsgAsync(msg)
+		if err != nil {
+			return p.fail(fmt.Errorf("publish %s: %w", subject, err))
+		}
+		p.kv = append(p.kv, inflight{fut: fut, write: w})
+		return nil
 	}
-	fut, err := p.js.PublishMsgAsync(msg)
-	if err != nil {
-		p.err = fmt.Errorf("publish %s: %w", msg.Subject, err)
-		return p.err
+	p.batch = append(p.batch, pendingEvent{msg: msg, write: w})
+	if len(p.batch) >= maxBatch {
+		return p.commit(ctx)
 	}
-	f.fut = fut
-	p.queue = append(p.queue, f)
 	return nil
 }
 
+// batchAck is the server's answer to a batch commit.
+type batchAck struct {
+	Stream    string `json:"stream"`
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate"`
+	BatchID   string `json:"batch"`
+	Count     int    `json:"count"`
+	Error     *struct {
+		Code        int    `json:"code"`
+		ErrCode     int    `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// commit sends the current batch atomically and waits for the server to
+// store it, then starts the snapshot writes of its events.
+func (p *publisher) commit(ctx context.Context) error {
+	if len(p.batch) == 0 || p.err != nil {
+		return p.err
+	}
+	if p.gate != nil {
+		if err := p.gate(); err != nil {
+			return p.fail(err)
+		}
+	}
+	batch := p.batch
+	p.batch = nil
+	id := nuid.Next()
+	for i, pe := range batch {
+		h := pe.msg.Header
+		h.Set("Nats-Batch-Id", id)
+		h.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		if i == 0 {
+			h.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*p.lastSeq, 10))
+			h.Set("Nats-Expected-Last-Subject-Sequence-Subject", p.fence)
+		}
+		if i < len(batch)-1 {
+			if err := p.nc.PublishMsg(pe.msg); err != nil {
+				return p.fail(fmt.Errorf("publish %s: %w", pe.msg.Subject, err))
+			}
+		}
+	}
+	last := batch[len(batch)-1].msg
+	last.Header.Set("Nats-Batch-Commit", "1")
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+	defer cancel()
+	resp, err := p.nc.RequestMsgWithContext(rctx, last)
+	if err != nil {
+		return p.fail(fmt.Errorf("commit %d events: %w", len(batch), err))
+	}
+	var ack batchAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return p.fail(fmt.Errorf("commit %d events: unreadable acknowledgement: %w", len(batch), err))
+	}
+	if ack.Error != nil {
+		if ack.Error.ErrCode == errCodeWrongLastSequence || ack.Error.ErrCode == errCodeBatchDuplicate {
+			return p.fail(fmt.Errorf("%w (%s)", ErrFenced, ack.Error.Description))
+		}
+		return p.fail(fmt.Errorf("commit %d events: %s (code %d)", len(batch), ack.Error.Description, ack.Error.ErrCode))
+	}
+	*p.lastSeq = ack.Seq
+	p.published = max(p.published, ack.Seq)
+	for _, pe := range batch {
+		if pe.write != nil {
+			if err := p.sendKV(ctx, pe.write); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// sendKV writes a row to the snapshot, expecting the key's last revision.
 func (p *publisher) sendKV(ctx context.Context, w *kvWrite) error {
+	for p.busy[w.idx] {
+		// The same key again (a recovery applying two events of one key):
+		// its expected revision is known once the first write is acknowledged.
+		if err := p.reapKV(ctx); err != nil {
+			return err
+		}
+	}
+	for len(p.kv) >= p.maxKV {
+		if err := p.reapKV(ctx); err != nil {
+			return err
+		}
+	}
 	msg := nats.NewMsg(p.kvPrefix + w.token)
 	if w.delete {
 		msg.Header.Set("KV-Operation", "DEL")
@@ -91,59 +233,81 @@ func (p *publisher) sendKV(ctx context.Context, w *kvWrite) error {
 		msg.Header.Set(event.HashHeader, hex.EncodeToString(w.hash[:]))
 		msg.Data = w.value
 	}
-	return p.send(ctx, msg, inflight{isKV: true, write: w})
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(p.snap.entries[w.idx].rev, 10))
+	fut, err := p.js.PublishMsgAsync(msg)
+	if err != nil {
+		return p.fail(fmt.Errorf("write snapshot row %s: %w", w.token, err))
+	}
+	p.busy[w.idx] = true
+	p.kv = append(p.kv, inflight{fut: fut, write: w, isKV: true})
+	return nil
 }
 
-// reapOne waits for the oldest publish to be acknowledged and acts on it.
-func (p *publisher) reapOne(ctx context.Context) error {
-	f := p.queue[0]
-	p.queue = p.queue[1:]
+// reapKV waits for the oldest publish in flight: a snapshot write, or (unfenced) an
+// event, whose snapshot write it then starts.
+func (p *publisher) reapKV(ctx context.Context) error {
+	f := p.kv[0]
+	p.kv = p.kv[1:]
+	if !f.isKV {
+		select {
+		case ack := <-f.fut.Ok():
+			*p.lastSeq = max(*p.lastSeq, ack.Sequence)
+			p.published = max(p.published, ack.Sequence)
+			if ack.Duplicate {
+				p.duplicates++
+			}
+			if f.write != nil && p.err == nil {
+				return p.sendKV(ctx, f.write)
+			}
+			return nil
+		case err := <-f.fut.Err():
+			return p.fail(fmt.Errorf("publish %s: %w", f.fut.Msg().Subject, err))
+		case <-ctx.Done():
+			return p.fail(fmt.Errorf("waiting for acknowledgements: %w", ctx.Err()))
+		}
+	}
+	delete(p.busy, f.write.idx)
 	select {
 	case ack := <-f.fut.Ok():
-		if f.isKV {
-			p.written(f.write, ack.Sequence)
-			return nil
-		}
-		p.lastSeq = max(p.lastSeq, ack.Sequence)
-		if ack.Duplicate {
-			p.duplicates++
-		}
-		if f.write != nil && p.err == nil {
-			return p.sendKV(ctx, f.write)
-		}
+		p.snap.written(f.write, ack.Sequence)
 		return nil
 	case err := <-f.fut.Err():
-		if p.err == nil {
-			p.err = fmt.Errorf("publish %s: %w", f.fut.Msg().Subject, err)
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
+			return p.fail(fmt.Errorf("%w: snapshot row %s changed", ErrFenced, f.write.token))
 		}
-		return p.err
+		return p.fail(fmt.Errorf("write snapshot row %s: %w", f.write.token, err))
 	case <-ctx.Done():
-		if p.err == nil {
-			p.err = fmt.Errorf("waiting for acknowledgements: %w", ctx.Err())
-		}
-		return p.err
+		return p.fail(fmt.Errorf("waiting for acknowledgements: %w", ctx.Err()))
 	}
 }
 
-// flush waits until everything published so far, and the snapshot writes
-// that follow, are acknowledged. After a failure it still waits for every
-// outstanding publish to resolve, so nothing is in flight when the caller
-// reads the stream to recover, and returns the failure.
-func (p *publisher) flush(ctx context.Context) error {
-	for len(p.queue) > 0 {
-		if err := p.reapOne(ctx); err != nil {
-			break
+func (p *publisher) drainKV(ctx context.Context) error {
+	for len(p.kv) > 0 {
+		if err := p.reapKV(ctx); err != nil {
+			return err
 		}
 	}
+	return nil
+}
+
+// flush commits the current batch and waits for every snapshot write.
+// After a failure it still waits for every outstanding write to resolve, so
+// nothing is in flight when the caller reads the stream to recover.
+func (p *publisher) flush(ctx context.Context) error {
+	if err := p.commit(ctx); err == nil {
+		_ = p.drainKV(ctx)
+	}
 	if p.err != nil {
-		for _, f := range p.queue {
+		for _, f := range p.kv {
 			select {
 			case <-f.fut.Ok():
 			case <-f.fut.Err():
 			case <-ctx.Done():
 			}
 		}
-		p.queue = nil
+		p.kv, p.batch = nil, nil
+		clear(p.busy)
 	}
 	return p.err
 }

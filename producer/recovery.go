@@ -3,6 +3,7 @@ package producer
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -34,8 +35,9 @@ func (r *reporter) recover(ctx context.Context) error {
 		return err
 	}
 
-	pub := newPublisher(r.p.js, r.snap.bucket, r.p.cfg.MaxInFlight, r.snap.written)
+	pub := r.newPublisher()
 	last := st.Checkpoint
+	tail := false
 	applied := 0
 	_, err = replay.Read(ctx, r.p.js, r.p.cfg.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name)},
@@ -46,7 +48,7 @@ func (r *reporter) recover(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		last = md.Sequence.Stream
+		last, tail = md.Sequence.Stream, true
 		n, err := r.applyTail(ctx, pub, m)
 		applied += n
 		return err
@@ -61,6 +63,15 @@ func (r *reporter) recover(ctx context.Context) error {
 	if err := r.saveState(ctx); err != nil {
 		return err
 	}
+	// The next batch expects the report's last sequence: the tail's end, or
+	// what the stream holds now (the checkpoint's event may have been
+	// trimmed away by a limit).
+	r.lastSeq = last
+	if !tail {
+		if r.lastSeq, err = r.lastEventSeq(ctx); err != nil {
+			return err
+		}
+	}
 	if applied > 0 {
 		r.log.Info("applied events the snapshot had not caught up with", "events", applied, "checkpoint", last)
 	}
@@ -74,6 +85,19 @@ func (r *reporter) recover(ctx context.Context) error {
 	r.p.m.snapshotRows.WithLabelValues(r.cfg.Name).Set(float64(r.snap.live))
 	r.p.m.heldDeletes.WithLabelValues(r.cfg.Name).Set(float64(r.state.Held))
 	return nil
+}
+
+// lastEventSeq asks the stream for the sequence of the report's last event
+// (0 when it holds none).
+func (r *reporter) lastEventSeq(ctx context.Context) (uint64, error) {
+	m, err := r.p.stream.GetLastMsgForSubject(ctx, event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("last event of %s: %w", r.cfg.Name, err)
+	}
+	return m.Sequence, nil
 }
 
 // checkTail warns when the stream no longer holds every event past the

@@ -29,6 +29,13 @@ type reporter struct {
 	keyer  *event.Keyer
 	shapes shapes
 
+	// lastSeq is the stream sequence of the report's last event, as far as
+	// this producer knows: every batch it publishes expects it.
+	lastSeq uint64
+	// gate, when set, says whether this producer may still act for the
+	// report (its lease); it is asked before every request and batch.
+	gate func() error
+
 	// suspects are keys missing from the last consistent pass; a key is
 	// deleted when the next consistent pass misses it too.
 	suspects map[string]struct{}
@@ -51,6 +58,13 @@ func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
 	if cc.Logger == nil {
 		cc.Logger = log
 	}
+	var r *reporter
+	cc.Gate = func() error {
+		if r.gate != nil {
+			return r.gate()
+		}
+		return nil
+	}
 	cc.OnRequest = func(info comet.RequestInfo) {
 		if info.Status == -1 {
 			p.m.rateWait.WithLabelValues(cfg.Name).Add(info.Wait.Seconds())
@@ -67,7 +81,7 @@ func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
 		return nil, fmt.Errorf("report %s: %w", cfg.Name, err)
 	}
 	u, _ := url.Parse(cc.BaseURL)
-	return &reporter{
+	r = &reporter{
 		p:         p,
 		cfg:       cfg,
 		client:    client,
@@ -76,7 +90,8 @@ func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
 		snap:      newSnapshot(p.snaps[cfg.Name], event.BucketName(p.cfg.Prefix, cfg.Name)),
 		suspects:  map[string]struct{}{},
 		allowOnce: slices.Contains(p.cfg.AllowDeletes, cfg.Name),
-	}, nil
+	}
+	return r, nil
 }
 
 // useColumns makes cols the schema rows are diffed with.

@@ -26,6 +26,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, name, prefix stri
 		Replicas:    replicas,
 		Duplicates:  dup,
 		AllowDirect: true,
+		// Batches are stored all or nothing, and fenced (see publisher).
+		AllowAtomicPublish: true,
 	}
 	s, err := js.Stream(ctx, name)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -50,6 +52,13 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, name, prefix stri
 		return nil, fmt.Errorf("%w: stream %s has retention %s, cometstream needs limits", ErrStreamConflict, name, have.Retention)
 	case have.Storage != jetstream.FileStorage:
 		return nil, fmt.Errorf("%w: stream %s uses %s storage, configuration wants file", ErrStreamConflict, name, have.Storage)
+	}
+	if !have.AllowAtomicPublish || !have.AllowDirect {
+		// Additions that change nothing for readers: made, not refused.
+		have.AllowAtomicPublish, have.AllowDirect = true, true
+		if s, err = js.UpdateStream(ctx, have); err != nil {
+			return nil, fmt.Errorf("enable atomic batches on stream %s: %w", name, err)
+		}
 	}
 	return s, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -78,6 +79,9 @@ type produceOptions struct {
 // produce runs the producer until ctx ends.
 func produce(ctx context.Context, cfg *config.Config, url string, reports []producer.ReportConfig, allowDeletes []string, log *slog.Logger, po produceOptions) error {
 	internal := ""
+	if cfg.HA.LeaseTTL > 0 && url == "" {
+		return usagef("ha.lease_ttl: producers share reports through a NATS server they all reach: set nats.url (or --nats)")
+	}
 	embedded, url, err := startEmbedded(cfg, url, po.unsafeListen, &internal, log)
 	if err != nil {
 		return err
@@ -102,10 +106,15 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	defer nc.Close()
 
 	reg := ops.NewRegistry()
+	instance := cfg.HA.Instance
+	if instance == "" {
+		instance = defaultInstance(cfg.DataDir)
+	}
 	p, err := producer.New(producer.Config{
 		Conn: nc, Stream: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, Replicas: cfg.NATS.Replicas,
 		DuplicateWindow: cfg.NATS.DuplicateWindow, Reports: reports, AllowDeletes: allowDeletes,
 		Logger: log, Registerer: reg, Progress: progressLine(),
+		LeaseTTL: cfg.HA.LeaseTTL, InstanceID: instance,
 	})
 	if err != nil {
 		return err
@@ -250,6 +259,7 @@ func producerReports(cfg *config.Config, log *slog.Logger) ([]producer.ReportCon
 			Name: ref.Report.Name, Key: ref.Report.Key, Interval: ref.Report.Interval,
 			PageSize: ref.Report.PageSize, MaxDeleteFraction: *ref.Report.MaxDeleteFraction,
 			Comet: comet.Config{BaseURL: ref.Source.BaseURL, APIKey: key, Limiter: limiters[lk]},
+			Group: ref.Source.Name + "/" + ref.Report.User,
 		})
 	}
 	return out, nil
@@ -287,4 +297,13 @@ func firstNonEmpty(s ...string) string {
 		}
 	}
 	return ""
+}
+
+// defaultInstance names a producer by its host and data directory, so that
+// the same producer restarted takes its leases back at once.
+func defaultInstance(dataDir string) string {
+	host, _ := os.Hostname()
+	abs, _ := filepath.Abs(dataDir)
+	sum := sha256.Sum256([]byte(abs))
+	return host + "-" + hex.EncodeToString(sum[:4])
 }

@@ -50,6 +50,10 @@ type Config struct {
 	Logger     *slog.Logger
 	// OnRequest, when set, is called after every HTTP request (for metrics).
 	OnRequest func(RequestInfo)
+	// Gate, when set, is asked before every request, after the rate
+	// limiter: an error stops the fetch (a producer that lost its lease
+	// must not spend the user's budget).
+	Gate func() error
 }
 
 // Backoff shapes the exponential, jittered waits between retries.
@@ -188,6 +192,11 @@ func (c *Client) fetchPage(ctx context.Context, page, size int, tokenHeld bool) 
 				return nil, requests, &Error{Page: page, Class: ErrTransient, Err: err}
 			}
 			c.observeWait(page, time.Since(start))
+		}
+		if c.cfg.Gate != nil {
+			if err := c.cfg.Gate(); err != nil {
+				return nil, requests, &Error{Page: page, Class: ErrTransient, Err: err}
+			}
 		}
 		requests++
 		p, retryAfter, err := c.attempt(ctx, page, size)

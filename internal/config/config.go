@@ -23,7 +23,20 @@ type Config struct {
 	DataDir string   `yaml:"data_dir"`
 	NATS    NATS     `yaml:"nats"`
 	HTTP    HTTP     `yaml:"http"`
+	HA      HA       `yaml:"ha"`
 	Sources []Source `yaml:"sources"`
+}
+
+// HA lets several producers with the same configuration share the reports:
+// each COMET source and user is polled by the one holding its lease.
+type HA struct {
+	// LeaseTTL enables leases; a lease is renewed every third of it, and a
+	// producer that dies is replaced within it. 0 means a single producer.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// Instance names this producer in the leases; default: the host name
+	// and data_dir. A producer restarted with the same name takes its
+	// leases back at once.
+	Instance string `yaml:"instance"`
 }
 
 // NATS configures the connection, or the embedded server when URL is empty.
@@ -252,6 +265,9 @@ func (c *Config) Validate() error {
 	}
 	if err := n.Embedded.validate(); err != nil {
 		return err
+	}
+	if c.HA.LeaseTTL != 0 && c.HA.LeaseTTL < 3*time.Second {
+		return fieldErr("ha.lease_ttl", "%s is shorter than 3s", c.HA.LeaseTTL)
 	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {

@@ -72,6 +72,9 @@ func (p *Proc) wait() error {
 	}
 }
 
+// Pid is the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Signal sends a signal.
 func (p *Proc) Signal(sig os.Signal) { _ = p.cmd.Process.Signal(sig) }
 

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
+)
+
+const leaseTTL = 3 * time.Second
+
+// haWorld is a NATS server, a rate-limited simulator whose two reports
+// belong to one COMET user, and two producers with the same configuration.
+type haWorld struct {
+	t       *testing.T
+	sim     *simulator.Simulator
+	url     string
+	configs [2]string
+	env     []string
+}
+
+func newHAWorld(t *testing.T) (*haWorld, *testenv.Proc, *testenv.Proc) {
+	dir := t.TempDir()
+	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 13, RateLimit: 10, Latency: 20 * time.Millisecond, Reports: []simulator.ReportSpec{
+		{Name: "persons", Kind: "persons", Rows: 300, User: "federation"},
+		{Name: "matches", Kind: "matches", Rows: 100, User: "federation"},
+	}})
+	w := &haWorld{t: t, sim: sim, url: srv.ClientURL(),
+		env: []string{"KEY_PERSONS=" + sim.Key("persons"), "KEY_MATCHES=" + sim.Key("matches")}}
+	for i := range w.configs {
+		w.configs[i] = filepath.Join(dir, fmt.Sprintf("p%d.yaml", i))
+		os.WriteFile(w.configs[i], []byte(fmt.Sprintf(`data_dir: %s
+nats: {url: %q, duplicate_window: 1s}
+http: {listen: ""}
+ha: {lease_ttl: %s}
+sources:
+  - name: sim
+    base_url: %s
+    rate_limit: 10
+    reports:
+      - {name: persons, api_key_env: KEY_PERSONS, user: federation, key: [personId], interval: 1s, page_size: 20}
+      - {name: matches, api_key_env: KEY_MATCHES, user: federation, key: [competitionId, matchNo], interval: 1s, page_size: 20}
+`, filepath.Join(dir, fmt.Sprint("data", i)), w.url, leaseTTL, base)), 0o600)
+	}
+	a := testenv.Start(t, "producer a", w.env, "produce", "--config", w.configs[0], "--log-format", "json")
+	b := testenv.Start(t, "producer b", w.env, "produce", "--config", w.configs[1], "--log-format", "json")
+	return w, a, b
+}
+
+// active waits for one of the producers to acquire the lease.
+func active(t *testing.T, procs ...*testenv.Proc) (*testenv.Proc, *testenv.Proc) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for i, p := range procs {
+			if strings.Contains(p.Logs(), "lease acquired") {
+				return p, procs[1-i]
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no producer acquired the lease")
+	return nil, nil
+}
+
+func (w *haWorld) churn() (stop func()) {
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(40 * time.Millisecond):
+				w.sim.RandomChange()
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+// TestHAFailover kills the active producer mid-pass while the data changes:
+// the standby takes over within the lease TTL, the stream holds exactly one
+// event per change, the buckets equal the simulator, and the two producers
+// together never exceeded the user's 10 calls a second.
+func TestHAFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two producers through a failover")
+	}
+	w, a, b := newHAWorld(t)
+	_, js := testenv.Connect(t, w.url)
+	stop := w.churn()
+	act, standby := active(t, a, b)
+	time.Sleep(2500 * time.Millisecond) // a few passes; a pass of persons is 15 pages at 10/s
+	act.Kill()
+	killed := time.Now()
+	deadline := killed.Add(3 * leaseTTL)
+	for !strings.Contains(standby.Logs(), "lease acquired") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the standby did not take over:\n%s", standby.Tail(2000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if took := time.Since(killed); took > leaseTTL+leaseTTL/3+time.Second {
+		t.Errorf("takeover took %s, more than the lease TTL (%s) and a renewal period", took, leaseTTL)
+	}
+	time.Sleep(3 * time.Second)
+	stop()
+	waitBuckets(t, js, w.sim, standby)
+	if err := standby.Stop(); err != nil {
+		t.Errorf("standby: %v", err)
+	}
+	evs := testenv.Events(t, js, "COMET", 0)
+	final := testenv.Chains(t, evs)
+	for _, r := range []string{"persons", "matches"} {
+		if d := testenv.Diff(final[r], testenv.Want(w.sim, r)); d != "" {
+			t.Errorf("%s: the stream does not add up to the report:\n%s", r, d)
+		}
+	}
+	if st := w.sim.Stats(); st.Violations != 0 {
+		t.Errorf("%d rate-limit violations by the two producers: %+v", st.Violations, st.Users)
+	}
+}
+
+// waitBuckets waits until every report's bucket equals the simulator.
+func waitBuckets(t *testing.T, js jetstream.JetStream, sim *simulator.Simulator, procs ...*testenv.Proc) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		diff := ""
+		for _, r := range sim.Reports() {
+			if d := testenv.Diff(testenv.Bucket(t, js, event.BucketName("comet", r.Name)), testenv.Want(sim, r.Name)); d != "" {
+				diff += r.Name + ": " + d
+			}
+		}
+		if diff == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			var logs strings.Builder
+			for _, p := range procs {
+				logs.WriteString("--- " + p.Name + "\n" + p.Tail(3000) + "\n")
+			}
+			t.Fatalf("the buckets never caught up:\n%s%s", diff, logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func lastSeqOf(t *testing.T, js jetstream.JetStream) uint64 {
+	s, err := js.Stream(context.Background(), "COMET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := s.Info(context.Background())
+	return info.State.LastSeq
+}
+
+// TestHAFencing pauses the active producer (SIGSTOP) past its lease; the
+// standby takes over; when the paused one resumes it publishes nothing.
+func TestHAFencing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("pauses a producer past its lease")
+	}
+	w, a, b := newHAWorld(t)
+	_, js := testenv.Connect(t, w.url)
+	stop := w.churn()
+	paused, other := active(t, a, b)
+	time.Sleep(1500 * time.Millisecond)
+	syscall.Kill(paused.Pid(), syscall.SIGSTOP)
+	deadline := time.Now().Add(4 * leaseTTL)
+	for !strings.Contains(other.Logs(), "lease acquired") {
+		if time.Now().After(deadline) {
+			syscall.Kill(paused.Pid(), syscall.SIGCONT)
+			t.Fatalf("the standby did not take over:\n%s", other.Tail(2000))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second) // the new holder publishes
+	mark := len(paused.Logs())
+	seqMark := lastSeqOf(t, js)
+	syscall.Kill(paused.Pid(), syscall.SIGCONT)
+	time.Sleep(3 * time.Second)
+	stop()
+	waitBuckets(t, js, w.sim, other)
+
+	// Stop both first: every pass the holder published is then in its log.
+	for _, p := range []*testenv.Proc{a, b} {
+		p.Stop()
+	}
+	after := paused.Logs()[mark:]
+	if strings.Contains(after, `"msg":"pass"`) {
+		t.Errorf("the resumed producer completed a pass:\n%s", after)
+	}
+	ours := syncsOf(other.Logs())
+	for _, ev := range testenv.Events(t, js, "COMET", seqMark) {
+		sync := ""
+		switch {
+		case ev.Row != nil:
+			sync = ev.Row.Sync
+		case ev.Synced != nil:
+			sync = ev.Synced.Sync
+		}
+		if sync != "" && !ours[sync] {
+			t.Errorf("seq %d (%s) was published by the resumed producer", ev.Seq, ev.Subject)
+		}
+	}
+	final := testenv.Chains(t, testenv.Events(t, js, "COMET", 0))
+	for _, r := range []string{"persons", "matches"} {
+		if d := testenv.Diff(final[r], testenv.Want(w.sim, r)); d != "" {
+			t.Errorf("%s: the stream does not add up to the report:\n%s", r, d)
+		}
+	}
+	if st := w.sim.Stats(); st.Violations != 0 {
+		t.Errorf("%d rate-limit violations: %+v", st.Violations, st.Users)
+	}
+}
+
+// syncsOf collects the sync ids of the passes a producer logged.
+func syncsOf(logs string) map[string]bool {
+	out := map[string]bool{}
+	for _, line := range strings.Split(logs, "\n") {
+		var l struct {
+			Msg  string `json:"msg"`
+			Sync string `json:"sync"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Sync != "" {
+			out[l.Sync] = true
+		}
+	}
+	return out
+}
