@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -35,6 +36,8 @@ type Options struct {
 	// AllowInsecureListen permits a non-loopback address without
 	// authentication.
 	AllowInsecureListen bool
+	// Cluster, when set, makes the server one node of a JetStream cluster.
+	Cluster *Cluster
 	Logger              *slog.Logger
 }
 
@@ -43,6 +46,16 @@ type TLS struct {
 	Cert, Key, CA string
 	// Verify requires client certificates signed by CA.
 	Verify bool
+}
+
+// Cluster places a server in a cluster.
+type Cluster struct {
+	Name       string
+	ServerName string
+	// Listen is the route address, host:port.
+	Listen string
+	// Routes are the other nodes' route URLs (nats-route://host:port).
+	Routes []string
 }
 
 // ErrUnsafeListen is returned for a non-loopback listen address without
@@ -93,6 +106,16 @@ func Start(o Options) (*server.Server, error) {
 			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: perms})
 		}
 	}
+	if c := o.Cluster; c != nil {
+		h, p, err := net.SplitHostPort(c.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("cluster listen %q: %w", c.Listen, err)
+		}
+		port, _ := strconv.Atoi(p)
+		opts.ServerName = c.ServerName
+		opts.Cluster = server.ClusterOpts{Name: c.Name, Host: h, Port: port}
+		opts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	}
 	if o.TLS != nil {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: o.TLS.Cert, KeyFile: o.TLS.Key, CaFile: o.TLS.CA, Verify: o.TLS.Verify})
 		if err != nil {
@@ -108,6 +131,15 @@ func Start(o Options) (*server.Server, error) {
 		s.SetLoggerV2(&logger{log: o.Logger.With("component", "nats-server")}, false, false, false)
 	}
 	go s.Start()
+	if o.Cluster != nil {
+		// A cluster node answers once routes are up; JetStream waits for
+		// its peers (see testenv.StartCluster).
+		if !s.ReadyForConnections(30 * time.Second) {
+			s.Shutdown()
+			return nil, fmt.Errorf("cluster node %s did not start", o.Cluster.ServerName)
+		}
+		return s, nil
+	}
 	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
 		return nil, fmt.Errorf("embedded NATS did not start listening on %s", o.Listen)

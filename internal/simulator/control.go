@@ -1,8 +1,10 @@
 package simulator
 
 import (
+	"io"
 	"net/http"
 	"strconv"
+	"sync/atomic"
 )
 
 // control registers the /_sim/ endpoints a test or a demo uses to change the
@@ -18,7 +20,18 @@ import (
 //	POST /_sim/reports/{name}/revoke?status=403
 //	POST /_sim/reports/{name}/restore
 //	POST /_sim/reports/{name}/columns?key=K&name=N
+//	POST /_sim/webhook          (a webhook receiver for demos: counts deliveries)
+//	GET  /_sim/webhook
 func (s *Simulator) control(mux *http.ServeMux) {
+	var hooks atomic.Int64
+	mux.HandleFunc("POST /_sim/webhook", func(w http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(req.Body, 1<<20))
+		hooks.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /_sim/webhook", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]int64{"received": hooks.Load()})
+	})
 	mux.HandleFunc("GET /_sim/stats", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, s.Stats())
 	})
