@@ -38,7 +38,7 @@ type Options struct {
 	AllowInsecureListen bool
 	// Cluster, when set, makes the server one node of a JetStream cluster.
 	Cluster *Cluster
-	Logger              *slog.Logger
+	Logger  *slog.Logger
 }
 
 // TLS names the files of the client port's certificate.
