@@ -22,9 +22,16 @@ type Config struct {
 	// (defaults COMET and comet).
 	Stream, Prefix string
 	// Durable names the JetStream consumer, so that a restart resumes where
-	// it left off. Empty makes an ephemeral ordered consumer that
-	// acknowledges nothing and has no dead letters (for tail).
+	// it left off. Empty makes an ephemeral ordered consumer: in stream
+	// order with no gaps, nothing acknowledged, no dead letters; the caller
+	// keeps its own position and passes it as StartSeq (the sinks do).
 	Durable string
+	// NamePrefix names an ephemeral ordered consumer on the server.
+	NamePrefix string
+	// RetryForever makes an ephemeral consumer retry a failing handler with
+	// backoff until it succeeds (a sink must not skip an event) instead of
+	// returning the error (tail).
+	RetryForever bool
 	// Reports and Ops filter the events; empty means all. Ops are created,
 	// updated, deleted, synced, schema, unavailable and held.
 	Reports, Ops []string
@@ -283,13 +290,13 @@ func (c *Consumer) decodeLoop(ctx context.Context, in <-chan jetstream.Msg, out 
 
 // consumer creates or updates the JetStream consumer.
 func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	return c.open(ctx, jetstream.AckAllPolicy)
+	return c.open(ctx, jetstream.AckExplicitPolicy)
 }
 
 // open creates or updates the JetStream consumer with the given ack policy.
 func (c *Consumer) open(ctx context.Context, ack jetstream.AckPolicy) (jetstream.Consumer, error) {
 	if c.cfg.Durable == "" {
-		oc := jetstream.OrderedConsumerConfig{FilterSubjects: c.subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
+		oc := jetstream.OrderedConsumerConfig{FilterSubjects: c.subjects, DeliverPolicy: jetstream.DeliverAllPolicy, NamePrefix: c.cfg.NamePrefix}
 		switch {
 		case c.cfg.StartSeq > 0:
 			oc.DeliverPolicy, oc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, c.cfg.StartSeq
@@ -374,7 +381,17 @@ func (c *Consumer) retry(ctx context.Context, h Handler, batch []*Message) error
 			return c.ack(batch)
 		}
 		if c.cfg.Durable == "" {
-			return err
+			if !c.cfg.RetryForever {
+				return err
+			}
+			wait := c.cfg.Backoff[min(attempt, len(c.cfg.Backoff))-1]
+			c.log.Warn("handler failed; retrying the batch", "first_seq", batch[0].Seq, "messages", len(batch), "retry_in", wait, "err", err)
+			select {
+			case <-time.After(wait/2 + rand.N(wait)):
+				continue
+			case <-ctx.Done():
+				return errShutdown
+			}
 		}
 		if len(batch) > 1 {
 			c.log.Warn("batch failed; handling its messages one by one", "messages", len(batch), "err", err)
@@ -436,9 +453,12 @@ func (c *Consumer) ack(batch []*Message) error {
 	if c.cfg.Durable == "" {
 		return nil
 	}
-	// AckAll: the last message acknowledges the batch.
-	if err := batch[len(batch)-1].msg.Ack(); err != nil {
-		return fmt.Errorf("acknowledge through seq %d: %w", batch[len(batch)-1].Seq, err)
+	// Each message on its own: acknowledging the last for all would also
+	// settle one redelivered out of order and never handled.
+	for _, m := range batch {
+		if err := m.msg.Ack(); err != nil {
+			return fmt.Errorf("acknowledge seq %d: %w", m.Seq, err)
+		}
 	}
 	return nil
 }

@@ -187,10 +187,17 @@ func TestRestartResumesWithoutRedelivery(t *testing.T) {
 	stop := run(t, c, h)
 	waitFor(t, "50 messages", func() bool { return len(col.handled()) == 50 })
 	stop()
+	// The service restarts: its old connection is gone, a new one consumes.
+	// (A consumer stopped on a connection that lives on may leave pull
+	// requests behind; the server can hand them messages that then come back
+	// only after AckWait.)
+	url := js.Conn().ConnectedUrl()
+	js.Conn().Close()
+	_, js2 := testenv.Connect(t, url)
 	for n := 51; n <= 70; n++ {
-		publishRow(t, js, "players", n)
+		publishRow(t, js2, "players", n)
 	}
-	c, _ = New(Config{JetStream: js, Durable: "resume", BatchSize: 7})
+	c, _ = New(Config{JetStream: js2, Durable: "resume", BatchSize: 7})
 	stop = run(t, c, h)
 	waitFor(t, "70 messages", func() bool { return len(col.handled()) >= 70 })
 	time.Sleep(200 * time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/cometstream/cometstream/internal/event"
 	"github.com/cometstream/cometstream/internal/replay"
@@ -22,7 +23,10 @@ type MaterializeConfig struct {
 	JetStream jetstream.JetStream
 	// Stream and Prefix are the producer's (defaults COMET and comet).
 	Stream, Prefix string
-	// Durable names the JetStream consumer.
+	// Durable names the sink's consumer on the server (the prefix of an
+	// ordered consumer's name, with a suffix per run: the sink reads from
+	// the position its store keeps, so a restart never depends on
+	// server-side state; consumers of runs gone away expire when idle).
 	Durable string
 	// Reports limits the reports materialized; empty means all.
 	Reports []string
@@ -137,9 +141,12 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	if start == 0 {
 		start = 1
 	}
+	// An ordered consumer from the store's own position: in stream order,
+	// with no gaps and nothing redelivered out of order, which skipping by
+	// position relies on. The store, not the server, keeps the cursor.
 	c, err := New(Config{
-		JetStream: cfg.JetStream, Stream: cfg.Stream, Prefix: cfg.Prefix, Durable: cfg.Durable,
-		Reports: cfg.Reports, StartSeq: start, BatchSize: cfg.BatchSize, Logger: cfg.Logger,
+		JetStream: cfg.JetStream, Stream: cfg.Stream, Prefix: cfg.Prefix, NamePrefix: cfg.Durable + "_" + nuid.Next()[16:],
+		Reports: cfg.Reports, StartSeq: start, BatchSize: cfg.BatchSize, Logger: cfg.Logger, RetryForever: true,
 	})
 	if err != nil {
 		return err

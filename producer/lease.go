@@ -139,8 +139,19 @@ func (p *Producer) hold(ctx context.Context, kv jetstream.KeyValue, u *unit, uni
 	ttl := p.cfg.LeaseTTL
 	log := p.cfg.Logger.With("lease", u.key)
 	for ctx.Err() == nil {
-		if p.held.Load() >= int64(p.fairShare(ctx, kv, units)) || !p.acquire(ctx, kv, u) {
+		if p.held.Load() >= int64(p.fairShare(ctx, kv, units)) {
 			sleep(ctx, ttl/3+time.Duration(rand.Int64N(int64(ttl/3))))
+			continue
+		}
+		ok, expires := p.acquire(ctx, kv, u)
+		if !ok {
+			// Held by another producer: try again when it would expire
+			// unless renewed, and meanwhile now and then.
+			wait := ttl / 3
+			if d := time.Until(expires); !expires.IsZero() && d > 0 && d < wait {
+				wait = d
+			}
+			sleep(ctx, wait+time.Duration(rand.Int64N(int64(100*time.Millisecond))))
 			continue
 		}
 		p.held.Add(1)
@@ -184,8 +195,9 @@ func (p *Producer) hold(ctx context.Context, kv jetstream.KeyValue, u *unit, uni
 	}
 }
 
-// acquire takes a free lease, or our own from a previous life.
-func (p *Producer) acquire(ctx context.Context, kv jetstream.KeyValue, u *unit) bool {
+// acquire takes a free lease, or our own from a previous life. When another
+// producer holds it, it returns when that lease expires unless renewed.
+func (p *Producer) acquire(ctx context.Context, kv jetstream.KeyValue, u *unit) (bool, time.Time) {
 	start := time.Now()
 	var rev uint64
 	e, err := kv.Get(ctx, u.key)
@@ -193,19 +205,19 @@ func (p *Producer) acquire(ctx context.Context, kv jetstream.KeyValue, u *unit) 
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		rev, err = kv.Create(ctx, u.key, []byte(p.cfg.InstanceID))
 	case err != nil:
-		return false
+		return false, time.Time{}
 	case string(e.Value()) == p.cfg.InstanceID:
 		rev, err = kv.Update(ctx, u.key, []byte(p.cfg.InstanceID), e.Revision())
 	default:
-		return false // held by another producer: it expires unless renewed
+		return false, e.Created().Add(p.cfg.LeaseTTL)
 	}
 	if err != nil {
-		return false
+		return false, time.Time{}
 	}
 	u.mu.Lock()
 	u.rev, u.validUntil = rev, start.Add(p.cfg.LeaseTTL*2/3)
 	u.mu.Unlock()
-	return true
+	return true, time.Time{}
 }
 
 // renew keeps a lease until it is lost (true), ctx ends, or this producer
