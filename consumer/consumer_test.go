@@ -76,16 +76,7 @@ func (c *collector) handled() []int {
 	return slices.Clone(c.ok)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func waitFor(t *testing.T, what string, cond func() bool) { testenv.WaitFor(t, what, cond) }
 
 func TestHandlerErrorIsRetriedWithBackoff(t *testing.T) {
 	js := world(t)

@@ -3,7 +3,6 @@ package producer
 import (
 	"context"
 	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -29,23 +28,26 @@ func firstPass(b *testing.B, rows int) (time.Duration, *nats.Conn) {
 	return firstPassOn(b, testenv.StartNATS(b, b.TempDir()), rows)
 }
 
-func firstPassOn(b *testing.B, srv *server.Server, rows int) (time.Duration, *nats.Conn) {
+// benchProducer is a producer over a zero-latency simulated persons report
+// of the given size.
+func benchProducer(b *testing.B, srv *server.Server, rows int) (*Producer, *nats.Conn) {
 	b.Helper()
 	nc, _ := testenv.Connect(b, srv.ClientURL())
-	sim, err := simulator.New(simulator.Config{Seed: 1, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: rows}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(sim.Handler())
-	b.Cleanup(hs.Close)
+	sim, base := testenv.StartSim(b, simulator.Config{Seed: 1, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: rows}}})
 	p, err := New(Config{
 		Conn: nc, Stream: "COMET", Prefix: "comet", Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
 		Reports: []ReportConfig{{Name: "persons", Key: []string{"personId"}, Interval: time.Hour, PageSize: 1000, MaxDeleteFraction: 0.5,
-			Comet: comet.Config{BaseURL: hs.URL, APIKey: sim.Key("persons"), Limiter: comet.NewLimiter(1e6)}}},
+			Comet: comet.Config{BaseURL: base, APIKey: sim.Key("persons"), Limiter: comet.NewLimiter(1e6)}}},
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
+	return p, nc
+}
+
+func firstPassOn(b *testing.B, srv *server.Server, rows int) (time.Duration, *nats.Conn) {
+	b.Helper()
+	p, nc := benchProducer(b, srv, rows)
 	start := time.Now()
 	if err := p.Open(context.Background()); err != nil {
 		b.Fatal(err)
@@ -129,22 +131,7 @@ func BenchmarkFirstPass200k(b *testing.B) {
 //
 //	go test -run XXX -bench SteadyPass200k -benchtime 3x ./producer
 func BenchmarkSteadyPass200k(b *testing.B) {
-	srv := testenv.StartNATS(b, b.TempDir())
-	nc, _ := testenv.Connect(b, srv.ClientURL())
-	sim, err := simulator.New(simulator.Config{Seed: 1, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: benchRows}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	hs := httptest.NewServer(sim.Handler())
-	b.Cleanup(hs.Close)
-	p, err := New(Config{
-		Conn: nc, Stream: "COMET", Prefix: "comet", Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
-		Reports: []ReportConfig{{Name: "persons", Key: []string{"personId"}, Interval: time.Hour, PageSize: 1000, MaxDeleteFraction: 0.5,
-			Comet: comet.Config{BaseURL: hs.URL, APIKey: sim.Key("persons"), Limiter: comet.NewLimiter(1e6)}}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p, _ := benchProducer(b, testenv.StartNATS(b, b.TempDir()), benchRows)
 	if err := p.Open(context.Background()); err != nil {
 		b.Fatal(err)
 	}

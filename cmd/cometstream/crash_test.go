@@ -58,19 +58,7 @@ func TestProducerSurvivesSIGKILL(t *testing.T) {
 	}})
 	config, env := crashConfig(t, dir, srv.ClientURL(), base, sim)
 
-	stop := make(chan struct{})
-	churned := make(chan struct{})
-	go func() {
-		defer close(churned)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(15 * time.Millisecond):
-				sim.RandomChange()
-			}
-		}
-	}()
+	stopChurn := testenv.Churn(sim, 15*time.Millisecond)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var allLogs strings.Builder
 	for i := range 20 {
@@ -83,8 +71,7 @@ func TestProducerSurvivesSIGKILL(t *testing.T) {
 			time.Sleep(1500 * time.Millisecond) // longer than the duplicate window
 		}
 	}
-	close(stop)
-	<-churned
+	stopChurn()
 
 	run := startProducer(t, bin, config, env)
 	deadline := time.Now().Add(90 * time.Second)

@@ -75,21 +75,7 @@ func active(t *testing.T, procs ...*testenv.Proc) (*testenv.Proc, *testenv.Proc)
 	return nil, nil
 }
 
-func (w *haWorld) churn() (stop func()) {
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			select {
-			case <-done:
-				return
-			case <-time.After(40 * time.Millisecond):
-				w.sim.RandomChange()
-			}
-		}
-	}()
-	return func() { close(done); <-stopped }
-}
+func (w *haWorld) churn() (stop func()) { return testenv.Churn(w.sim, 40*time.Millisecond) }
 
 // TestHAFailover kills the active producer mid-pass while the data changes:
 // the standby takes over within the lease TTL, the stream holds exactly one

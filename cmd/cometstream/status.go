@@ -43,19 +43,11 @@ func runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	no.Name = "cometstream status"
-	nc, err := natsconn.Connect(no, log)
-	if errors.Is(err, natsconn.ErrNoURL) {
-		return &usageError{err: err}
-	}
+	nc, js, err := connectSink(&no, "cometstream status", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	statuses, err := collectStatus(ctx, js, *stream, *prefix)
 	if err != nil {
 		return err
@@ -186,19 +178,11 @@ func runAllowDeletes(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	no.Name = "cometstream allow-deletes"
-	nc, err := natsconn.Connect(no, log)
-	if errors.Is(err, natsconn.ErrNoURL) {
-		return &usageError{err: err}
-	}
+	nc, js, err := connectSink(&no, "cometstream allow-deletes", log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	kv, err := js.KeyValue(ctx, event.StateBucketName(*prefix))
 	if err != nil {
 		return fmt.Errorf("state bucket: %w", err)

@@ -2,17 +2,15 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/consumer/sinktest"
 	"github.com/cometstream/cometstream/internal/event"
-	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
@@ -28,7 +26,7 @@ func BenchmarkSinkApply100k(b *testing.B) {
 	d := dsn(b)
 	srv := testenv.StartNATS(b, b.TempDir())
 	_, js := testenv.Connect(b, srv.ClientURL())
-	rows, cols, last := benchStream(b, js, benchEvents)
+	rows, cols, last := sinktest.PublishPersons(b, js, benchEvents)
 	ctx := context.Background()
 	var sinkTime, copyTime time.Duration
 	for i := 0; b.Loop(); i++ {
@@ -110,42 +108,4 @@ func joinComma(s []string) string {
 		out += v
 	}
 	return out
-}
-
-// benchStream publishes a schema event and n created events for simulated
-// persons, and returns the rows, columns and the last sequence.
-func benchStream(b *testing.B, js jetstream.JetStream, n int) ([]event.Row, []event.Column, uint64) {
-	sim, err := simulator.New(simulator.Config{Seed: 9, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: n}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
-		b.Fatal(err)
-	}
-	cols := sim.Columns("persons")
-	schema, _ := event.NewSchema(cols)
-	sc, _ := event.Encode("schema", "comet://bench/persons", event.TypeSchema, time.Now(), event.SchemaChange{Report: "persons", Columns: cols})
-	js.Publish(ctx, "comet.persons.report.schema", sc)
-	kv, _ := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")})
-	st, _ := json.Marshal(event.ReportState{Key: []string{"personId"}, Columns: cols})
-	kv.Put(ctx, "persons", st)
-	rows := sim.Rows("persons")
-	ajs, _ := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(4096))
-	for i, r := range rows {
-		vals := make([]event.Value, len(cols))
-		for j, c := range cols {
-			vals[j] = r[c.Key]
-		}
-		tok := r["personId"].Raw
-		data := (&event.RowEvent{ID: fmt.Sprint(i), Source: "comet://bench/persons", Token: tok, Time: time.Now(), Report: "persons",
-			Op: event.OpCreated, Sync: "s", Key: []byte(`{"personId":` + tok + `}`), After: schema.AppendRow(nil, vals)}).Append(nil)
-		if _, err := ajs.PublishAsync("comet.persons.row.created."+tok, data); err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-ajs.PublishAsyncComplete()
-	s, _ := js.Stream(ctx, "COMET")
-	info, _ := s.Info(ctx)
-	return rows, cols, info.State.LastSeq
 }

@@ -120,19 +120,7 @@ func Convergence(t *testing.T, target Target) {
 	}
 	w := newWorld(t, target, specs())
 	producer, sink := w.producer(), w.sink("main")
-	stop := make(chan struct{})
-	churned := make(chan struct{})
-	go func() {
-		defer close(churned)
-		for {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-				w.sim.RandomChange()
-			}
-		}
-	}()
+	stopChurn := testenv.Churn(w.sim, 20*time.Millisecond)
 	rng := rand.New(rand.NewPCG(5, 6))
 	for i := range 16 {
 		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
@@ -149,8 +137,7 @@ func Convergence(t *testing.T, target Target) {
 			sink = w.sink("main")
 		}
 	}
-	close(stop)
-	<-churned
+	stopChurn()
 	w.waitConverged("main", producer, sink)
 	if err := sink.Stop(); err != nil {
 		t.Errorf("sink: %v\n%s", err, sink.Tail(2000))

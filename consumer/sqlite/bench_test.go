@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -13,53 +12,14 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/consumer/sinktest"
 	"github.com/cometstream/cometstream/internal/event"
-	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 const benchEvents = 100_000
-
-// benchStream publishes a schema event and n created events for simulated
-// persons, and returns the rows and the last sequence.
-func benchStream(b testing.TB, js jetstream.JetStream, n int) ([]event.Row, []event.Column, uint64) {
-	sim, err := simulator.New(simulator.Config{Seed: seed(n), Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: n}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
-		b.Fatal(err)
-	}
-	cols := sim.Columns("persons")
-	schema, _ := event.NewSchema(cols)
-	sc, _ := event.Encode("schema", "comet://bench/persons", event.TypeSchema, time.Now(), event.SchemaChange{Report: "persons", Columns: cols})
-	js.Publish(ctx, "comet.persons.report.schema", sc)
-	kv, _ := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")})
-	st, _ := json.Marshal(event.ReportState{Key: []string{"personId"}, Columns: cols})
-	kv.Put(ctx, "persons", st) // the key, for the sink; checkpoint 0: everything is in the stream
-	rows := sim.Rows("persons")
-	ajs, _ := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(4096))
-	for i, r := range rows {
-		vals := make([]event.Value, len(cols))
-		for j, c := range cols {
-			vals[j] = r[c.Key]
-		}
-		tok := r["personId"].Raw
-		data := (&event.RowEvent{ID: fmt.Sprint(i), Source: "comet://bench/persons", Token: tok, Time: time.Now(), Report: "persons",
-			Op: event.OpCreated, Sync: "s", Key: []byte(`{"personId":` + tok + `}`), After: schema.AppendRow(nil, vals)}).Append(nil)
-		if _, err := ajs.PublishAsync("comet.persons.row.created."+tok, data); err != nil {
-			b.Fatal(err)
-		}
-	}
-	<-ajs.PublishAsyncComplete()
-	s, _ := js.Stream(ctx, "COMET")
-	info, _ := s.Info(ctx)
-	return rows, cols, info.State.LastSeq
-}
 
 // BenchmarkSinkApply100k measures how fast the SQLite sink applies 100k
 // created events from the stream (decoding, transactions with positions,
@@ -71,7 +31,7 @@ func benchStream(b testing.TB, js jetstream.JetStream, n int) ([]event.Row, []ev
 func BenchmarkSinkApply100k(b *testing.B) {
 	srv := testenv.StartNATS(b, b.TempDir())
 	_, js := testenv.Connect(b, srv.ClientURL())
-	rows, cols, last := benchStream(b, js, benchEvents)
+	rows, cols, last := sinktest.PublishPersons(b, js, benchEvents)
 	var sinkTime, baseTime time.Duration
 	for i := 0; b.Loop(); i++ {
 		baseTime += baseline(b, filepath.Join(b.TempDir(), "base.db"), rows, cols)
@@ -160,7 +120,7 @@ func baseline(b *testing.B, path string, rows []event.Row, cols []event.Column) 
 func BenchmarkSinkLatency(b *testing.B) {
 	srv := testenv.StartNATS(b, b.TempDir())
 	_, js := testenv.Connect(b, srv.ClientURL())
-	_, cols, _ := benchStream(b, js, 10)
+	_, cols, _ := sinktest.PublishPersons(b, js, 10)
 	schema, _ := event.NewSchema(cols)
 	store, err := Open(context.Background(), filepath.Join(b.TempDir(), "lat.db"))
 	if err != nil {
@@ -234,7 +194,3 @@ func BenchmarkSinkLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(lat[n*99/100].Microseconds())/1000, "p99_ms")
 }
-
-// seed varies the simulated persons with their number, so two streams of
-// different sizes hold different people.
-func seed(n int) uint64 { return uint64(n) }

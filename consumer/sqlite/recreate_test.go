@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/consumer/sinktest"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
@@ -21,7 +22,7 @@ func TestRecreatedStreamRebuilds(t *testing.T) {
 	for i, n := range []int{7, 3} {
 		srv := testenv.StartNATS(t, t.TempDir())
 		_, js := testenv.Connect(t, srv.ClientURL())
-		rows, _, last := benchStream(t, js, n)
+		rows, _, last := sinktest.PublishPersons(t, js, n)
 		ctx, cancel := context.WithCancel(context.Background())
 		err := consumer.Materialize(ctx, consumer.MaterializeConfig{JetStream: js, Durable: "d", Store: store,
 			OnApplied: func(msgs []*consumer.Message) {

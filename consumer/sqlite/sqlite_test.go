@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cometstream/cometstream/consumer/sinktest"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // dirs gives each test one directory for its databases.
@@ -51,31 +52,7 @@ func readTable(t *testing.T, path, report string) []map[string]any {
 		}
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out []map[string]any
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		m := map[string]any{}
-		for i, c := range cols {
-			m[c] = vals[i]
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if out == nil {
-		out = []map[string]any{}
-	}
-	return out
+	return testenv.SQLRows(t, rows)
 }
 
 func TestConvergence(t *testing.T)  { sinktest.Convergence(t, target()) }

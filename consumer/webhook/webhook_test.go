@@ -151,16 +151,7 @@ func run(t *testing.T, js jetstream.JetStream, cfg *Config) (*Bridge, *prometheu
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func waitFor(t *testing.T, what string, cond func() bool) { testenv.WaitFor(t, what, cond) }
 
 func endpointYAML(name, url, extra string) string {
 	return fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - name: %s\n    url: %s\n    secrets: [%s, %s]\n    retry: [50ms, 50ms, 50ms]\n%s", name, url, secretOld, secretNew, extra)

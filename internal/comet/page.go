@@ -155,11 +155,11 @@ func decodeEnvelope(body []byte) (*Page, int, error) {
 					p.ReportName, err = s.Str()
 				}
 			case "columnTypes":
-				types, err = readStrings(s)
+				types, err = s.Strings()
 			case "columnNames":
-				names, err = readStrings(s)
+				names, err = s.Strings()
 			case "columnKeys":
-				keys, err = readStrings(s)
+				keys, err = s.Strings()
 			case "results":
 				resultsAt = s.I
 				if s.Peek() != '[' {
@@ -237,37 +237,6 @@ func (p *Page) setColumns(types, names, keys []string) error {
 		p.Columns[i] = event.Column{Key: strings.Clone(keys[i]), Name: strings.Clone(names[i]), Type: event.ColumnType(strings.Clone(types[i]))}
 	}
 	return nil
-}
-
-// strings reads an array of strings; null elements read as "".
-func readStrings(s *jsonscan.Scanner) ([]string, error) {
-	if err := s.Expect('['); err != nil {
-		return nil, err
-	}
-	var out []string
-	if s.Peek() == ']' {
-		s.I++
-		return out, nil
-	}
-	for {
-		if s.Peek() == 'n' {
-			if err := s.Literal("null"); err != nil {
-				return nil, err
-			}
-			out = append(out, "")
-		} else {
-			v, err := s.Str()
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, v)
-		}
-		if s.Peek() == ',' {
-			s.I++
-			continue
-		}
-		return out, s.Expect(']')
-	}
 }
 
 // Limits on what a page may hold. A longer cell makes its row invalid (the

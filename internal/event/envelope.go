@@ -267,7 +267,7 @@ func decodeRowChange(s *jsonscan.Scanner) (*RowChange, error) {
 		case "after":
 			r.After, err = decodeRow(s)
 		case "changed":
-			r.Changed, err = decodeStrings(s)
+			r.Changed, err = s.Strings()
 		default:
 			err = s.Skip()
 		}
@@ -322,33 +322,6 @@ func decodeRow(s *jsonscan.Scanner) (Row, error) {
 			continue
 		}
 		return row, s.Expect('}')
-	}
-}
-
-// decodeStrings reads an array of strings (nil for null).
-func decodeStrings(s *jsonscan.Scanner) ([]string, error) {
-	if s.Peek() == 'n' {
-		return nil, s.Literal("null")
-	}
-	if err := s.Expect('['); err != nil {
-		return nil, err
-	}
-	out := []string{}
-	if s.Peek() == ']' {
-		s.I++
-		return out, nil
-	}
-	for {
-		v, err := s.Str()
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-		if s.Peek() == ',' {
-			s.I++
-			continue
-		}
-		return out, s.Expect(']')
 	}
 }
 

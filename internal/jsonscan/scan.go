@@ -436,3 +436,38 @@ func (s *Scanner) SkipScalar() error {
 	}
 	return s.Errorf("invalid value")
 }
+
+// Strings reads an array of strings; null reads as nil and a null element
+// as "".
+func (s *Scanner) Strings() ([]string, error) {
+	if s.Peek() == 'n' {
+		return nil, s.Literal("null")
+	}
+	if err := s.Expect('['); err != nil {
+		return nil, err
+	}
+	out := []string{}
+	if s.Peek() == ']' {
+		s.I++
+		return out, nil
+	}
+	for {
+		if s.Peek() == 'n' {
+			if err := s.Literal("null"); err != nil {
+				return nil, err
+			}
+			out = append(out, "")
+		} else {
+			v, err := s.Str()
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, v)
+		}
+		if s.Peek() == ',' {
+			s.I++
+			continue
+		}
+		return out, s.Expect(']')
+	}
+}
