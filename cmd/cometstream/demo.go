@@ -43,6 +43,15 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return usagef("--dir: %v", err)
 	}
+	// Every demo starts over: its simulator invents new data each time, and
+	// last run's snapshot would only make the first pass look like mass
+	// deletes.
+	dbPath := filepath.Join(*dir, "cometstream.db")
+	for _, p := range []string{filepath.Join(*dir, "data"), dbPath, dbPath + "-wal", dbPath + "-shm"} {
+		if err := os.RemoveAll(p); err != nil {
+			return fmt.Errorf("reset the demo directory: %w", err)
+		}
+	}
 
 	// The COMET stand-in, changing its data as it goes.
 	reports := simulator.DefaultReports()
@@ -83,7 +92,6 @@ func runDemo(ctx context.Context, args []string) error {
 		})
 	}
 
-	dbPath := filepath.Join(*dir, "cometstream.db")
 	store, err := sqlite.Open(ctx, dbPath)
 	if err != nil {
 		return err
