@@ -46,11 +46,20 @@ func benchProducer(b *testing.B, srv *server.Server, rows int) (*Producer, *nats
 }
 
 func firstPassOn(b *testing.B, srv *server.Server, rows int) (time.Duration, *nats.Conn) {
+	return firstPassMode(b, srv, rows, false)
+}
+
+// firstPassMode runs the first pass unfenced (one producer) or fenced (as a
+// lease holder among several producers: atomic batches with expectations).
+func firstPassMode(b *testing.B, srv *server.Server, rows int, fenced bool) (time.Duration, *nats.Conn) {
 	b.Helper()
 	p, nc := benchProducer(b, srv, rows)
 	start := time.Now()
 	if err := p.Open(context.Background()); err != nil {
 		b.Fatal(err)
+	}
+	if fenced {
+		p.reports["persons"].gate = func() error { return nil }
 	}
 	s, err := p.Poll(context.Background(), "persons")
 	if err != nil || s.Created != rows {
@@ -175,4 +184,24 @@ func BenchmarkSyncPolicy(b *testing.B) {
 			b.ReportMetric(float64(rows*b.N)/total.Seconds(), "rows/s")
 		})
 	}
+}
+
+// BenchmarkFirstPass200kFenced is BenchmarkFirstPass200k with the
+// producer publishing as a lease holder among several (ha.lease_ttl):
+// atomic batches of 1000 events, each expecting the report's last sequence.
+// Baseline: the unfenced producer in the same run.
+//
+//	go test -run XXX -bench FirstPass200kFenced -benchtime 1x ./producer
+func BenchmarkFirstPass200kFenced(b *testing.B) {
+	var fenced, plain time.Duration
+	for b.Loop() {
+		d, _ := firstPassMode(b, testenv.StartNATS(b, b.TempDir()), benchRows, true)
+		fenced += d
+		d, _ = firstPassMode(b, testenv.StartNATS(b, b.TempDir()), benchRows, false)
+		plain += d
+	}
+	n := float64(b.N)
+	b.ReportMetric(benchRows*n/fenced.Seconds(), "fenced_rows/s")
+	b.ReportMetric(benchRows*n/plain.Seconds(), "unfenced_rows/s")
+	b.ReportMetric(plain.Seconds()/fenced.Seconds(), "ratio")
 }
