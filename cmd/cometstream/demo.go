@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cometstream/cometstream/consumer"
@@ -98,36 +99,52 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	defer store.Close()
 
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 2)
+	// The sink stops first, then the producer, which stops the embedded
+	// server last: nothing is cut off mid-way.
+	sinkCtx, stopSink := context.WithCancel(ctx)
+	defer stopSink()
+	prodCtx, stopProducer := context.WithCancel(context.Background())
+	defer stopProducer()
+	sinkDone := make(chan error, 1)
+	prodDone := make(chan error, 1)
+	var sinkStarted sync.Once
+	var sinkRunning atomic.Bool
 	onReady := func(url string) {
 		abs, _ := filepath.Abs(dbPath)
 		fmt.Printf("cometstream demo\n  COMET simulator   %s (reports: persons, matches, fees; %.0f changes a second)\n  NATS (embedded)   %s  (try: nats --server %s stream view COMET)\n  SQLite            %s  (try: sqlite3 %s 'select count(*) from persons')\nPress Ctrl-C to stop.\n\n",
 			base, *changes, url, url, abs, abs)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- demoSink(ctx, url, store, log)
-		}()
+		sinkStarted.Do(func() {
+			sinkRunning.Store(true)
+			go func() { sinkDone <- demoSink(sinkCtx, url, store, log) }()
+		})
 	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		errc <- produce(ctx, cfg, "", preports, nil, log, produceOptions{onReady: onReady})
-	}()
+	go func() { prodDone <- produce(prodCtx, cfg, "", preports, nil, log, produceOptions{onReady: onReady}) }()
+
+	var sinkErr, prodErr error
+	sinkFinished, prodFinished := false, false
 	select {
 	case <-ctx.Done():
-		return nil
-	case err := <-errc:
-		cancel()
-		if err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-		return nil
+	case sinkErr = <-sinkDone:
+		sinkFinished = true
+	case prodErr = <-prodDone:
+		prodFinished = true
 	}
+	stopSink()
+	if sinkRunning.Load() && !sinkFinished {
+		select {
+		case sinkErr = <-sinkDone:
+		case <-time.After(10 * time.Second):
+			log.Warn("demo: the sink did not stop within 10s")
+		}
+	}
+	stopProducer()
+	if !prodFinished {
+		prodErr = <-prodDone
+	}
+	if err := errors.Join(sinkErr, prodErr); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }
 
 // demoSink materializes into SQLite and prints the changes as they land.

@@ -151,7 +151,7 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 	if err != nil {
 		return err
 	}
-	defer nc.Drain()
+	defer natsconn.Shutdown(nc, 5*time.Second)
 	durable := f.durable
 	if durable == "" {
 		durable = defaultDurable(kind, label, target)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cometstream/cometstream/consumer/webhook"
+	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/ops"
 )
 
@@ -49,7 +50,7 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defer nc.Drain()
+	defer natsconn.Shutdown(nc, 5*time.Second)
 	reg := ops.NewRegistry()
 	b, err := webhook.New(cfg, webhook.Options{JetStream: js, Stream: f.stream, Prefix: f.prefix, Logger: log, Registerer: reg})
 	if err != nil {

@@ -128,3 +128,18 @@ func Connect(o Options, log *slog.Logger) (*nats.Conn, error) {
 	}
 	return nc, nil
 }
+
+// Shutdown drains nc — pending acks and publishes are flushed, the
+// subscriptions are finished — and waits up to timeout for it to close,
+// so that whoever stops the server next does not cut the drain short.
+func Shutdown(nc *nats.Conn, timeout time.Duration) {
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	deadline := time.Now().Add(timeout)
+	for !nc.IsClosed() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	nc.Close()
+}
