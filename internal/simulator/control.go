@@ -11,7 +11,7 @@ import (
 // data and read the counts:
 //
 //	GET  /_sim/stats
-//	GET  /_sim/reports
+//	GET  /_sim/reports          (each report's spec: key, template id, shapes, rows)
 //	GET  /_sim/reports/{name}/rows
 //	POST /_sim/reports/{name}/insert?n=1&at=0
 //	POST /_sim/reports/{name}/update?n=1
@@ -20,6 +20,12 @@ import (
 //	POST /_sim/reports/{name}/revoke?status=403
 //	POST /_sim/reports/{name}/restore
 //	POST /_sim/reports/{name}/columns?key=K&name=N
+//	POST /_sim/reports/{name}/shape?name=SHAPE&value=V
+//	     SHAPE: empty-strings, undeclared, repeat-keys, page-cap, template-path,
+//	     params, page-result-ids, bad-cells, html-errors, grow, storm, maintenance;
+//	     V as ParseShape reads it: name=page-cap&value=500, name=empty-strings
+//	     (true), name=html-errors&value=off, name=params&value=k%3Dv%26k2%3Dv2,
+//	     name=params (clears)
 //	POST /_sim/webhook          (a webhook receiver for demos: counts deliveries)
 //	GET  /_sim/webhook
 func (s *Simulator) control(mux *http.ServeMux) {
@@ -79,6 +85,10 @@ func (s *Simulator) control(mux *http.ServeMux) {
 			err = s.Restore(name)
 		case "columns":
 			err = s.AddColumn(name, q.Get("key"), q.Get("name"))
+		case "shape":
+			// Shapes by their names in ParseShape; an unknown name or a bad
+			// value is a 400 whose error names it.
+			err = s.setShape(name, q.Get("name"), q.Get("value"))
 		default:
 			writeJSON(w, http.StatusNotFound, map[string]string{"error": "unknown action"})
 			return
@@ -87,6 +97,7 @@ func (s *Simulator) control(mux *http.ServeMux) {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "rows": s.Len(name)})
+		sh, _ := s.Shapes(name)
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "rows": s.Len(name), "shapes": sh})
 	})
 }

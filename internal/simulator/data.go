@@ -3,6 +3,7 @@ package simulator
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,9 @@ type cell struct {
 	s    string
 	null bool
 	raw  bool // s is written into the page as it is: hostile JSON
+	// bad, when not 0, makes the cell a BadCells cell: it is sent as
+	// badLiterals[type][bad-1] and s and null keep the value it replaced.
+	bad uint8
 }
 
 type row []cell
@@ -189,5 +193,50 @@ func hostile() generator {
 	}
 }
 
+// eventTypes are the values of the events report's eventType column.
+var eventTypes = []string{"GOAL", "YELLOW_CARD", "RED_CARD", "SUBSTITUTION"}
+
+// events is a report of match events with no unique key: the same player
+// can score twice in one minute, and then two rows are identical (about one
+// row in twenty repeats the row made before it). It is keyed by content.
+func events() generator {
+	var prev row
+	return generator{
+		columns: []event.Column{
+			{Key: "matchId", Name: "Match", Type: event.TypeNumber},
+			{Key: "minute", Name: "Minute", Type: event.TypeNumber},
+			{Key: "teamId", Name: "Team", Type: event.TypeNumber},
+			{Key: "playerId", Name: "Player", Type: event.TypeNumber},
+			{Key: "eventType", Name: "Event", Type: event.TypeString},
+			{Key: "recordedAt", Name: "Recorded", Type: event.TypeDateTime},
+		},
+		key: []string{event.ContentKey},
+		make: func(r *rand.Rand, serial int) row {
+			if prev != nil && r.IntN(20) == 0 {
+				return slices.Clone(prev)
+			}
+			match := serial / 40 // about 40 events a match
+			team := int64(300 + 2*(match%6) + r.IntN(2))
+			minute := 1 + r.IntN(90)
+			kickoff := epoch.Add(time.Duration(match) * 3 * time.Hour)
+			weights := []int{3, 4, 1, 4} // goals, yellow cards, red cards, substitutions
+			kind := r.IntN(12)
+			t := 0
+			for kind >= weights[t] {
+				kind -= weights[t]
+				t++
+			}
+			prev = row{
+				num(int64(700000 + match)), num(int64(minute)), num(team), num(team*1000 + int64(r.IntN(25))),
+				text(eventTypes[t]), millis(kickoff.Add(time.Duration(minute) * time.Minute)),
+			}
+			return slices.Clone(prev)
+		},
+		change: func(r *rand.Rand, x row) {
+			x[4] = text(eventTypes[(slices.Index(eventTypes, x[4].s)+1+r.IntN(len(eventTypes)-1))%len(eventTypes)])
+		},
+	}
+}
+
 // Kinds lists the report kinds the simulator can generate.
-var Kinds = map[string]func() generator{"persons": persons, "matches": matches, "fees": fees, "hostile": hostile}
+var Kinds = map[string]func() generator{"persons": persons, "matches": matches, "fees": fees, "hostile": hostile, "events": events}

@@ -3,23 +3,26 @@ package simulator
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
-
-	"github.com/cometstream/cometstream/internal/event"
 )
 
 // ReportPath is the route of COMET's saved-report API.
 const ReportPath = "/data-backend/api/public/areports/run/"
 
-// Handler returns the HTTP handler: the COMET API plus the control endpoint
-// under /_sim/.
+// Handler returns the HTTP handler: the COMET API, at ReportPath
+// {page}/{size}/ and at ReportPath {templateID}/{page}/{size}/ (for reports
+// with the TemplatePath shape), plus the control endpoint under /_sim/.
 func (s *Simulator) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+ReportPath+"{page}/{size}/{$}", s.serveReport)
 	mux.HandleFunc("GET "+ReportPath+"{page}/{size}", s.serveReport)
+	mux.HandleFunc("GET "+ReportPath+"{tid}/{page}/{size}/{$}", s.serveReport)
+	mux.HandleFunc("GET "+ReportPath+"{tid}/{page}/{size}", s.serveReport)
 	s.control(mux)
 	return mux
 }
@@ -30,6 +33,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// writeHTML answers as a web server in front of COMET does: with status 200
+// the maintenance page, otherwise an error page.
+func writeHTML(w http.ResponseWriter, status int) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if status == http.StatusOK {
+		_, _ = w.Write([]byte("<!DOCTYPE html>\n<html><head><title>COMET - Maintenance</title></head>" +
+			"<body><h1>COMET is down for maintenance</h1><p>We will be back shortly.</p></body></html>\n"))
+		return
+	}
+	text := http.StatusText(status)
+	fmt.Fprintf(w, "<!DOCTYPE html>\n<html><head><title>%d %s</title></head><body><center><h1>%d %s</h1></center><hr><center>nginx</center></body></html>\n",
+		status, text, status, text)
+}
+
 func (s *Simulator) refuse(w http.ResponseWriter, status int, msg string) {
 	s.mu.Lock()
 	s.refused++
@@ -37,10 +55,62 @@ func (s *Simulator) refuse(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]any{"status": status, "error": msg})
 }
 
+// admission is what a report's shapes decide about one request before its
+// page is computed.
+type admission struct {
+	storm, maintenance bool   // answer 503, or 200 with the maintenance page
+	wrongPath          bool   // answer 404
+	badParam           string // answer 400 naming this parameter
+	html               bool   // failures are HTML pages
+}
+
+// admit counts a request made with the report's key and applies the shapes
+// that can answer it instead of a page. A request a fault answers does not
+// count a storm or a maintenance down. Called with s.mu held.
+func (r *report) admit(req *http.Request, q url.Values, page int, pageOK, faulty bool) admission {
+	sh := &r.spec.Shapes
+	r.stats.requests++
+	if pageOK {
+		if r.stats.pages == nil {
+			r.stats.pages = map[int]int{}
+		}
+		r.stats.pages[page]++
+	}
+	a := admission{html: sh.HTMLErrors}
+	if tid := req.PathValue("tid"); tid == "" {
+		a.wrongPath = sh.TemplatePath
+	} else {
+		n, err := strconv.Atoi(tid)
+		a.wrongPath = !sh.TemplatePath || err != nil || n != r.spec.TemplateID
+	}
+	if a.wrongPath {
+		r.stats.wrongPath++
+	}
+	for _, k := range slices.Sorted(maps.Keys(sh.Params)) {
+		if vs := q[k]; len(vs) != 1 || vs[0] != sh.Params[k] {
+			a.badParam = k
+			r.stats.badParams++
+			break
+		}
+	}
+	if !faulty {
+		switch {
+		case sh.Storm > 0:
+			sh.Storm--
+			a.storm = true
+		case sh.Maintenance > 0:
+			sh.Maintenance--
+			a.maintenance = true
+		}
+	}
+	return a
+}
+
 func (s *Simulator) serveReport(w http.ResponseWriter, req *http.Request) {
 	page, err1 := strconv.Atoi(req.PathValue("page"))
 	size, err2 := strconv.Atoi(req.PathValue("size"))
-	key := req.URL.Query().Get("API_KEY")
+	q := req.URL.Query()
+	key := q.Get("API_KEY")
 
 	s.mu.Lock()
 	r, known := s.byKey[key]
@@ -57,8 +127,10 @@ func (s *Simulator) serveReport(w http.ResponseWriter, req *http.Request) {
 	fail, trunc := s.rng.Float64() < errRate, s.rng.Float64() < truncRate
 	var fault Fault
 	var faulty bool
+	var adm admission
 	if known {
 		fault, faulty = r.nextFault()
+		adm = r.admit(req, q, page, err1 == nil, faulty)
 	}
 	s.mu.Unlock()
 
@@ -77,11 +149,31 @@ func (s *Simulator) serveReport(w http.ResponseWriter, req *http.Request) {
 		if fault.RetryAfter != "" {
 			w.Header().Set("Retry-After", fault.RetryAfter)
 		}
+		if fault.HTML || adm.html && fault.Status >= 500 {
+			writeHTML(w, fault.Status)
+			return
+		}
 		writeJSON(w, fault.Status, map[string]any{"status": fault.Status, "error": "injected fault"})
+		return
+	case adm.storm:
+		if adm.html {
+			writeHTML(w, http.StatusServiceUnavailable)
+			return
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": 503, "error": "service unavailable"})
+		return
+	case adm.maintenance:
+		writeHTML(w, http.StatusOK)
 		return
 	case limited:
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusTooManyRequests, map[string]any{"status": 429, "error": "too many requests"})
+		return
+	case adm.wrongPath:
+		writeJSON(w, http.StatusNotFound, map[string]any{"status": 404, "error": "not found"})
+		return
+	case adm.badParam != "":
+		writeJSON(w, http.StatusBadRequest, map[string]any{"status": 400, "error": "missing or wrong report parameter " + adm.badParam})
 		return
 	case err1 != nil || err2 != nil || page < 0:
 		s.refuse(w, http.StatusBadRequest, "invalid page or page size")
@@ -102,7 +194,13 @@ func (s *Simulator) serveReport(w http.ResponseWriter, req *http.Request) {
 		if r.revoked != 0 {
 			return nil, nil, r.revoked
 		}
-		return r.encodePage(page, size, key, reqBase(req)), s.hook, 0
+		b := r.encodePage(s.rng, page, size, r.requestURL(req, page, size, key))
+		if grow := r.spec.Shapes.Grow; page == 0 && grow > 0 {
+			// Once page 0 is computed, so that the client's next request
+			// sees the new rows whenever it is sent.
+			r.insert(s.rng, grow, 0)
+		}
+		return b, s.hook, 0
 	}()
 	if revoked != 0 {
 		s.refuse(w, revoked, "report not available")
@@ -123,78 +221,4 @@ func (s *Simulator) serveReport(w http.ResponseWriter, req *http.Request) {
 		panic(http.ErrAbortHandler)
 	}
 	_, _ = w.Write(body)
-}
-
-func reqBase(req *http.Request) string {
-	scheme := "http"
-	if req.TLS != nil {
-		scheme = "https"
-	}
-	return scheme + "://" + req.Host
-}
-
-// encodePage renders one page as COMET does. Called with s.mu held.
-func (r *report) encodePage(page, size int, key, base string) []byte {
-	total := len(r.rows)
-	lastPage := 0
-	if total > 0 {
-		lastPage = (total+size-1)/size - 1
-	}
-	b := make([]byte, 0, 1024+size*64*len(r.columns))
-	b = append(b, `{"reportName":`...)
-	b = event.AppendString(b, "Simulated "+r.spec.Name)
-	b = append(b, `,"columnTypes":[`...)
-	for i, c := range r.columns {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = event.AppendString(b, string(c.Type))
-	}
-	b = append(b, `],"columnNames":[`...)
-	for i, c := range r.columns {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = event.AppendString(b, c.Name)
-	}
-	b = append(b, `],"columnKeys":[`...)
-	for i, c := range r.columns {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = event.AppendString(b, c.Key)
-	}
-	b = append(b, `],"results":[`...)
-	start := page * size
-	for i := start; i < start+size && i < total; i++ {
-		if i > start {
-			b = append(b, ',')
-		}
-		b = append(b, `{"#result_id#":`...)
-		b = strconv.AppendInt(b, int64(i), 10)
-		for j, c := range r.columns {
-			b = append(b, ',')
-			b = event.AppendString(b, c.Key)
-			b = append(b, ':')
-			x := r.rows[i][j]
-			switch {
-			case x.raw:
-				b = append(b, x.s...)
-			case x.null:
-				b = append(b, "null"...)
-			case c.Type == event.TypeString || c.Type == event.TypeImageLink:
-				b = event.AppendString(b, x.s)
-			default:
-				b = append(b, x.s...)
-			}
-		}
-		b = append(b, '}')
-	}
-	reqURL := fmt.Sprintf("%s%s%d/%d/?API_KEY=%s", base, ReportPath, page, size, url.QueryEscape(key))
-	b = fmt.Appendf(b, `],"totalSize":%d,"page":%d,"pageSize":%d,"lastPage":%d,"sortField":null,"sortDirection":null,"locale":"en","pivot":false,"curl":`, total, page, size, lastPage)
-	b = event.AppendString(b, "curl -X GET '"+reqURL+"'")
-	b = append(b, `,"apiKeyRequestURL":`...)
-	b = event.AppendString(b, reqURL)
-	b = append(b, `,"reportTemplateID":4711}`...)
-	return b
 }

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -18,7 +21,8 @@ import (
 type ReportSpec struct {
 	// Name is the report's name in URLs of the control endpoint.
 	Name string
-	// Kind is the generator: "persons", "matches" or "fees".
+	// Kind is the generator: one of Kinds ("persons", "matches", "fees",
+	// "hostile", "events").
 	Kind string
 	// Rows is the initial number of rows.
 	Rows int
@@ -26,6 +30,13 @@ type ReportSpec struct {
 	APIKey string
 	// User groups reports that share one rate limit, as COMET users do.
 	User string
+	// TemplateID is the report's reportTemplateID, also the template id in
+	// its path when Shapes.TemplatePath is on; it defaults to 4711 plus the
+	// report's index in Config.Reports.
+	TemplateID int
+	// Shapes are the behaviours of real deployments the report starts with;
+	// SetShapes changes them later.
+	Shapes Shapes
 }
 
 // Config configures a Simulator.
@@ -74,9 +85,12 @@ type report struct {
 	faults  []Fault
 	// extra columns added at run time, with their generators
 	extra []func(r *rand.Rand) cell
+	stats reportCounts
 }
 
-// New returns a simulator with its reports generated from the seed.
+// New returns a simulator with its reports generated from the seed. It
+// returns an error for an unknown kind, a name or an API key used twice, and
+// shapes SetShapes would refuse.
 func New(cfg Config) (*Simulator, error) {
 	if len(cfg.Reports) == 0 {
 		cfg.Reports = DefaultReports()
@@ -91,7 +105,7 @@ func New(cfg Config) (*Simulator, error) {
 		byKey:   map[string]*report{},
 		users:   map[string]*window{},
 	}
-	for _, spec := range cfg.Reports {
+	for i, spec := range cfg.Reports {
 		mk, ok := Kinds[spec.Kind]
 		if !ok {
 			return nil, fmt.Errorf("report %q: unknown kind %q", spec.Name, spec.Kind)
@@ -106,15 +120,23 @@ func New(cfg Config) (*Simulator, error) {
 		if spec.User == "" {
 			spec.User = "default"
 		}
+		if spec.TemplateID == 0 {
+			spec.TemplateID = 4711 + i
+		}
 		if _, dup := s.byKey[spec.APIKey]; dup {
 			return nil, fmt.Errorf("report %q reuses an API key", spec.Name)
 		}
 		g := mk()
+		shapes := spec.Shapes
+		spec.Shapes = Shapes{}
 		r := &report{spec: spec, gen: g, columns: slices.Clone(g.columns)}
 		r.rows = make([]row, 0, spec.Rows)
 		for i := 0; i < spec.Rows; i++ {
 			r.rows = append(r.rows, g.make(s.rng, r.serial))
 			r.serial++
+		}
+		if err := r.setShapes(s.rng, shapes); err != nil {
+			return nil, err
 		}
 		s.reports[spec.Name] = r
 		s.byKey[spec.APIKey] = r
@@ -122,13 +144,16 @@ func New(cfg Config) (*Simulator, error) {
 	return s, nil
 }
 
-// Reports returns the specs of the served reports, API keys included.
+// Reports returns the specs of the served reports, API keys, template ids
+// and current shapes included.
 func (s *Simulator) Reports() []ReportSpec {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]ReportSpec, 0, len(s.reports))
 	for _, r := range s.reports {
-		out = append(out, r.spec)
+		spec := r.spec
+		spec.Shapes = spec.Shapes.clone()
+		out = append(out, spec)
 	}
 	slices.SortFunc(out, func(a, b ReportSpec) int { return cmpString(a.Name, b.Name) })
 	return out
@@ -154,7 +179,8 @@ func (s *Simulator) Key(name string) string {
 	return ""
 }
 
-// KeyColumns returns the natural key columns of a report.
+// KeyColumns returns the natural key columns of a report; ["*"]
+// (event.ContentKey) for a report keyed by content, such as events.
 func (s *Simulator) KeyColumns(name string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -197,15 +223,20 @@ func (s *Simulator) Insert(name string, n, at int) error {
 	if err != nil {
 		return err
 	}
+	r.insert(s.rng, n, at)
+	return nil
+}
+
+// insert adds n new rows at position at. Called with s.mu held.
+func (r *report) insert(rng *rand.Rand, n, at int) {
 	for range n {
-		x := r.newRow(s.rng)
+		x := r.newRow(rng)
 		pos := at
 		if pos < 0 || pos > len(r.rows) {
 			pos = len(r.rows)
 		}
 		r.rows = slices.Insert(r.rows, pos, x)
 	}
-	return nil
 }
 
 func (r *report) newRow(rng *rand.Rand) row {
@@ -382,7 +413,15 @@ func (s *Simulator) Columns(name string) []event.Column {
 }
 
 // Rows returns a report's rows in their contract form (CONTRACT.md section
-// 5), in report order. It is what a sink should hold after a full sync.
+// 5), in report order. It is what a sink should hold after a full sync:
+// both rows of a repeated key (RepeatKeys), null for a cell that does not
+// convert (BadCells), "" for an empty STRING or IMAGELINK cell sent as ""
+// (EmptyStrings; empty cells of other types stay null), never an undeclared
+// field. A cell Poison wrote raw JSON into is what a lenient client takes
+// from it: a JSON string in a STRING or IMAGELINK column, a number in a
+// NUMBER or AMOUNT column, an integer in a DATE or DATETIME column, and
+// null for anything else, or for text longer than cometstream's 256 KB
+// limit on a value.
 func (s *Simulator) Rows(name string) []event.Row {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -390,11 +429,16 @@ func (s *Simulator) Rows(name string) []event.Row {
 	if !ok {
 		return nil
 	}
+	empty := r.spec.Shapes.EmptyStrings
 	out := make([]event.Row, len(r.rows))
 	for i, x := range r.rows {
 		m := make(event.Row, len(r.columns))
 		for j, c := range r.columns {
-			m[c.Key] = contractValue(c.Type, x[j])
+			v := contractValue(c.Type, x[j])
+			if empty && x[j].null && !x[j].raw && x[j].bad == 0 && (c.Type == event.TypeString || c.Type == event.TypeImageLink) {
+				v = event.TextValue("")
+			}
+			m[c.Key] = v
 		}
 		out[i] = m
 	}
@@ -404,14 +448,20 @@ func (s *Simulator) Rows(name string) []event.Row {
 // contractValue converts a stored cell to its contract form, independently
 // of the client's decoder so tests compare two implementations.
 func contractValue(t event.ColumnType, c cell) event.Value {
-	if c.null {
+	switch {
+	case c.raw:
+		return rawValue(t, c.s)
+	case c.bad != 0, c.null:
 		return event.Value{}
 	}
 	switch t {
 	case event.TypeNumber, event.TypeAmount:
 		return event.NumberValue(c.s)
 	case event.TypeDate, event.TypeDateTime:
-		ms, _ := strconv.ParseInt(c.s, 10, 64)
+		ms, err := strconv.ParseInt(c.s, 10, 64)
+		if err != nil {
+			return event.Value{}
+		}
 		ts := time.UnixMilli(ms).UTC()
 		if t == event.TypeDate {
 			return event.TextValue(fmt.Sprintf("%04d-%02d-%02d", ts.Year(), ts.Month(), ts.Day()))
@@ -419,6 +469,34 @@ func contractValue(t event.ColumnType, c cell) event.Value {
 		return event.TextValue(fmt.Sprintf("%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", ts.Year(), ts.Month(), ts.Day(), ts.Hour(), ts.Minute(), ts.Second(), ts.Nanosecond()/1e6))
 	}
 	return event.TextValue(c.s)
+}
+
+// maxCell is cometstream's limit on one value (comet.MaxCellBytes, which
+// this package cannot import): a longer value reads as null.
+const maxCell = 256 << 10
+
+// rawValue is the contract form of raw JSON in a column of type t: see Rows.
+func rawValue(t event.ColumnType, raw string) event.Value {
+	d := json.NewDecoder(strings.NewReader(raw))
+	d.UseNumber()
+	var v any
+	if d.Decode(&v) != nil || d.Decode(new(any)) != io.EOF {
+		return event.Value{}
+	}
+	switch v := v.(type) {
+	case string:
+		if (t == event.TypeString || t == event.TypeImageLink) && len(v) <= maxCell {
+			return event.TextValue(v)
+		}
+	case json.Number:
+		switch t {
+		case event.TypeNumber, event.TypeAmount:
+			return event.NumberValue(v.String())
+		case event.TypeDate, event.TypeDateTime:
+			return contractValue(t, cell{s: v.String()})
+		}
+	}
+	return event.Value{}
 }
 
 // Churn applies random changes at perSecond until ctx ends.
@@ -440,11 +518,14 @@ func (s *Simulator) Churn(ctx context.Context, perSecond float64) {
 
 // Fault is a scripted failure: the next Count requests for a report are
 // answered with Status (and Retry-After when set), or, with Status 0, with a
-// body cut in half.
+// body cut in half. The answer is JSON, or an HTML page when HTML is set (or
+// when Status is 5xx and the report's HTMLErrors shape is on); HTML with
+// Status 200 is the maintenance page. HTML means nothing with Status 0.
 type Fault struct {
 	Status     int
 	RetryAfter string
 	Count      int
+	HTML       bool
 }
 
 // Inject queues a fault for a report's next requests.
