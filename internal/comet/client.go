@@ -9,12 +9,17 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
 	"golang.org/x/time/rate"
+
+	"github.com/cometstream/cometstream/internal/jsonscan"
 )
 
 // Defaults for Config fields left zero.
@@ -54,6 +59,13 @@ type Config struct {
 	// limiter: an error stops the fetch (a producer that lost its lease
 	// must not spend the user's budget).
 	Gate func() error
+	// Path is the report's path template below BaseURL, with {page} and
+	// {size} once each (ValidatePath); empty means DefaultPath. Some
+	// deployments put the report template id in it.
+	Path string
+	// Params are report-specific filters sent as query parameters after
+	// API_KEY, URL-encoded, in name order (ValidateParams).
+	Params map[string]string
 }
 
 // Backoff shapes the exponential, jittered waits between retries.
@@ -76,6 +88,8 @@ type RequestInfo struct {
 type Client struct {
 	cfg     Config
 	base    string
+	path    string
+	query   string // "&name=value…" of Params
 	redact  redactor
 	log     *slog.Logger
 	httpc   *http.Client
@@ -105,6 +119,15 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Limiter == nil {
 		return nil, errors.New("no rate limiter")
+	}
+	if cfg.Path == "" {
+		cfg.Path = DefaultPath
+	}
+	if err := ValidatePath(cfg.Path); err != nil {
+		return nil, err
+	}
+	if err := ValidateParams(cfg.Params); err != nil {
+		return nil, err
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultTimeout
@@ -143,6 +166,8 @@ func New(cfg Config) (*Client, error) {
 	return &Client{
 		cfg:     cfg,
 		base:    strings.TrimRight(cfg.BaseURL, "/"),
+		path:    cfg.Path,
+		query:   EncodeParams(cfg.Params),
 		redact:  newRedactor(cfg.APIKey),
 		log:     cfg.Logger,
 		httpc:   httpc,
@@ -150,31 +175,93 @@ func New(cfg Config) (*Client, error) {
 	}, nil
 }
 
-// ReportPath is the COMET path of a saved-report page, before page and size.
-const ReportPath = "/data-backend/api/public/areports/run/"
+// DefaultPath is the path of a saved-report page on most deployments.
+const DefaultPath = "/data-backend/api/public/areports/run/{page}/{size}/"
 
-// URL returns the address of a page, API key included. Never log it: use
-// RedactedURL.
-func (c *Client) URL(page, size int) string {
-	return c.base + ReportPath + strconv.Itoa(page) + "/" + strconv.Itoa(size) + "/?API_KEY=" + url.QueryEscape(c.cfg.APIKey)
+// ValidatePath checks a report path template: it starts with "/", holds
+// {page} and {size} once each, and has no query or fragment.
+func ValidatePath(path string) error {
+	switch {
+	case !strings.HasPrefix(path, "/"):
+		return fmt.Errorf("path %q must start with /", path)
+	case strings.Count(path, "{page}") != 1 || strings.Count(path, "{size}") != 1:
+		return fmt.Errorf("path %q must contain {page} and {size} once each", path)
+	case strings.ContainsAny(path, "?#"):
+		return fmt.Errorf("path %q must not have a query or fragment: report filters go in params", path)
+	}
+	rest := strings.NewReplacer("{page}", "0", "{size}", "1").Replace(path)
+	if strings.ContainsAny(rest, "{} \t\n") {
+		return fmt.Errorf("path %q holds a brace or a space outside {page} and {size}", path)
+	}
+	if _, err := url.Parse(rest); err != nil {
+		return fmt.Errorf("path %q is not a URL path: %w", path, err)
+	}
+	return nil
 }
 
-// RedactedURL returns the address of a page with the key replaced.
+// ValidateParams checks report filters: non-empty names, and none named
+// API_KEY (in any case), which would replace or shadow the key.
+func ValidateParams(params map[string]string) error {
+	for name := range params {
+		if name == "" {
+			return errors.New("a parameter has an empty name")
+		}
+		if strings.EqualFold(name, "API_KEY") {
+			return fmt.Errorf("parameter %q would shadow the API key, which comes from api_key_env or api_key_file", name)
+		}
+	}
+	return nil
+}
+
+// EncodeParams renders params as "&name=value…" in name order, URL-encoded.
+func EncodeParams(params map[string]string) string {
+	names := make([]string, 0, len(params))
+	for n := range params {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteByte('&')
+		b.WriteString(url.QueryEscape(n))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(params[n]))
+	}
+	return b.String()
+}
+
+// pageURL returns the address of a page with the given key text: the real
+// key for the request only, Redacted for anything shown.
+func (c *Client) pageURL(page, size int, key string) string {
+	path := strings.NewReplacer("{page}", strconv.Itoa(page), "{size}", strconv.Itoa(size)).Replace(c.path)
+	return c.base + path + "?API_KEY=" + key + c.query
+}
+
+// RedactedURL returns the address of a page with the key replaced: what
+// errors and logs may show.
 func (c *Client) RedactedURL(page, size int) string {
-	return c.base + ReportPath + strconv.Itoa(page) + "/" + strconv.Itoa(size) + "/?API_KEY=" + Redacted
+	return c.pageURL(page, size, Redacted)
 }
 
 // FetchPage fetches and decodes one page, retrying transient failures and
 // 429s. The returned error is an *Error.
 func (c *Client) FetchPage(ctx context.Context, page, size int) (*Page, error) {
-	p, _, err := c.fetchPage(ctx, page, size, false)
+	p, _, err := c.fetchPage(ctx, page, size, fetchMode{})
 	return p, err
 }
 
+// fetchMode says how one page of a Fetch is requested.
+type fetchMode struct {
+	// tokenHeld: the first request's rate-limiter token was already taken
+	// by the caller.
+	tokenHeld bool
+	// retryGate, when set, is waited on before every retry.
+	retryGate func(context.Context) error
+}
+
 // fetchPage fetches one page with retries and returns how many requests it
-// made. With tokenHeld, the first request's rate-limiter token was already
-// taken by the caller.
-func (c *Client) fetchPage(ctx context.Context, page, size int, tokenHeld bool) (*Page, int, error) {
+// made.
+func (c *Client) fetchPage(ctx context.Context, page, size int, mode fetchMode) (*Page, int, error) {
 	if size < 1 || size > MaxPageSize {
 		return nil, 0, &Error{Page: page, Class: ErrInvalidResponse, Err: fmt.Errorf("page size %d outside 1..%d", size, MaxPageSize)}
 	}
@@ -186,7 +273,12 @@ func (c *Client) fetchPage(ctx context.Context, page, size int, tokenHeld bool) 
 	)
 	requests := 0
 	for attempt := 0; ; attempt++ {
-		if !tokenHeld || attempt > 0 {
+		if attempt > 0 && mode.retryGate != nil {
+			if err := mode.retryGate(ctx); err != nil {
+				return nil, requests, &Error{Page: page, Class: ErrTransient, Err: err}
+			}
+		}
+		if !mode.tokenHeld || attempt > 0 {
 			start := time.Now()
 			if err := c.cfg.Limiter.Wait(ctx); err != nil {
 				return nil, requests, &Error{Page: page, Class: ErrTransient, Err: err}
@@ -257,7 +349,7 @@ func (c *Client) attempt(ctx context.Context, page, size int) (p *Page, retryAft
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL(page, size), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.pageURL(page, size, url.QueryEscape(c.cfg.APIKey)), nil)
 	if err != nil {
 		return fail(ErrInvalidResponse, fmt.Errorf("build request: %w", err))
 	}
@@ -269,7 +361,10 @@ func (c *Client) attempt(ctx context.Context, page, size int) (p *Page, retryAft
 	defer resp.Body.Close()
 	status = resp.StatusCode
 	switch {
-	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusNotFound, status == http.StatusGone:
+	case status == http.StatusNotFound:
+		drain(resp.Body)
+		return fail(ErrReportUnavailable, fmt.Errorf("COMET answered HTTP 404: the API key is refused (report deleted or key revoked), or base_url or path is wrong (%s)", c.RedactedURL(page, size)))
+	case status == http.StatusUnauthorized, status == http.StatusForbidden, status == http.StatusGone:
 		drain(resp.Body)
 		return fail(ErrReportUnavailable, fmt.Errorf("COMET refused the API key with HTTP %d", status))
 	case status == http.StatusTooManyRequests:
@@ -277,11 +372,11 @@ func (c *Client) attempt(ctx context.Context, page, size int) (p *Page, retryAft
 		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), time.Second)
 		return fail(ErrRateLimited, fmt.Errorf("HTTP 429, Retry-After %s", retryAfter))
 	case status >= 500:
-		drain(resp.Body)
+		head := c.describeBody(resp)
 		if status == http.StatusServiceUnavailable {
 			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0)
 		}
-		return fail(ErrTransient, fmt.Errorf("HTTP %d", status))
+		return fail(ErrTransient, fmt.Errorf("HTTP %d%s", status, head))
 	case status >= 300 && status < 400:
 		drain(resp.Body)
 		return fail(ErrInvalidResponse, fmt.Errorf("redirected with HTTP %d to %s; redirects are not followed because the API key is in the URL: set base_url to the final address", status, c.redactLocation(resp.Header.Get("Location"))))
@@ -298,6 +393,11 @@ func (c *Client) attempt(ctx context.Context, page, size int) (p *Page, retryAft
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		return fail(ErrTransient, errors.New("empty body"))
+	}
+	if !looksLikeJSON(body) {
+		// A maintenance or proxy page served with 200: worth retrying, and
+		// worth saying what it was.
+		return fail(ErrTransient, fmt.Errorf("COMET answered HTTP 200 with a body that is not JSON (%s)", c.bodyHead(resp.Header.Get("Content-Type"), body)))
 	}
 	p, err = DecodePage(body, page, size)
 	if err != nil {
@@ -322,6 +422,56 @@ func (c *Client) redactLocation(loc string) string {
 }
 
 func drain(r io.Reader) { _, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10)) }
+
+// looksLikeJSON reports whether a body starts like a JSON object.
+func looksLikeJSON(body []byte) bool {
+	b := bytes.TrimLeft(body, " \t\r\n\ufeff")
+	return len(b) > 0 && b[0] == '{'
+}
+
+// describeBody reads the start of an error response and says what it was,
+// for the error message: `, text/html: "<html>…"`.
+func (c *Client) describeBody(resp *http.Response) string {
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	drain(resp.Body)
+	if len(bytes.TrimSpace(head)) == 0 {
+		return ""
+	}
+	return ", " + c.bodyHead(resp.Header.Get("Content-Type"), head)
+}
+
+// bodyHead renders a content type and the first bytes of a body as text
+// safe to log: the key redacted first, then printable, white space
+// collapsed, at most 80 characters.
+func (c *Client) bodyHead(contentType string, body []byte) string {
+	if contentType == "" {
+		contentType = "no Content-Type"
+	}
+	text := c.redact.head(string(body[:min(len(body), 4096)]))
+	var b strings.Builder
+	n, space := 0, false
+	for _, r := range text {
+		if n >= 80 {
+			b.WriteString("…")
+			break
+		}
+		switch {
+		case unicode.IsSpace(r):
+			if !space && n > 0 {
+				b.WriteByte(' ')
+				n++
+			}
+			space = true
+			continue
+		case !unicode.IsPrint(r) || r == utf8.RuneError:
+			r = '?'
+		}
+		space = false
+		b.WriteRune(r)
+		n++
+	}
+	return fmt.Sprintf("%s: %q", c.redact.string(jsonscan.Truncate(contentType, 80)), strings.TrimSpace(b.String()))
+}
 
 // parseRetryAfter reads a Retry-After header (seconds or an HTTP date),
 // returning def when it is absent or unreadable, capped at maxRetryAfter.

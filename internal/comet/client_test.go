@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -70,12 +72,50 @@ func TestURL(t *testing.T) {
 	for _, base := range []string{"https://comet.faw.cymru", "https://comet.faw.cymru/"} {
 		c, _ := newClient(t, base, "k y/+", nil)
 		want := "https://comet.faw.cymru/data-backend/api/public/areports/run/3/1000/?API_KEY=k+y%2F%2B"
-		if got := c.URL(3, 1000); got != want {
+		if got := c.pageURL(3, 1000, url.QueryEscape("k y/+")); got != want {
 			t.Errorf("base %q: URL %q, want %q", base, got, want)
 		}
-		if got := c.RedactedURL(3, 1000); strings.Contains(got, "k+y") {
+		if got := c.RedactedURL(3, 1000); strings.Contains(got, "k+y") || !strings.Contains(got, "API_KEY=REDACTED") {
 			t.Errorf("redacted URL %q", got)
 		}
+	}
+	c, _ := newClient(t, "https://latam.analyticom.de", "key", func(c *Config) {
+		c.Path = "/data-backend/api/public/areports/run/4711/{page}/{size}/"
+		c.Params = map[string]string{"registrationStatus": "label.confirmed", "from": "2026-01-01", "a b": "x&y"}
+	})
+	want := "https://latam.analyticom.de/data-backend/api/public/areports/run/4711/2/500/?API_KEY=REDACTED&a+b=x%26y&from=2026-01-01&registrationStatus=label.confirmed"
+	if got := c.RedactedURL(2, 500); got != want {
+		t.Errorf("templated URL\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestValidatePathAndParams(t *testing.T) {
+	for path, ok := range map[string]bool{
+		DefaultPath: true,
+		"/data-backend/api/public/areports/run/4711/{page}/{size}/": true,
+		"/x/{size}/{page}":         true,
+		"x/{page}/{size}/":         false,
+		"/x/{page}/":               false,
+		"/x/{page}/{page}/{size}/": false,
+		"/x/{page}/{size}/?a=1":    false,
+		"/x/{page}/{size}/#frag":   false,
+		"/x/{id}/{page}/{size}/":   false,
+		"/x/{page}/{size}/ y":      false,
+	} {
+		if err := ValidatePath(path); (err == nil) != ok {
+			t.Errorf("ValidatePath(%q) = %v, want ok %v", path, err, ok)
+		}
+	}
+	for _, name := range []string{"API_KEY", "api_key", ""} {
+		if err := ValidateParams(map[string]string{name: "x"}); err == nil {
+			t.Errorf("ValidateParams accepted a parameter named %q", name)
+		}
+	}
+	if err := ValidateParams(map[string]string{"registrationStatus": "label.confirmed"}); err != nil {
+		t.Error(err)
+	}
+	if _, err := New(Config{BaseURL: "https://x", APIKey: "k", Limiter: NewLimiter(1), Path: "/no/placeholders/"}); err == nil {
+		t.Error("New accepted a path without {page} and {size}")
 	}
 }
 
@@ -345,4 +385,241 @@ func simulatedPage(t testing.TB, rows int) []byte {
 		t.Fatalf("simulator answered %d", rec.Code)
 	}
 	return rec.Body.Bytes()
+}
+
+// pageRecorder wraps a handler and counts requests by page number.
+type pageRecorder struct {
+	mu    sync.Mutex
+	pages map[int]int
+	next  http.Handler
+	// rewrite, when set, may change the request before it is served.
+	rewrite func(*http.Request)
+}
+
+func (p *pageRecorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	if len(parts) >= 2 {
+		var n int
+		fmt.Sscan(parts[len(parts)-2], &n)
+		p.mu.Lock()
+		if p.pages == nil {
+			p.pages = map[int]int{}
+		}
+		p.pages[n]++
+		p.mu.Unlock()
+	}
+	if p.rewrite != nil {
+		p.rewrite(r)
+	}
+	p.next.ServeHTTP(w, r)
+}
+
+func (p *pageRecorder) counts() map[int]int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[int]int{}
+	for k, v := range p.pages {
+		out[k] = v
+	}
+	return out
+}
+
+// capped serves a simulator the way deployments that cap the page size do:
+// asked for more than max rows, they serve max and say so in pageSize.
+func capped(sim *simulator.Simulator, maxRows int) *pageRecorder {
+	return &pageRecorder{next: sim.Handler(), rewrite: func(r *http.Request) {
+		parts := strings.Split(r.URL.Path, "/")
+		for i := len(parts) - 1; i >= 0; i-- {
+			if n, err := fmt.Sscan(parts[i], new(int)); err == nil && n == 1 && parts[i] != "" {
+				var size int
+				fmt.Sscan(parts[i], &size)
+				parts[i] = fmt.Sprint(min(size, maxRows))
+				break
+			}
+		}
+		r.URL.Path = strings.Join(parts, "/")
+	}}
+}
+
+func collectRows(p *Page, into *[]event.Row) {
+	for i := 0; i < p.Len(); i++ {
+		row := event.Row{}
+		for j, col := range p.Columns {
+			row[col.Key] = p.Row(i)[j]
+		}
+		*into = append(*into, row)
+	}
+}
+
+func TestFetchPagesByTheServedPageSize(t *testing.T) {
+	sim, err := simulator.New(simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "m", Kind: "matches", Rows: 95}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := capped(sim, 10)
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	c, _ := newClient(t, srv.URL, sim.Key("m"), func(c *Config) { c.Concurrency = 4 })
+	var got []event.Row
+	sum, err := c.Fetch(context.Background(), FetchOptions{PageSize: 25}, func(p *Page) error { collectRows(p, &got); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Complete || !sum.RowCountsMatch || !sum.TotalSizeStable || sum.PageSize != 10 || sum.Pages != 10 || sum.Rows != 95 || sum.LastPage != 9 {
+		t.Fatalf("summary %+v", sum)
+	}
+	want := sim.Rows("m")
+	if len(got) != len(want) {
+		t.Fatalf("%d rows, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if testenvCanonical(got[i]) != testenvCanonical(want[i]) {
+			t.Fatalf("row %d = %v, want %v", i, got[i], want[i])
+		}
+	}
+	// The next pass knows the served size: pages sent ahead ask for it, and
+	// nothing is requested twice.
+	rec.mu.Lock()
+	rec.pages = nil
+	rec.mu.Unlock()
+	sum, err = c.Fetch(context.Background(), FetchOptions{PageSize: 25, ServedSize: 10, ExpectPages: 10}, func(*Page) error { return nil })
+	if err != nil || sum.Rows != 95 || sum.Requests != 10 {
+		t.Fatalf("second pass: %+v, %v; want 10 requests", sum, err)
+	}
+	for p, n := range rec.counts() {
+		if n != 1 {
+			t.Errorf("page %d requested %d times", p, n)
+		}
+	}
+}
+
+func testenvCanonical(r event.Row) string {
+	s := ""
+	keys := make([]string, 0, len(r))
+	for k := range r {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		s += k + "=" + string(r[k].AppendJSON(nil)) + ";"
+	}
+	return s
+}
+
+// TestFailingCometCostsOnePagesRetries: before page 0 has succeeded, pages
+// sent ahead make their first attempt and are not retried.
+func TestFailingCometCostsOnePagesRetries(t *testing.T) {
+	sim, err := simulator.New(simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 200}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &pageRecorder{next: sim.Handler()}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	sim.Inject("p", simulator.Fault{Status: 503, RetryAfter: "0", Count: 1000})
+	c, _ := newClient(t, srv.URL, sim.Key("p"), func(c *Config) { c.MaxRetries = 3; c.Concurrency = 8 })
+	_, err = c.Fetch(context.Background(), FetchOptions{PageSize: 25}, func(*Page) error { return nil })
+	if !errors.Is(err, ErrTransient) {
+		t.Fatalf("error %v, want transient", err)
+	}
+	counts := rec.counts()
+	if counts[0] != 4 {
+		t.Errorf("page 0 requested %d times, want 4 (one attempt and three retries)", counts[0])
+	}
+	for p, n := range counts {
+		if p != 0 && n > 1 {
+			t.Errorf("page %d, sent ahead, requested %d times before page 0 ever succeeded", p, n)
+		}
+	}
+
+	// A storm that ends: page 0 gets through, then the pages sent ahead
+	// retry and the pass completes.
+	rec.mu.Lock()
+	rec.pages = nil
+	rec.mu.Unlock()
+	sim2, _ := simulator.New(simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 200}}})
+	rec.next = sim2.Handler()
+	sim2.Inject("p", simulator.Fault{Status: 503, RetryAfter: "0", Count: 9})
+	c2, _ := newClient(t, srv.URL, sim2.Key("p"), func(c *Config) { c.MaxRetries = 6; c.Concurrency = 8 })
+	sum, err := c2.Fetch(context.Background(), FetchOptions{PageSize: 25}, func(*Page) error { return nil })
+	if err != nil || !sum.Complete || sum.Rows != 200 {
+		t.Fatalf("after the storm: %+v, %v", sum, err)
+	}
+}
+
+func TestNotJSONSaysWhatCameBack(t *testing.T) {
+	const key = "s3cret-api-key-0123456789"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		if strings.Contains(r.URL.Path, "/run/1/") {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintf(w, "<!DOCTYPE html>\n<html><head><title>COMET   maintenance</title></head>\n<body>Back soon. <a href=\"/?API_KEY=%s\">retry</a></body></html>", r.URL.Query().Get("API_KEY"))
+	}))
+	defer srv.Close()
+	c, logs := newClient(t, srv.URL, key, nil)
+	for page, want := range map[int]string{0: "HTTP 200 with a body that is not JSON", 1: "HTTP 503"} {
+		_, err := c.FetchPage(context.Background(), page, 25)
+		if !errors.Is(err, ErrTransient) {
+			t.Fatalf("page %d: error %v, want transient", page, err)
+		}
+		msg := err.Error()
+		for _, s := range []string{want, "text/html", "<!DOCTYPE html> <html><head><title>COMET maintenance"} {
+			if !strings.Contains(msg, s) {
+				t.Errorf("page %d: error %q does not say %q", page, msg, s)
+			}
+		}
+		if strings.Contains(msg, key) || strings.Contains(logs.String(), key) {
+			t.Errorf("the key leaked: %s", msg)
+		}
+	}
+	// The key cut off at the end of what is shown is not shown in part.
+	r := newRedactor(key)
+	if got := r.head("see /?API_KEY=" + key[:12]); strings.Contains(got, key[:12]) {
+		t.Errorf("head kept a key prefix: %q", got)
+	}
+}
+
+func TestNotFoundSaysKeyOrURL(t *testing.T) {
+	sim, base := startSim(t, simulator.Config{Seed: 7, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 10}}})
+	c, _ := newClient(t, base, sim.Key("p"), func(c *Config) { c.Path = "/wrong/{page}/{size}/" })
+	_, err := c.FetchPage(context.Background(), 0, 25)
+	if !errors.Is(err, ErrReportUnavailable) || !strings.Contains(err.Error(), "base_url or path is wrong") || !strings.Contains(err.Error(), "/wrong/0/25/") {
+		t.Fatalf("404: %v", err)
+	}
+	if strings.Contains(err.Error(), sim.Key("p")) {
+		t.Fatal("the key leaked")
+	}
+}
+
+func TestPathTemplateAndParamsOnEveryRequest(t *testing.T) {
+	sim, err := simulator.New(simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 60}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var bad []string
+	requests := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		if r.URL.Query().Get("registrationStatus") != "label.confirmed" || !strings.HasPrefix(r.URL.Path, "/data-backend/api/public/areports/run/4711/") {
+			bad = append(bad, r.URL.Path+"?"+strings.ReplaceAll(r.URL.RawQuery, sim.Key("p"), "KEY"))
+		}
+		mu.Unlock()
+		r.URL.Path = strings.Replace(r.URL.Path, "/run/4711/", "/run/", 1)
+		sim.Handler().ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c, _ := newClient(t, srv.URL, sim.Key("p"), func(c *Config) {
+		c.Path = "/data-backend/api/public/areports/run/4711/{page}/{size}/"
+		c.Params = map[string]string{"registrationStatus": "label.confirmed"}
+	})
+	sum, err := c.Fetch(context.Background(), FetchOptions{PageSize: 25}, func(*Page) error { return nil })
+	if err != nil || sum.Rows != 60 {
+		t.Fatalf("%+v, %v", sum, err)
+	}
+	if requests < 3 || len(bad) != 0 {
+		t.Errorf("%d requests, %d without the template path or the filter: %v", requests, len(bad), bad)
+	}
 }

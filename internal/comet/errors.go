@@ -77,6 +77,21 @@ func (r redactor) string(s string) string {
 	return s
 }
 
+// head redacts the start of a longer text: it also cuts a trailing
+// fragment that could be the beginning of the key, cut off with the text.
+func (r redactor) head(s string) string {
+	s = r.string(s)
+	for _, k := range r.secrets {
+		for n := min(len(k)-1, len(s)); n >= 4; n-- {
+			if strings.HasSuffix(s, k[:n]) {
+				s = s[:len(s)-n] + Redacted
+				break
+			}
+		}
+	}
+	return s
+}
+
 // error returns err with the key removed from its text. *url.Error carries
 // the whole request URL, so its URL is replaced; any other error whose text
 // still contains the key is replaced by an error with the redacted text that

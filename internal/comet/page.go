@@ -2,6 +2,7 @@ package comet
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -20,24 +21,32 @@ type Page struct {
 	LastPage   int
 	// Prepared holds what FetchOptions.Prepare computed for the page.
 	Prepared any
+	// Undeclared lists, sorted, the fields rows carried that columnKeys does
+	// not list (at most MaxUndeclared of them, each cut to 64 bytes). Their
+	// values are left out of the rows.
+	Undeclared []string
 
 	rows   int
 	width  int
 	values []event.Value // rows*width cells, row-major, aligned with Columns
-	errs   []RowError    // rows whose values could not be converted, by row order
+	cells  []CellError   // cells that could not be converted, by row order
 }
 
-// RowError says why one row of a page could not be converted to typed values.
-type RowError struct {
+// CellError says why one cell could not be converted to its column's type.
+// The cell reads as null; its row is kept.
+type CellError struct {
 	Row    int // index in the page
 	Column string
 	Type   event.ColumnType
 	Reason string
 }
 
-func (e RowError) Error() string {
+func (e CellError) Error() string {
 	return fmt.Sprintf("row %d column %q (%s): %s", e.Row, e.Column, e.Type, e.Reason)
 }
+
+// MaxUndeclared bounds how many undeclared field names a page records.
+const MaxUndeclared = 32
 
 // Len returns the number of rows on the page.
 func (p *Page) Len() int { return p.rows }
@@ -46,8 +55,9 @@ func (p *Page) Len() int { return p.rows }
 // page's storage.
 func (p *Page) Row(i int) []event.Value { return p.values[i*p.width : (i+1)*p.width : (i+1)*p.width] }
 
-// RowErrors returns the rows whose values could not be converted.
-func (p *Page) RowErrors() []RowError { return p.errs }
+// CellErrors returns the cells that could not be converted, in row order.
+// Each reads as null in Row.
+func (p *Page) CellErrors() []CellError { return p.cells }
 
 // ExpectedRows returns how many rows page n should hold when the report has
 // total rows at size rows a page.
@@ -75,8 +85,11 @@ func LastPageOf(total, size int) int {
 // number and size). A body that is not complete JSON returns an error that
 // wraps ErrTransient (a truncated body is worth retrying); a well-formed body
 // that breaks the contract returns an error wrapping ErrInvalidResponse.
-// Values that cannot be converted to their column type do not fail the page:
-// the row is reported by RowErrors.
+//
+// What real deployments do does not fail the page: a pageSize smaller than
+// requested (the page is read at the size COMET served), fields that
+// columnKeys does not list (left out, named in Undeclared), and cells that do
+// not convert to their column type (null, reported by CellErrors).
 func DecodePage(body []byte, page, size int) (*Page, error) {
 	p, resultsAt, err := decodeEnvelope(body)
 	if err != nil {
@@ -93,8 +106,8 @@ func DecodePage(body []byte, page, size int) (*Page, error) {
 			return nil, err
 		}
 	}
-	if p.rows > size {
-		return nil, fmt.Errorf("%w: %d rows on a page of %d", ErrInvalidResponse, p.rows, size)
+	if p.rows > p.PageSize {
+		return nil, fmt.Errorf("%w: %d rows on a page of %d", ErrInvalidResponse, p.rows, p.PageSize)
 	}
 	return p, nil
 }
@@ -239,9 +252,8 @@ func (p *Page) setColumns(types, names, keys []string) error {
 	return nil
 }
 
-// Limits on what a page may hold. A longer cell makes its row invalid (the
-// row is not published, the pass is not consistent); a longer column key
-// or more columns make the page invalid.
+// Limits on what a page may hold. A longer cell reads as null (a cell
+// error); a longer column key or more columns make the page invalid.
 const (
 	maxColumns = 4096
 	// MaxCellBytes bounds one value.
@@ -268,14 +280,16 @@ func (p *Page) validate(page, size int) error {
 	if p.Page != page {
 		return fmt.Errorf("page is %d, requested %d", p.Page, page)
 	}
-	if p.PageSize != size {
+	// A deployment may serve fewer rows than asked, and says so here; more
+	// than asked, or none, is not COMET.
+	if p.PageSize < 1 || p.PageSize > size {
 		return fmt.Errorf("pageSize is %d, requested %d", p.PageSize, size)
 	}
 	if p.TotalSize < 0 {
 		return fmt.Errorf("totalSize is %d", p.TotalSize)
 	}
-	if want := LastPageOf(p.TotalSize, size); p.LastPage != want && !(p.TotalSize == 0 && p.LastPage == -1) {
-		return fmt.Errorf("lastPage is %d, but totalSize %d at %d a page makes %d", p.LastPage, p.TotalSize, size, want)
+	if want := LastPageOf(p.TotalSize, p.PageSize); p.LastPage != want && !(p.TotalSize == 0 && p.LastPage == -1) {
+		return fmt.Errorf("lastPage is %d, but totalSize %d at %d a page makes %d", p.LastPage, p.TotalSize, p.PageSize, want)
 	}
 	return nil
 }
@@ -287,6 +301,7 @@ func (p *Page) decodeResults(s *jsonscan.Scanner) error {
 	for i, c := range p.Columns {
 		index[c.Key] = i
 	}
+	var undeclared map[string]struct{}
 	invalid := func(format string, args ...any) error {
 		return fmt.Errorf("%w: results row %d: %s", ErrInvalidResponse, p.rows, fmt.Sprintf(format, args...))
 	}
@@ -306,7 +321,6 @@ func (p *Page) decodeResults(s *jsonscan.Scanner) error {
 		row := len(p.values)
 		p.values = append(p.values, make([]event.Value, p.width)...)
 		clear(set)
-		var rowErr *RowError
 		if s.Peek() == '}' {
 			s.I++
 		} else {
@@ -330,37 +344,37 @@ func (p *Page) decodeResults(s *jsonscan.Scanner) error {
 					col, known = index[string(raw)] // no allocation
 					if known {
 						key = p.Columns[col].Key
-					} else {
-						key = string(raw)
 					}
 				}
-				if !known {
-					if strings.HasPrefix(key, "#") { // #result_id#: the position, never data
-						if err := s.Skip(); err != nil {
-							return err
+				switch {
+				case !known:
+					// #result_id# is the position, never data; anything else
+					// is a field columnKeys does not list: left out, named.
+					if len(raw) == 0 || raw[0] != '#' {
+						if _, ok := undeclared[string(raw)]; !ok && len(undeclared) < MaxUndeclared {
+							if undeclared == nil {
+								undeclared = map[string]struct{}{}
+							}
+							if key == "" {
+								key = string(raw)
+							}
+							undeclared[jsonscan.Truncate(key, 64)] = struct{}{}
 						}
-					} else {
-						return invalid("column %q is not in columnKeys", jsonscan.Truncate(key, 64))
 					}
-				} else {
-					if set[col] {
-						return invalid("column %q appears twice", jsonscan.Truncate(key, 64))
+					if err := s.Skip(); err != nil {
+						return err
 					}
+				case set[col]:
+					return invalid("column %q appears twice", jsonscan.Truncate(key, 64))
+				default:
 					set[col] = true
-					v, err := s.Scalar()
-					if err != nil {
-						if jsonscan.IsSyntax(err) {
-							return err
-						}
-						return invalid("column %q: %v", jsonscan.Truncate(key, 64), err)
-					}
 					c := p.Columns[col]
-					cv, reason := convert(c.Type, v)
-					if len(v.Text) > MaxCellBytes {
-						cv, reason = event.Value{}, fmt.Sprintf("value of %d bytes is longer than the %d-byte limit", len(v.Text), MaxCellBytes)
+					cv, reason, err := p.cell(s, c)
+					if err != nil {
+						return err
 					}
-					if reason != "" && rowErr == nil {
-						rowErr = &RowError{Row: p.rows, Column: c.Key, Type: c.Type, Reason: reason}
+					if reason != "" {
+						p.cells = append(p.cells, CellError{Row: p.rows, Column: c.Key, Type: c.Type, Reason: reason})
 					}
 					p.values[row+col] = cv
 				}
@@ -374,16 +388,42 @@ func (p *Page) decodeResults(s *jsonscan.Scanner) error {
 				break
 			}
 		}
-		if rowErr != nil {
-			p.errs = append(p.errs, *rowErr)
-		}
 		p.rows++
 		if s.Peek() == ',' {
 			s.I++
 			continue
 		}
-		return s.Expect(']')
+		if err := s.Expect(']'); err != nil {
+			return err
+		}
+		for k := range undeclared {
+			p.Undeclared = append(p.Undeclared, strings.Clone(k))
+		}
+		slices.Sort(p.Undeclared)
+		return nil
 	}
+}
+
+// cell reads one cell of column c. A value that does not convert (a
+// boolean or an object in a NUMBER column, "1.234,50" in AMOUNT, a value
+// over MaxCellBytes) reads as null with a reason; only malformed JSON is an
+// error.
+func (p *Page) cell(s *jsonscan.Scanner, c event.Column) (event.Value, string, error) {
+	if k := s.Peek(); k == '{' || k == '[' {
+		if err := s.Skip(); err != nil {
+			return event.Value{}, "", err
+		}
+		return event.Value{}, map[byte]string{'{': "an object", '[': "an array"}[k] + " is not a cell value", nil
+	}
+	v, err := s.Scalar()
+	if err != nil {
+		return event.Value{}, "", err
+	}
+	if len(v.Text) > MaxCellBytes {
+		return event.Value{}, fmt.Sprintf("value of %d bytes is longer than the %d-byte limit", len(v.Text), MaxCellBytes), nil
+	}
+	cv, reason := convert(c.Type, v)
+	return cv, reason, nil
 }
 
 // convert turns a cell as COMET sent it into its contract form. A non-empty
