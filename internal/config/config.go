@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/event"
 )
 
@@ -25,6 +26,9 @@ type Config struct {
 	HTTP    HTTP     `yaml:"http"`
 	HA      HA       `yaml:"ha"`
 	Sources []Source `yaml:"sources"`
+
+	// draft: reports may lack a key (ParseDraft).
+	draft bool
 }
 
 // HA lets several producers with the same configuration share the reports:
@@ -110,6 +114,9 @@ type Source struct {
 	BaseURL   string   `yaml:"base_url"`
 	RateLimit float64  `yaml:"rate_limit"`
 	Reports   []Report `yaml:"reports"`
+	// Timeout bounds one request, body included (COMET can be slow: clients
+	// in the wild wait 120s for a page).
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Report is one saved report.
@@ -123,6 +130,11 @@ type Report struct {
 	Interval          time.Duration `yaml:"interval"`
 	PageSize          int           `yaml:"page_size"`
 	MaxDeleteFraction *float64      `yaml:"max_delete_fraction"`
+	// Path is the URL path template below base_url, with {page} and
+	// {size}; some deployments put the report template id in it.
+	Path string `yaml:"path"`
+	// Params are report-specific filters, sent as query parameters.
+	Params map[string]string `yaml:"params"`
 }
 
 // Defaults of fields a file leaves out.
@@ -138,8 +150,13 @@ const (
 	DefaultInterval          = time.Minute
 	DefaultPageSize          = 1000
 	DefaultMaxDeleteFraction = 0.5
+	DefaultTimeout           = 60 * time.Second
 	MinInterval              = time.Second
+	MaxTimeout               = 30 * time.Minute
 )
+
+// DefaultPath is the report path of most deployments.
+const DefaultPath = comet.DefaultPath
 
 // Default returns a configuration with every default filled in and no sources.
 func Default() *Config {
@@ -175,7 +192,13 @@ func fieldErr(field, format string, args ...any) error {
 
 // Parse reads YAML strictly (an unknown field is an error), fills defaults
 // and validates.
-func Parse(r io.Reader) (*Config, error) {
+func Parse(r io.Reader) (*Config, error) { return parse(r, false) }
+
+// ParseDraft is Parse for a configuration still being written: a report
+// may lack its key, which `inspect` helps to choose.
+func ParseDraft(r io.Reader) (*Config, error) { return parse(r, true) }
+
+func parse(r io.Reader, draft bool) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("read configuration: %w", err)
@@ -184,9 +207,10 @@ func Parse(r io.Reader) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, yamlError(data, err)
 	}
 	c.fillDefaults()
+	c.draft = draft
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -194,13 +218,18 @@ func Parse(r io.Reader) (*Config, error) {
 }
 
 // Load parses the file at path.
-func Load(path string) (*Config, error) {
+func Load(path string) (*Config, error) { return load(path, Parse) }
+
+// LoadDraft parses the file at path with ParseDraft.
+func LoadDraft(path string) (*Config, error) { return load(path, ParseDraft) }
+
+func load(path string, parse func(io.Reader) (*Config, error)) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	defer f.Close()
-	c, err := Parse(f)
+	c, err := parse(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -213,6 +242,9 @@ func (c *Config) fillDefaults() {
 		if s.RateLimit == 0 {
 			s.RateLimit = DefaultRateLimit
 		}
+		if s.Timeout == 0 {
+			s.Timeout = DefaultTimeout
+		}
 		for j := range s.Reports {
 			r := &s.Reports[j]
 			if r.User == "" {
@@ -223,6 +255,9 @@ func (c *Config) fillDefaults() {
 			}
 			if r.PageSize == 0 {
 				r.PageSize = DefaultPageSize
+			}
+			if r.Path == "" {
+				r.Path = DefaultPath
 			}
 			if r.MaxDeleteFraction == nil {
 				f := DefaultMaxDeleteFraction
@@ -295,12 +330,15 @@ func (c *Config) Validate() error {
 		if s.RateLimit <= 0 || s.RateLimit > 1000 {
 			return fieldErr(at+".rate_limit", "%v must be between 0 and 1000 calls per second", s.RateLimit)
 		}
+		if s.Timeout <= 0 || s.Timeout > MaxTimeout {
+			return fieldErr(at+".timeout", "%s must be positive and at most %s", s.Timeout, MaxTimeout)
+		}
 		if len(s.Reports) == 0 {
 			return fieldErr(at+".reports", "at least one report is required")
 		}
 		for j, r := range s.Reports {
 			at := fmt.Sprintf("%s.reports[%d]", at, j)
-			if err := r.validate(at); err != nil {
+			if err := r.validate(at, c.draft); err != nil {
 				return err
 			}
 			if other, dup := reports[r.Name]; dup {
@@ -312,7 +350,7 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-func (r Report) validate(at string) error {
+func (r Report) validate(at string, draft bool) error {
 	if !event.NameRE.MatchString(r.Name) {
 		return fieldErr(at+".name", "%q must match [a-z0-9_-]+", r.Name)
 	}
@@ -328,7 +366,7 @@ func (r Report) validate(at string) error {
 	if r.User == "" {
 		return fieldErr(at+".user", "must not be empty")
 	}
-	if len(r.Key) == 0 {
+	if len(r.Key) == 0 && !draft {
 		return fieldErr(at+".key", "is required: the column keys that identify a row (run `cometstream inspect` to choose), or [\"*\"]")
 	}
 	seen := map[string]bool{}
@@ -352,6 +390,19 @@ func (r Report) validate(at string) error {
 	}
 	if f := *r.MaxDeleteFraction; f < 0 || f > 1 {
 		return fieldErr(at+".max_delete_fraction", "%v must be between 0 and 1", f)
+	}
+	if err := comet.ValidatePath(r.Path); err != nil {
+		return fieldErr(at+".path", "%v", err)
+	}
+	names := make([]string, 0, len(r.Params))
+	for name := range r.Params {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		if err := comet.ValidateParams(map[string]string{name: r.Params[name]}); err != nil {
+			return fieldErr(fmt.Sprintf("%s.params[%q]", at, name), "%v", err)
+		}
 	}
 	return nil
 }

@@ -48,6 +48,42 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+func TestPathParamsTimeout(t *testing.T) {
+	c, err := Parse(strings.NewReader(strings.Replace(strings.Replace(good, "interval: 90s",
+		"interval: 90s\n        path: /data-backend/api/public/areports/run/4711/{page}/{size}/\n        params: {registrationStatus: label.confirmed, season: 2026}", 1),
+		"base_url: https://comet.faw.cymru/", "base_url: https://comet.faw.cymru/\n    timeout: 120s", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Sources[0].Reports[0]
+	if r.Path != "/data-backend/api/public/areports/run/4711/{page}/{size}/" || r.Params["registrationStatus"] != "label.confirmed" || r.Params["season"] != "2026" {
+		t.Errorf("report %+v", r)
+	}
+	if c.Sources[0].Timeout != 120*time.Second {
+		t.Errorf("timeout %s", c.Sources[0].Timeout)
+	}
+	if other := c.Sources[0].Reports[1]; other.Path != DefaultPath || other.Params != nil {
+		t.Errorf("defaults: path %q params %v", other.Path, other.Params)
+	}
+}
+
+func TestDraftNeedsNoKey(t *testing.T) {
+	draft := strings.Replace(good, "key: [personId]", "", 1)
+	if _, err := Parse(strings.NewReader(draft)); err == nil {
+		t.Fatal("Parse accepted a report without a key")
+	}
+	c, err := ParseDraft(strings.NewReader(draft))
+	if err != nil {
+		t.Fatalf("ParseDraft: %v", err)
+	}
+	if len(c.Sources[0].Reports[0].Key) != 0 {
+		t.Errorf("key %v", c.Sources[0].Reports[0].Key)
+	}
+	if _, err := ParseDraft(strings.NewReader(strings.Replace(draft, "90s", "10ms", 1))); err == nil {
+		t.Error("ParseDraft skipped the other checks")
+	}
+}
+
 func TestParseErrorsNameTheField(t *testing.T) {
 	tests := []struct{ name, yaml, field string }{
 		{"unknown field", strings.Replace(good, "data_dir:", "dta_dir: x\ndata_dir:", 1), "dta_dir"},
@@ -64,6 +100,15 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"prefix", strings.Replace(good, "stream: COMET", "stream: COMET\n  subject_prefix: a.b", 1), "nats.subject_prefix"},
 		{"sync", strings.Replace(good, "stream: COMET", "stream: COMET\n  sync: sometimes", 1), "nats.sync"},
 		{"no sources", "data_dir: x\n", "sources"},
+		{"path without placeholders", strings.Replace(good, "interval: 90s", "interval: 90s\n        path: /data-backend/api/public/areports/run/", 1), "sources[0].reports[0].path"},
+		{"path twice page", strings.Replace(good, "interval: 90s", "interval: 90s\n        path: /run/{page}/{page}/{size}/", 1), "sources[0].reports[0].path"},
+		{"path with query", strings.Replace(good, "interval: 90s", "interval: 90s\n        path: /run/{page}/{size}/?x=1", 1), "sources[0].reports[0].path"},
+		{"path relative", strings.Replace(good, "interval: 90s", "interval: 90s\n        path: run/{page}/{size}/", 1), "sources[0].reports[0].path"},
+		{"param API_KEY", strings.Replace(good, "interval: 90s", "interval: 90s\n        params: {API_KEY: x}", 1), `sources[0].reports[0].params["API_KEY"]`},
+		{"params not strings", strings.Replace(good, "interval: 90s", "interval: 90s\n        params: {status: [a, b]}", 1), "sources[0].reports[0].params.status (line 14): must be a string, not a list"},
+		{"misspelt field", strings.Replace(good, "interval: 90s", "intervall: 90s", 1), `sources[0].reports[0].intervall (line 13): unknown field "intervall"`},
+		{"duration without unit", strings.Replace(good, "interval: 90s", "interval: 10", 1), "sources[0].reports[0].interval (line 13): must be a duration such as 90s or 5m, not \"10\" (write a unit: 10s)"},
+		{"timeout", strings.Replace(good, "base_url: https://comet.faw.cymru/", "base_url: https://comet.faw.cymru/\n    timeout: -1s", 1), "sources[0].timeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
