@@ -90,12 +90,20 @@ func (e *env) reportConfig(name string, mods ...func(*ReportConfig)) ReportConfi
 // open starts a producer over the given reports.
 func (e *env) open(reports ...ReportConfig) *Producer {
 	e.t.Helper()
+	return e.openWith(func(*Config) {}, reports...)
+}
+
+// openWith starts a producer with a changed configuration.
+func (e *env) openWith(mod func(*Config), reports ...ReportConfig) *Producer {
+	e.t.Helper()
 	e.reg = prometheus.NewRegistry()
-	p, err := New(Config{
+	cfg := Config{
 		Conn: e.nc, Stream: "COMET", Prefix: "comet", Reports: reports,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), Registerer: e.reg,
 		MaxInFlight: 64, CheckpointEvery: 50,
-	})
+	}
+	mod(&cfg)
+	p, err := New(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

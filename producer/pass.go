@@ -26,16 +26,25 @@ type pass struct {
 	pub     *publisher
 	columns []event.Column // this pass's columns, from its first page
 
-	buf     []byte
 	content map[event.Hash]int // identical rows seen, for content keys
+	// candidates are the rows of keys that repeat, held back until the pass
+	// ends (repeated.go); fresh the content-keyed rows the snapshot lacks,
+	// awaiting the next consistent pass (content.go).
+	candidates map[int32]*candidate
+	fresh      freshRows
+	undeclared map[string]struct{}
 
 	created, updated, deleted int
 	invalid, duplicates       int
+	invalidCells              int
 	keyed                     int // distinct keys seen
 	sinceCheckpoint           int
 	firstInvalid, firstDup    string
+	firstCell                 string
+}
 
-	// The outcome, logged once published.
+// outcome is how a pass ended, for its log line and metrics.
+type outcome struct {
 	result   string
 	held     int
 	finished time.Time
@@ -69,6 +78,7 @@ func (r *reporter) poll(ctx context.Context) (*event.Synced, error) {
 
 	sum, fetchErr := r.client.Fetch(ctx, comet.FetchOptions{
 		PageSize:    r.cfg.PageSize,
+		ServedSize:  r.state.PageSize,
 		ExpectPages: r.state.Pages,
 		Prepare:     r.prepare,
 		Progress: func(pages, lastPage, rows int) {
@@ -78,24 +88,37 @@ func (r *reporter) poll(ctx context.Context) (*event.Synced, error) {
 		},
 	}, func(p *comet.Page) error { return ps.page(pubCtx, p) })
 
-	receipt, err := ps.finish(ctx, pubCtx, sum, fetchErr)
+	receipt, out, err := ps.finish(pubCtx, sum, fetchErr)
+	stopping := ctx.Err() != nil && errors.Is(fetchErr, context.Canceled)
+	if err != nil && !stopping && ps.pub.Err() == nil {
+		if ferr := ps.failing(pubCtx, err); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	}
 	if perr := ps.pub.flush(pubCtx); perr != nil {
 		r.recovered = false // the next pass recovers from the stream first
 		r.p.m.passes.WithLabelValues(r.cfg.Name, resultFailed).Inc()
 		return nil, fmt.Errorf("pass %s: %w", ps.sync, perr)
 	}
 	if receipt != nil {
-		ps.logged(sum)
+		ps.logged(sum, out)
 	}
 	r.state.Checkpoint = max(r.state.Checkpoint, r.lastSeq)
-	if err != nil {
-		r.state.LastError, r.state.LastErrorAt = err.Error(), r.p.cfg.Now().UTC()
-	} else {
+	switch {
+	case err == nil:
 		r.state.LastError, r.state.LastErrorAt = "", time.Time{}
+		r.recoveredFromFailing()
+	case !stopping:
+		// A pass abandoned because the producer is stopping says nothing
+		// about COMET: the last real error stays.
+		r.state.LastError, r.state.LastErrorAt = err.Error(), r.p.cfg.Now().UTC()
 	}
 	if serr := r.saveState(pubCtx); serr != nil {
 		r.recovered = false
 		return receipt, errors.Join(err, serr)
+	}
+	if err := r.saveRepeated(pubCtx); err != nil {
+		r.log.Warn("could not record the keys seen repeated; after a restart they are learnt again", "err", err)
 	}
 	return receipt, err
 }
@@ -105,11 +128,17 @@ func (ps *pass) page(ctx context.Context, p *comet.Page) error {
 	r := ps.r
 	if ps.columns == nil {
 		ps.columns = p.Columns
-		if err := ps.schema(ctx, p.Columns); err != nil {
+		if err := ps.schema(ctx, p.Columns, p.Undeclared); err != nil {
 			return err
 		}
 	} else if !slices.Equal(ps.columns, p.Columns) {
 		return ErrColumnsChanged
+	}
+	for _, f := range p.Undeclared {
+		if ps.undeclared == nil {
+			ps.undeclared = map[string]struct{}{}
+		}
+		ps.undeclared[f] = struct{}{}
 	}
 	pp, _ := p.Prepared.(*prepared)
 	if pp == nil || !slices.Equal(pp.columns, ps.columns) {
@@ -119,6 +148,12 @@ func (ps *pass) page(ctx context.Context, p *comet.Page) error {
 		if pr.invalid != "" {
 			ps.invalidRow(pr.invalid)
 			continue
+		}
+		if pr.badCells > 0 {
+			ps.invalidCells += pr.badCells
+			if ps.firstCell == "" {
+				ps.firstCell = pr.firstBad
+			}
 		}
 		if err := ps.row(ctx, p.Row(i), pp.buf[pr.start:pr.end], pr.hash, pr.token); err != nil {
 			return err
@@ -149,28 +184,50 @@ func (ps *pass) checkpoint(ctx context.Context) error {
 }
 
 // schema publishes a schema event when the columns differ from the last
-// published ones, and switches the diff to them.
-func (ps *pass) schema(ctx context.Context, cols []event.Column) error {
+// published ones, or the rows carry fields the last one did not name, and
+// switches the diff to the columns.
+func (ps *pass) schema(ctx context.Context, cols []event.Column, undeclared []string) error {
 	r := ps.r
-	if r.schema != nil && slices.Equal(r.state.Columns, cols) {
+	newFields := !subset(undeclared, r.state.Undeclared)
+	if r.schema != nil && slices.Equal(r.state.Columns, cols) && !newFields {
 		return nil
 	}
 	if err := r.useColumns(cols); err != nil {
 		return err
 	}
-	if slices.Equal(r.state.Columns, cols) {
+	if slices.Equal(r.state.Columns, cols) && !newFields {
 		return nil // known columns, index rebuilt after a restart
 	}
+	return ps.publishSchema(ctx, cols, undeclared)
+}
+
+// publishSchema publishes a schema event and waits for it: row events rely
+// on it.
+func (ps *pass) publishSchema(ctx context.Context, cols []event.Column, undeclared []string) error {
+	r := ps.r
+	undeclared = slices.Clone(undeclared)
+	if undeclared == nil {
+		undeclared = []string{}
+	}
 	colsJSON, _ := json.Marshal(cols)
-	data := event.SchemaChange{Report: r.cfg.Name, Columns: cols, Previous: r.state.Columns}
-	id := event.ID(r.cfg.Name, event.KindSchema, strconv.FormatUint(r.state.Checkpoint, 10), string(colsJSON))
+	data := event.SchemaChange{Report: r.cfg.Name, Columns: cols, Previous: r.state.Columns, Undeclared: undeclared}
+	id := event.ID(r.cfg.Name, event.KindSchema, strconv.FormatUint(r.state.Checkpoint, 10), string(colsJSON), strings.Join(undeclared, "\x00"))
 	if err := ps.report(ctx, event.KindSchema, id, data); err != nil {
 		return err
 	}
-	r.log.Info("report schema", "columns", len(cols), "changed", r.state.Columns != nil)
-	r.state.Columns = slices.Clone(cols)
-	// Wait for the schema event before any row event relies on it.
+	r.log.Info("report schema", "columns", len(cols), "changed", r.state.Columns != nil, "undeclared", undeclared)
+	r.state.Columns, r.state.Undeclared = slices.Clone(cols), undeclared
 	return ps.checkpoint(ctx)
+}
+
+// subset reports whether every element of a is in b.
+func subset(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	return true
 }
 
 // report publishes a report event.
@@ -184,13 +241,12 @@ func (ps *pass) report(ctx context.Context, kind, id string, data any) error {
 	return ps.pub.event(ctx, event.ReportSubject(r.p.cfg.Prefix, r.cfg.Name, kind), id, b, nil)
 }
 
-// row diffs one row against the index. canonical is the row's canonical
+// row takes one keyed row of the pass. canonical is the row's canonical
 // JSON, h its hash, token its key token (empty for content keys).
 func (ps *pass) row(ctx context.Context, vals []event.Value, canonical []byte, h event.Hash, token string) error {
 	r := ps.r
 	if r.keyer.Content() {
-		ps.content[h]++
-		token = event.ContentToken(h, ps.content[h])
+		return ps.contentRow(canonical, h)
 	}
 	idx, known := r.snap.find(token)
 	if !known {
@@ -198,34 +254,41 @@ func (ps *pass) row(ctx context.Context, vals []event.Value, canonical []byte, h
 	}
 	e := &r.snap.entries[idx]
 	if known && e.seen == ps.n {
-		// The same key twice in one pass: rows moved between pages, or the
-		// key is not unique. The later row wins.
+		// The key again in this pass: it is settled once the pass has
+		// every row of it.
 		ps.duplicates++
 		if ps.firstDup == "" {
 			ps.firstDup = strings.Clone(token)
 		}
-		if e.hash == h {
-			return nil
-		}
-		// Let the first change reach the snapshot before diffing against it.
-		if err := ps.pub.flush(ctx); err != nil {
-			return err
-		}
-	} else {
-		ps.keyed++
+		ps.candidate(idx, vals, canonical, h, !r.isRepeated(idx))
+		return nil
 	}
+	ps.keyed++
 	e.seen = ps.n
 	if len(r.suspects) > 0 {
 		delete(r.suspects, token)
 	}
+	if r.isRepeated(idx) {
+		ps.candidate(idx, vals, canonical, h, false)
+		return nil
+	}
 	if known && e.live && e.hash == h {
 		return nil
 	}
+	return ps.publishRow(ctx, idx, vals, canonical, h)
+}
+
+// publishRow publishes a row as created or updated against what the
+// snapshot holds for its key. vals may be nil for a content-keyed row,
+// which is never updated and whose key is the row.
+func (ps *pass) publishRow(ctx context.Context, idx int32, vals []event.Value, canonical []byte, h event.Hash) error {
+	r := ps.r
+	e := &r.snap.entries[idx]
 	// A change outlives the page (until its snapshot write is acknowledged):
-	// copy the token, which may point into the page's body.
-	token = strings.Clone(token)
+	// the token is copied out of the index, which may grow.
+	token := r.snap.token(idx)
 	op, before, changed := event.OpCreated, []byte(nil), []string(nil)
-	if known && e.live {
+	if e.live {
 		op = event.OpUpdated
 		var err error
 		if before, err = r.snap.get(ctx, token); err != nil {
@@ -234,10 +297,14 @@ func (ps *pass) row(ctx context.Context, vals []event.Value, canonical []byte, h
 		changed = changedColumns(r.schema, before, vals)
 	}
 	after := slices.Clone(canonical)
+	key := after
+	if !r.keyer.Content() {
+		key = r.keyer.AppendKey(nil, vals)
+	}
 	id := event.ID(r.cfg.Name, token, op, strconv.FormatUint(e.rev, 10), hex.EncodeToString(h[:]))
 	data := (&event.RowEvent{
 		ID: id, Source: r.source, Token: token, Time: r.p.cfg.Now(), Report: r.cfg.Name, Op: op, Sync: ps.sync,
-		Key: r.keyer.AppendKey(nil, vals), Before: before, After: after, Changed: changed,
+		Key: key, Before: before, After: after, Changed: changed,
 	}).Append(nil)
 	if !e.live {
 		r.snap.live++
@@ -282,9 +349,10 @@ func changedColumns(s *event.Schema, before []byte, vals []event.Value) []string
 	return append(out, gone...)
 }
 
-// finish ends a pass: deletes when the pass can be trusted, the receipt, and
-// the unavailable transitions.
-func (ps *pass) finish(ctx, pubCtx context.Context, sum comet.Summary, fetchErr error) (*event.Synced, error) {
+// finish ends a pass: the repeated keys and content-keyed rows it held
+// back, deletes when the pass can be trusted, the receipt, and the
+// unavailable transitions.
+func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (*event.Synced, outcome, error) {
 	r := ps.r
 	name := r.cfg.Name
 	if errors.Is(fetchErr, comet.ErrReportUnavailable) {
@@ -295,15 +363,15 @@ func (ps *pass) finish(ctx, pubCtx context.Context, sum comet.Summary, fetchErr 
 		}
 		if r.state.Unavailable == 0 {
 			id := event.ID(name, event.KindUnavailable, strconv.FormatUint(r.state.Checkpoint, 10), strconv.Itoa(status))
-			if err := ps.report(pubCtx, event.KindUnavailable, id, event.Unavailable{Report: name, Status: status, Reason: fetchErr.Error()}); err != nil {
-				return nil, err
+			if err := ps.report(ctx, event.KindUnavailable, id, event.Unavailable{Report: name, Status: status, Reason: fetchErr.Error()}); err != nil {
+				return nil, outcome{}, err
 			}
-			r.log.Error("report unavailable: COMET refused its API key; nothing will be deleted", "status", status)
+			r.log.Error("report unavailable: COMET refused its API key (or base_url or path is wrong); nothing will be deleted", "status", status)
 		}
 		r.state.Unavailable = status
 		r.p.m.passes.WithLabelValues(name, resultUnavailable).Inc()
 		if sum.Pages == 0 {
-			return nil, fetchErr
+			return nil, outcome{}, fetchErr
 		}
 	} else if fetchErr == nil || sum.Pages > 0 {
 		if r.state.Unavailable != 0 {
@@ -311,38 +379,63 @@ func (ps *pass) finish(ctx, pubCtx context.Context, sum comet.Summary, fetchErr 
 			r.state.Unavailable = 0
 		}
 	}
-
-	consistent := fetchErr == nil && sum.Complete && sum.TotalSizeStable && sum.RowCountsMatch &&
-		ps.keyed == sum.TotalSize && ps.duplicates == 0 && ps.invalid == 0
-	held := 0
-	if consistent {
-		var err error
-		if held, err = ps.deletes(pubCtx); err != nil {
-			return nil, err
-		}
-	} else if fetchErr == nil || sum.Pages > 0 {
-		ps.explainInconsistent(sum, fetchErr)
-	}
 	if fetchErr != nil && sum.Pages == 0 {
 		r.p.m.passes.WithLabelValues(name, resultFailed).Inc()
-		return nil, fetchErr
+		return nil, outcome{}, fetchErr
 	}
+	ps.servedSize(sum)
+
+	complete := fetchErr == nil && sum.Complete
+	if err := ps.settle(ctx, complete && sum.TotalSizeStable); err != nil {
+		return nil, outcome{}, err
+	}
+	if complete && !subset(sortedKeys(ps.undeclared), r.state.Undeclared) {
+		// Later pages carried fields page 0 did not.
+		if err := ps.publishSchema(ctx, r.state.Columns, sortedKeys(ps.undeclared)); err != nil {
+			return nil, outcome{}, err
+		}
+	}
+	ok := consistent(sum, fetchErr, ps.keyed, ps.duplicates, ps.invalid)
+	held, unconfirmed := 0, 0
+	if r.keyer != nil && r.keyer.Content() {
+		n, err := ps.confirmContent(ctx, ok)
+		if err != nil {
+			return nil, outcome{}, err
+		}
+		unconfirmed += n
+	}
+	if ok {
+		var err error
+		var n int
+		if held, n, err = ps.deletes(ctx); err != nil {
+			return nil, outcome{}, err
+		}
+		unconfirmed += n
+	} else {
+		ps.explainInconsistent(sum, fetchErr)
+	}
+	// Rows missing, or content-keyed rows new, in a consistent pass are
+	// confirmed by the next one, at once; a pass that was itself such a
+	// confirmation does not ask again, so churn at most doubles the polling.
+	r.confirmSoon = unconfirmed > 0 && !r.confirming
+	ps.explainCells()
 
 	finished := r.p.cfg.Now()
 	receipt := &event.Synced{
 		Report: name, Sync: ps.sync, Started: ps.started.UTC(), Finished: finished.UTC(),
 		Requests: sum.Requests, Pages: sum.Pages, TotalSize: sum.TotalSize, Rows: sum.Rows,
 		Created: ps.created, Updated: ps.updated, Deleted: ps.deleted,
-		InvalidRows: ps.invalid, DuplicateKeys: ps.duplicates, Consistent: consistent, DeletesHeld: held,
+		InvalidRows: ps.invalid, InvalidCells: ps.invalidCells, DuplicateKeys: ps.duplicates,
+		Consistent: ok, DeletesHeld: held, PageSize: sum.PageSize,
 	}
 	if fetchErr != nil {
 		receipt.Error = fetchErr.Error()
 	}
-	if err := ps.report(pubCtx, event.KindSynced, event.ID(name, event.KindSynced, ps.sync), receipt); err != nil {
-		return nil, err
+	if err := ps.report(ctx, event.KindSynced, event.ID(name, event.KindSynced, ps.sync), receipt); err != nil {
+		return nil, outcome{}, err
 	}
 	result := resultInconsistent
-	if consistent {
+	if ok {
 		result = resultConsistent
 	}
 	if fetchErr != nil {
@@ -353,22 +446,55 @@ func (ps *pass) finish(ctx, pubCtx context.Context, sum comet.Summary, fetchErr 
 			r.state.Pages = sum.Pages
 		}
 	}
-	ps.result, ps.held, ps.finished = result, held, finished
-	return receipt, fetchErr
+	return receipt, outcome{result: result, held: held, finished: finished}, fetchErr
+}
+
+// servedSize remembers the page size COMET served when it was fewer rows
+// than asked, and says so once.
+func (ps *pass) servedSize(sum comet.Summary) {
+	r := ps.r
+	served := 0
+	if sum.PageSize > 0 && sum.PageSize < r.cfg.PageSize {
+		served = sum.PageSize
+	}
+	if sum.PageSize == 0 || served == r.state.PageSize {
+		return
+	}
+	if served != 0 {
+		r.log.Info("COMET serves fewer rows a page than page_size asks: paging by what it serves", "served", served, "page_size", r.cfg.PageSize)
+	} else {
+		r.log.Info("COMET serves page_size rows a page again", "page_size", r.cfg.PageSize)
+	}
+	r.state.PageSize = served
+}
+
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // logged records a pass once everything it published is acknowledged.
-func (ps *pass) logged(sum comet.Summary) {
+func (ps *pass) logged(sum comet.Summary, out outcome) {
 	r, name := ps.r, ps.r.cfg.Name
-	r.p.m.passes.WithLabelValues(name, ps.result).Inc()
+	r.p.m.passes.WithLabelValues(name, out.result).Inc()
 	r.p.m.rows.WithLabelValues(name).Set(float64(sum.Rows))
-	r.p.m.duration.WithLabelValues(name).Observe(ps.finished.Sub(ps.started).Seconds())
+	r.p.m.duration.WithLabelValues(name).Observe(out.finished.Sub(ps.started).Seconds())
 	r.p.m.snapshotRows.WithLabelValues(name).Set(float64(r.snap.live))
-	r.log.Info("pass", "sync", ps.sync, "result", ps.result, "pages", sum.Pages, "requests", sum.Requests, "rows", sum.Rows,
-		"created", ps.created, "updated", ps.updated, "deleted", ps.deleted, "deletes_held", ps.held, "duration", ps.finished.Sub(ps.started).Round(time.Millisecond))
+	if len(ps.undeclared) > 0 {
+		r.log.Info("rows carry fields that columnKeys does not list: they are left out", "fields", sortedKeys(ps.undeclared))
+	}
+	r.log.Info("pass", "sync", ps.sync, "result", out.result, "pages", sum.Pages, "requests", sum.Requests, "rows", sum.Rows,
+		"created", ps.created, "updated", ps.updated, "deleted", ps.deleted, "deletes_held", out.held, "duration", out.finished.Sub(ps.started).Round(time.Millisecond))
 }
 
 func (ps *pass) explainInconsistent(sum comet.Summary, fetchErr error) {
+	if fetchErr != nil && sum.Pages == 0 {
+		return
+	}
 	attrs := []any{"sync", ps.sync, "complete", sum.Complete && fetchErr == nil, "total_size_stable", sum.TotalSizeStable,
 		"row_counts_match", sum.RowCountsMatch, "unique_keys", ps.keyed, "total_size", sum.TotalSize}
 	if ps.duplicates > 0 {
@@ -380,141 +506,11 @@ func (ps *pass) explainInconsistent(sum comet.Summary, fetchErr error) {
 	ps.r.log.Warn("pass not consistent: no deletes this time", attrs...)
 }
 
-// deletes handles the rows missing from a consistent pass. It returns how
-// many deletes are held back.
-func (ps *pass) deletes(ctx context.Context) (int, error) {
-	r := ps.r
-	var missing, confirmed []string
-	for i := range r.snap.entries {
-		if e := &r.snap.entries[i]; e.live && e.seen != ps.n {
-			token := r.snap.token(int32(i))
-			missing = append(missing, token)
-			if _, ok := r.suspects[token]; ok {
-				confirmed = append(confirmed, token)
-			}
-		}
+// explainCells logs, once per pass, the cells that did not convert.
+func (ps *pass) explainCells() {
+	if ps.invalidCells == 0 {
+		return
 	}
-	r.suspects = make(map[string]struct{}, len(missing))
-	for _, t := range missing {
-		r.suspects[t] = struct{}{}
-	}
-	r.confirmSoon = len(missing) > len(confirmed) && !r.confirming
-	if len(confirmed) == 0 {
-		ps.releaseHold()
-		return 0, nil
-	}
-	slices.Sort(confirmed) // a deterministic order for the stream
-	rowsBefore := r.snap.live
-	limit := r.cfg.MaxDeleteFraction * float64(rowsBefore)
-	if float64(len(confirmed)) > limit {
-		allowed, err := ps.allowed(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if !allowed {
-			return len(confirmed), ps.hold(ctx, len(confirmed), rowsBefore)
-		}
-		r.log.Warn("releasing held deletes on the operator's request", "deletes", len(confirmed), "rows", rowsBefore)
-	}
-	for _, token := range confirmed {
-		if err := ps.delete(ctx, token); err != nil {
-			return 0, err
-		}
-	}
-	ps.releaseHold()
-	return 0, nil
-}
-
-func (ps *pass) releaseHold() {
-	if ps.r.state.Held != 0 {
-		ps.r.log.Info("deletes no longer held")
-	}
-	ps.r.state.Held = 0
-	ps.r.p.m.heldDeletes.WithLabelValues(ps.r.cfg.Name).Set(0)
-}
-
-// hold publishes a held event when the hold starts or its size changes.
-func (ps *pass) hold(ctx context.Context, n, rowsBefore int) error {
-	r := ps.r
-	r.p.m.heldDeletes.WithLabelValues(r.cfg.Name).Set(float64(n))
-	if r.state.Held == n {
-		return nil
-	}
-	id := event.ID(r.cfg.Name, event.KindHeld, strconv.FormatUint(r.state.Checkpoint, 10), strconv.Itoa(n))
-	data := event.Held{Report: r.cfg.Name, WouldDelete: n, RowsBefore: rowsBefore, Threshold: r.cfg.MaxDeleteFraction}
-	if err := ps.report(ctx, event.KindHeld, id, data); err != nil {
-		return err
-	}
-	r.state.Held = n
-	r.log.Error("deletes held: this pass would delete more than max_delete_fraction of the report; run `cometstream allow-deletes` to release them",
-		"would_delete", n, "rows", rowsBefore, "max_delete_fraction", r.cfg.MaxDeleteFraction)
-	return nil
-}
-
-// allowed reports whether an operator released this report's held deletes,
-// consuming the release.
-func (ps *pass) allowed(ctx context.Context) (bool, error) {
-	r := ps.r
-	if r.allowOnce {
-		r.allowOnce = false
-		return true, nil
-	}
-	key := event.AllowDeletesKey(r.cfg.Name)
-	if _, err := r.p.state.Get(ctx, key); err != nil {
-		return false, nil
-	}
-	if err := r.p.state.Purge(ctx, key); err != nil {
-		return false, fmt.Errorf("consume %s: %w", key, err)
-	}
-	return true, nil
-}
-
-// delete publishes a deleted event for a row missing from two consistent passes.
-func (ps *pass) delete(ctx context.Context, token string) error {
-	r := ps.r
-	idx, _ := r.snap.find(token)
-	e := &r.snap.entries[idx]
-	before, err := r.snap.get(ctx, token)
-	if err != nil {
-		return err
-	}
-	id := event.ID(r.cfg.Name, token, event.OpDeleted, strconv.FormatUint(e.rev, 10), "")
-	data := (&event.RowEvent{
-		ID: id, Source: r.source, Token: token, Time: r.p.cfg.Now(), Report: r.cfg.Name, Op: event.OpDeleted, Sync: ps.sync,
-		Key: keyFromRow(r.cfg.Key, before), Before: before,
-	}).Append(nil)
-	e.live = false
-	r.snap.live--
-	delete(r.suspects, token)
-	ps.deleted++
-	r.p.m.events.WithLabelValues(r.cfg.Name, event.OpDeleted).Inc()
-	r.p.m.kvWrites.WithLabelValues(r.cfg.Name).Inc()
-	return ps.pub.event(ctx, event.RowSubject(r.p.cfg.Prefix, r.cfg.Name, event.OpDeleted, token), id, data, &kvWrite{idx: idx, token: token, delete: true})
-}
-
-// keyFromRow builds a deleted event's key object from the stored row.
-func keyFromRow(key []string, row []byte) []byte {
-	if len(key) == 1 && key[0] == event.ContentKey {
-		return row
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(row, &m); err != nil {
-		return []byte("{}")
-	}
-	cols := slices.Clone(key)
-	slices.Sort(cols)
-	b := []byte{'{'}
-	for i, c := range cols {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = event.AppendString(b, c)
-		b = append(b, ':')
-		if v, ok := m[c]; ok {
-			b = append(b, v...)
-		} else {
-			b = append(b, "null"...)
-		}
-	}
-	return append(b, '}')
+	ps.r.log.Warn("cells that do not convert to their column's type are published as null; their rows are kept",
+		"sync", ps.sync, "invalid_cells", ps.invalidCells, "example", ps.firstCell)
 }

@@ -22,7 +22,11 @@ type preparedRow struct {
 	start, end int // canonical JSON is buf[start:end]
 	hash       event.Hash
 	token      string // empty for content keys: their suffix depends on pass order
-	invalid    string // why the row cannot be keyed or converted
+	invalid    string // why the row cannot be keyed or published
+	// badCells counts the row's cells that did not convert (null now);
+	// firstBad describes the first, with the row's key.
+	badCells int
+	firstBad string
 }
 
 // shapes caches the schema and keyer of the columns pages last came with.
@@ -61,12 +65,17 @@ func (r *reporter) prepare(p *comet.Page) {
 
 func prepareRows(p *comet.Page, s *event.Schema, k *event.Keyer, maxRow int) *prepared {
 	pp := &prepared{columns: p.Columns, rows: make([]preparedRow, p.Len())}
-	errs := p.RowErrors()
+	cells := p.CellErrors()
 	for i := range pp.rows {
 		pr := &pp.rows[i]
-		if len(errs) > 0 && errs[0].Row == i {
-			pr.invalid = errs[0].Error()
-			errs = errs[1:]
+		var bad []comet.CellError
+		for len(cells) > 0 && cells[0].Row == i {
+			bad = append(bad, cells[0])
+			cells = cells[1:]
+		}
+		if c, ok := keyCell(bad, k); ok {
+			// A key that does not convert cannot identify the row.
+			pr.invalid = fmt.Sprintf("key column %q does not convert to %s: %s", c.Column, c.Type, c.Reason)
 			continue
 		}
 		vals := p.Row(i)
@@ -87,6 +96,24 @@ func prepareRows(p *comet.Page, s *event.Schema, k *event.Keyer, maxRow int) *pr
 			}
 			pr.token = t
 		}
+		if len(bad) > 0 {
+			pr.badCells = len(bad)
+			where := "row " + string(k.AppendKey(nil, vals))
+			if k.Content() {
+				where = fmt.Sprintf("row %d of page %d", i, p.Page)
+			}
+			pr.firstBad = fmt.Sprintf("column %q of %s: %s", bad[0].Column, where, bad[0].Reason)
+		}
 	}
 	return pp
+}
+
+// keyCell returns the first of a row's bad cells that is in a key column.
+func keyCell(bad []comet.CellError, k *event.Keyer) (comet.CellError, bool) {
+	for _, c := range bad {
+		if k.IsKeyColumn(c.Column) {
+			return c, true
+		}
+	}
+	return comet.CellError{}, false
 }

@@ -132,5 +132,5 @@ func (p *Producer) Run(ctx context.Context) error {
 // Permanent reports whether a pass error needs the operator (a
 // configuration that cannot work) rather than time.
 func Permanent(err error) bool {
-	return errors.Is(err, ErrKeyChanged) || errors.Is(err, ErrKeyColumnMissing)
+	return errors.Is(err, ErrKeyChanged) || errors.Is(err, ErrReportChanged) || errors.Is(err, ErrKeyColumnMissing)
 }

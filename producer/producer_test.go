@@ -291,7 +291,14 @@ func TestSchemaChangeUpdatesEveryRow(t *testing.T) {
 func TestContentKey(t *testing.T) {
 	e := newEnv(t, simulator.ReportSpec{Name: "matches", Kind: "matches", Rows: 20})
 	e.open(e.reportConfig("matches", func(rc *ReportConfig) { rc.Key = []string{"*"} }))
-	e.poll("matches")
+	// A content-keyed row is published when two consistent passes agree on
+	// it: the first pass publishes no row, the confirming one all of them.
+	if s := e.poll("matches"); s.Created != 0 || !s.Consistent {
+		t.Fatalf("first pass %+v: want no row until a second pass confirms", s)
+	}
+	if s := e.poll("matches"); s.Created != 20 {
+		t.Fatalf("confirming pass created %d, want 20", s.Created)
+	}
 	start := e.events()[len(e.events())-1].Seq
 	e.sim.UpdateAt("matches", 3)
 	e.poll("matches")

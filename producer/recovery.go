@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/event"
 	"github.com/cometstream/cometstream/internal/replay"
 )
@@ -21,16 +23,37 @@ func (r *reporter) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	path, params := r.cfg.Comet.Path, r.cfg.Comet.Params
+	if path == "" {
+		path = comet.DefaultPath
+	}
 	if rev == 0 {
 		st.Key = slices.Clone(r.cfg.Key)
-	} else if !slices.Equal(st.Key, r.cfg.Key) {
-		return fmt.Errorf("%w: report %s was keyed by %v and is now configured with %v; restore the old key, or delete bucket %s and state key %q to start it over",
-			ErrKeyChanged, r.cfg.Name, st.Key, r.cfg.Key, r.snap.bucket, r.cfg.Name)
+	} else {
+		if !slices.Equal(st.Key, r.cfg.Key) {
+			return fmt.Errorf("%w: report %s was keyed by %v and is now configured with %v; restore the old key, or delete bucket %s and state key %q to start it over",
+				ErrKeyChanged, r.cfg.Name, st.Key, r.cfg.Key, r.snap.bucket, r.cfg.Name)
+		}
+		// Records from before path and params existed were made with the
+		// default path and no filters.
+		was := st.Path
+		if was == "" {
+			was = comet.DefaultPath
+		}
+		if was != path || !maps.Equal(st.Params, params) {
+			return fmt.Errorf("%w: report %s was fetched from path %s with params %v and is now configured with path %s and params %v: that is another report's rows; restore the old settings, or delete bucket %s and state key %q to start it over",
+				ErrReportChanged, r.cfg.Name, was, st.Params, path, params, r.snap.bucket, r.cfg.Name)
+		}
 	}
+	st.Path, st.Params = path, maps.Clone(params)
 	r.state, r.saved, r.stateRev = st, st, rev
 	if err := r.snap.load(ctx, r.p.js); err != nil {
 		return err
 	}
+	if err := r.loadRepeated(ctx); err != nil {
+		return err
+	}
+	r.pendingCreates = nil
 	if err := r.checkTail(ctx); err != nil {
 		return err
 	}

@@ -39,7 +39,15 @@ type reporter struct {
 	// suspects are keys missing from the last consistent pass; a key is
 	// deleted when the next consistent pass misses it too.
 	suspects map[string]struct{}
-	pass     uint32
+	// pendingCreates are content-keyed rows new in the last consistent
+	// pass; a row is created when the next consistent pass has it too.
+	pendingCreates map[string]struct{}
+	// repeated are the keys seen on several rows of a pass (by index entry),
+	// held back until a pass ends; repeatedDirty says the recorded set is
+	// out of date.
+	repeated      map[int32]struct{}
+	repeatedDirty bool
+	pass          uint32
 	// recovered says the index and state reflect the stream; cleared by
 	// any failure to publish.
 	recovered bool
@@ -89,6 +97,7 @@ func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
 		source:    "comet://" + u.Host + "/" + cfg.Name,
 		snap:      newSnapshot(p.snaps[cfg.Name], event.BucketName(p.cfg.Prefix, cfg.Name)),
 		suspects:  map[string]struct{}{},
+		repeated:  map[int32]struct{}{},
 		allowOnce: slices.Contains(p.cfg.AllowDeletes, cfg.Name),
 	}
 	return r, nil

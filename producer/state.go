@@ -1,11 +1,12 @@
 package producer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -57,7 +58,8 @@ func (r *reporter) saveState(ctx context.Context) error {
 
 // stateEqual compares everything but the update time.
 func stateEqual(a, b event.ReportState) bool {
-	return a.Checkpoint == b.Checkpoint && slices.Equal(a.Key, b.Key) && slices.Equal(a.Columns, b.Columns) &&
-		a.Unavailable == b.Unavailable && a.Held == b.Held && a.Pages == b.Pages &&
-		a.LastError == b.LastError && a.LastErrorAt.Equal(b.LastErrorAt)
+	a.Updated, b.Updated = time.Time{}, time.Time{}
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
 }

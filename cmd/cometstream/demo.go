@@ -29,6 +29,8 @@ func runDemo(ctx context.Context, args []string) error {
 	changes := fs.Float64("changes-per-second", 2, "live changes the simulator makes")
 	interval := fs.Duration("interval", 3*time.Second, "how often each report is polled")
 	listen := fs.String("nats-listen", "127.0.0.1:4222", "address of the embedded NATS server (a free port if taken)")
+	var shapes shapeFlags
+	fs.Var(&shapes, "shape", "switch a simulated report to a shape of real deployments, REPORT:NAME[=VALUE], repeatable (see simulate --help)")
 	lf := logFlags{}
 	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -61,6 +63,9 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := shapes.apply(sim); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -87,9 +92,13 @@ func runDemo(ctx context.Context, args []string) error {
 		if limiters[r.User] == nil {
 			limiters[r.User] = comet.NewLimiter(10)
 		}
+		cc := comet.Config{BaseURL: base, APIKey: r.APIKey, Limiter: limiters[r.User], Params: r.Shapes.Params}
+		if r.Shapes.TemplatePath {
+			cc.Path = fmt.Sprintf("%s%d/{page}/{size}/", simulator.ReportPath, r.TemplateID)
+		}
 		preports = append(preports, producer.ReportConfig{
 			Name: r.Name, Key: sim.KeyColumns(r.Name), Interval: *interval, PageSize: 1000, MaxDeleteFraction: 0.5,
-			Comet: comet.Config{BaseURL: base, APIKey: r.APIKey, Limiter: limiters[r.User]},
+			Comet: cc,
 		})
 	}
 

@@ -131,7 +131,7 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 		}()
 	}
 	if err := p.Open(ctx); err != nil {
-		if errors.Is(err, producer.ErrStreamConflict) || errors.Is(err, producer.ErrKeyChanged) {
+		if errors.Is(err, producer.ErrStreamConflict) || errors.Is(err, producer.ErrKeyChanged) || errors.Is(err, producer.ErrReportChanged) {
 			return &usageError{err: err}
 		}
 		return err
@@ -258,7 +258,10 @@ func producerReports(cfg *config.Config, log *slog.Logger) ([]producer.ReportCon
 		out = append(out, producer.ReportConfig{
 			Name: ref.Report.Name, Key: ref.Report.Key, Interval: ref.Report.Interval,
 			PageSize: ref.Report.PageSize, MaxDeleteFraction: *ref.Report.MaxDeleteFraction,
-			Comet: comet.Config{BaseURL: ref.Source.BaseURL, APIKey: key, Limiter: limiters[lk]},
+			Comet: comet.Config{
+				BaseURL: ref.Source.BaseURL, APIKey: key, Limiter: limiters[lk], Timeout: ref.Source.Timeout,
+				Path: ref.Report.Path, Params: ref.Report.Params,
+			},
 			Group: ref.Source.Name + "/" + ref.Report.User,
 		})
 	}

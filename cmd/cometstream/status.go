@@ -149,6 +149,9 @@ func printStatus(w io.Writer, statuses []reportStatus, now time.Time) {
 		if st.State.Held != 0 {
 			notes = append(notes, fmt.Sprintf("%d DELETES HELD (cometstream allow-deletes --report %s)", st.State.Held, st.Report))
 		}
+		if !st.State.FailingSince.IsZero() {
+			notes = append(notes, fmt.Sprintf("FAILING since %s (%d passes)", st.State.FailingSince.Format(time.RFC3339), st.State.FailedAttempts))
+		}
 		if st.State.LastError != "" {
 			notes = append(notes, "error at "+st.State.LastErrorAt.Format(time.RFC3339)+": "+st.State.LastError)
 		}

@@ -3,9 +3,7 @@ package sinktest
 import (
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/cometstream/cometstream/internal/event"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
@@ -13,10 +11,11 @@ import (
 // Hostile runs a report whose column keys and values are SQL, subject
 // wildcards, dots, newlines and long quoted strings through the producer and
 // the sink, beside an ordinary report: both tables come out right and the
-// ordinary one is untouched. Then a 1 MB value makes its row invalid (a
-// clear log line, the receipt counts it, the sink keeps the old row), and
-// deeply nested JSON makes the page invalid (a clear log line, and that
-// report publishes nothing until it is fixed).
+// ordinary one is untouched. Then a 1 MB value is a cell that does not
+// convert (a clear log line, the receipt counts it, the row is kept with the
+// cell null, the pass stays consistent), and JSON nested past the limit
+// makes the page malformed (a clear error, a failed event, and that report
+// publishes nothing until it is fixed).
 func Hostile(t *testing.T, target Target) {
 	w := newWorld(t, target, []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: 50},
@@ -34,48 +33,42 @@ func Hostile(t *testing.T, target Target) {
 
 	last := lastSynced(t, w, "hostile")
 	firstID := w.sim.Rows("hostile")[0]["id"].Raw
-	before := rowByID(w.target.Rows(t, "main", "hostile"), firstID)["long"]
 	w.sim.Poison("hostile", 0, "long", `"`+strings.Repeat("x", 1<<20)+`"`)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		evs := testenv.Events(t, w.js, "COMET", last)
-		var receipt *event.Synced
-		for _, ev := range evs {
-			if ev.Synced != nil && ev.Synced.Report == "hostile" {
-				receipt = ev.Synced
-			}
-		}
-		if receipt != nil {
-			if receipt.InvalidRows != 1 || receipt.Consistent {
-				t.Fatalf("receipt after a 1 MB value: %+v", receipt)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no receipt after the 1 MB value\n%s", producer.Tail(2000))
-		}
-		time.Sleep(100 * time.Millisecond)
+	receipt := waitEvent(t, w, last, producer, "a receipt after the 1 MB value", func(ev testenv.Event) bool {
+		return ev.Synced != nil && ev.Synced.Report == "hostile"
+	}).Synced
+	if receipt.InvalidCells != 1 || receipt.InvalidRows != 0 || !receipt.Consistent {
+		t.Fatalf("receipt after a 1 MB value: %+v", receipt)
 	}
 	if !strings.Contains(producer.Logs(), "is longer than the 262144-byte limit") || !strings.Contains(producer.Logs(), `column \"long\"`) {
 		t.Errorf("the producer did not say which value was too long:\n%s", producer.Tail(3000))
 	}
-	time.Sleep(time.Second) // the sink has applied that pass
-	if got := rowByID(w.target.Rows(t, "main", "hostile"), firstID)["long"]; text(got) != text(before) {
-		t.Errorf("the row with the oversize value changed in the sink (%d bytes)", len(text(got)))
+	// The row is kept, with the cell null, as the simulator's rows say.
+	w.waitConverged("main", producer, sink)
+	if got := rowByID(w.target.Rows(t, "main", "hostile"), firstID); got == nil || got["long"] != nil {
+		t.Fatalf("the row with the oversize value in the sink: %v", got != nil)
 	}
 
 	w.sim.Poison("hostile", 0, "long", "")
-	w.sim.Poison("hostile", 1, "a.b", strings.Repeat("[", 200)+strings.Repeat("]", 200))
-	time.Sleep(500 * time.Millisecond)
+	w.waitConverged("main", producer, sink)
 	mark := lastSeq(t, w)
-	time.Sleep(3 * time.Second)
-	for _, ev := range testenv.Events(t, w.js, "COMET", mark) {
+	w.sim.Poison("hostile", 1, "a.b", strings.Repeat("[", 200)+strings.Repeat("]", 200))
+	failed := waitEvent(t, w, mark, producer, "a failed event for the nested JSON", func(ev testenv.Event) bool {
+		return ev.Failed != nil && ev.Failed.Report == "hostile"
+	})
+	if !strings.Contains(failed.Failed.Error, "nested deeper than 64") {
+		t.Errorf("the failed event does not say what was wrong with the page: %q", failed.Failed.Error)
+	}
+	// Two more failing passes, then nothing of the report since the failure.
+	fails := func() int {
+		return strings.Count(producer.Logs(), `"msg":"pass failed, backing off","report":"hostile"`)
+	}
+	n := fails()
+	testenv.WaitFor(t, "two more failing passes", func() bool { return fails() >= n+2 })
+	for _, ev := range testenv.Events(t, w.js, "COMET", failed.Seq) {
 		if ev.Row != nil && ev.Row.Report == "hostile" || ev.Synced != nil && ev.Synced.Report == "hostile" {
 			t.Fatalf("a page with nested JSON produced %s", ev.Subject)
 		}
-	}
-	if !strings.Contains(producer.Logs(), "nested array where a scalar value was expected") {
-		t.Errorf("the producer did not say what was wrong with the page:\n%s", producer.Tail(3000))
 	}
 	if n := len(w.target.Rows(t, "main", "persons")); n != 50 {
 		t.Errorf("persons has %d rows after the hostile report failed, want 50", n)
@@ -84,6 +77,25 @@ func Hostile(t *testing.T, target Target) {
 	w.waitConverged("main", producer, sink)
 	sink.Stop()
 	producer.Stop()
+}
+
+// waitEvent waits for the first event after seq that match accepts.
+func waitEvent(t *testing.T, w *world, seq uint64, p *testenv.Proc, what string, match func(testenv.Event) bool) testenv.Event {
+	t.Helper()
+	var found *testenv.Event
+	testenv.WaitFor(t, what, func() bool {
+		for _, ev := range testenv.Events(t, w.js, "COMET", seq) {
+			if match(ev) {
+				found = &ev
+				return true
+			}
+		}
+		return false
+	})
+	if found == nil {
+		t.Fatalf("no %s\n%s", what, p.Tail(2000))
+	}
+	return *found
 }
 
 func keys(m map[string]any) []string {

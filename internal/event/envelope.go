@@ -20,7 +20,7 @@ const ContentType = "application/cloudevents+json"
 const TimeLayout = "2006-01-02T15:04:05.000Z"
 
 // Event is a decoded CloudEvents envelope. Exactly one of the typed payloads
-// (Row, Synced, Schema, Unavailable, Held) is set, according to Type.
+// (Row, Synced, Schema, Unavailable, Held, Failed) is set, according to Type.
 type Event struct {
 	SpecVersion     string          `json:"specversion"`
 	ID              string          `json:"id"`
@@ -36,6 +36,7 @@ type Event struct {
 	Schema      *SchemaChange `json:"-"`
 	Unavailable *Unavailable  `json:"-"`
 	Held        *Held         `json:"-"`
+	Failed      *Failed       `json:"-"`
 }
 
 // Row is a decoded row: column key to value.
@@ -54,21 +55,27 @@ type RowChange struct {
 
 // Synced is the data of a comet.report.synced receipt: one per pass.
 type Synced struct {
-	Report        string    `json:"report"`
-	Sync          string    `json:"sync"`
-	Started       time.Time `json:"started"`
-	Finished      time.Time `json:"finished"`
-	Requests      int       `json:"requests"`
-	Pages         int       `json:"pages"`
-	TotalSize     int       `json:"total_size"`
-	Rows          int       `json:"rows"`
-	Created       int       `json:"created"`
-	Updated       int       `json:"updated"`
-	Deleted       int       `json:"deleted"`
-	InvalidRows   int       `json:"invalid_rows"`
-	DuplicateKeys int       `json:"duplicate_keys"`
-	Consistent    bool      `json:"consistent"`
-	DeletesHeld   int       `json:"deletes_held"`
+	Report      string    `json:"report"`
+	Sync        string    `json:"sync"`
+	Started     time.Time `json:"started"`
+	Finished    time.Time `json:"finished"`
+	Requests    int       `json:"requests"`
+	Pages       int       `json:"pages"`
+	TotalSize   int       `json:"total_size"`
+	Rows        int       `json:"rows"`
+	Created     int       `json:"created"`
+	Updated     int       `json:"updated"`
+	Deleted     int       `json:"deleted"`
+	InvalidRows int       `json:"invalid_rows"`
+	// InvalidCells counts cells that did not convert to their column's
+	// type: published as null, their rows kept.
+	InvalidCells  int  `json:"invalid_cells"`
+	DuplicateKeys int  `json:"duplicate_keys"`
+	Consistent    bool `json:"consistent"`
+	DeletesHeld   int  `json:"deletes_held"`
+	// PageSize is the rows per page COMET served (fewer than asked on
+	// deployments that cap it).
+	PageSize int `json:"page_size"`
 	// Error says why the pass did not complete; empty when it did.
 	Error string `json:"error,omitempty"`
 }
@@ -78,6 +85,21 @@ type SchemaChange struct {
 	Report   string   `json:"report"`
 	Columns  []Column `json:"columns"`
 	Previous []Column `json:"previous"`
+	// Undeclared lists, sorted, the fields rows carried that columnKeys did
+	// not list; they are left out of the rows.
+	Undeclared []string `json:"undeclared"`
+}
+
+// Failed is the data of a comet.report.failed event: published when a
+// report starts failing, and at most hourly while it goes on.
+type Failed struct {
+	Report string `json:"report"`
+	// Since is when the first failing pass of this run of failures ended.
+	Since time.Time `json:"since"`
+	// Attempts counts the failing passes so far.
+	Attempts int `json:"attempts"`
+	// Error is the last pass's error, without the API key.
+	Error string `json:"error"`
 }
 
 // Unavailable is the data of a comet.report.unavailable event.
@@ -142,6 +164,9 @@ func Decode(b []byte) (*Event, error) {
 	case TypeHeld:
 		e.Held = new(Held)
 		target = e.Held
+	case TypeFailed:
+		e.Failed = new(Failed)
+		target = e.Failed
 	default:
 		return nil, fmt.Errorf("decode event %s: unknown type %q", e.ID, e.Type)
 	}
@@ -352,7 +377,7 @@ func (r *RowChange) validate(typ string) error {
 	return nil
 }
 
-// Encode renders a report event (synced, schema, unavailable, held) as a
+// Encode renders a report event (synced, schema, unavailable, held, failed) as a
 // CloudEvents JSON object. Row events use RowEvent.Append for speed.
 func Encode(id, source, typ string, t time.Time, data any) ([]byte, error) {
 	d, err := marshalNoHTML(data)

@@ -85,7 +85,7 @@ func FuzzDecode(f *testing.F) {
 			return
 		}
 		n := 0
-		for _, set := range []bool{e.Row != nil, e.Synced != nil, e.Schema != nil, e.Unavailable != nil, e.Held != nil} {
+		for _, set := range []bool{e.Row != nil, e.Synced != nil, e.Schema != nil, e.Unavailable != nil, e.Held != nil, e.Failed != nil} {
 			if set {
 				n++
 			}

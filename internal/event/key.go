@@ -109,6 +109,17 @@ func columnKeys(s *Schema) string {
 // Content reports whether the keyer keys rows by content.
 func (k *Keyer) Content() bool { return k.content }
 
+// IsKeyColumn reports whether the column with the given key is one of the
+// key columns (never, for content keys).
+func (k *Keyer) IsKeyColumn(key string) bool {
+	for _, i := range k.cols {
+		if k.schema.Columns[i].Key == key {
+			return true
+		}
+	}
+	return false
+}
+
 // Token returns the token of a row. hash is the row's RowHash, used by
 // content keys. Content tokens of identical rows in one pass are told apart
 // by the caller (ContentToken with n > 1). It fails with ErrNullKey when a key

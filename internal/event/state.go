@@ -21,6 +21,23 @@ type ReportState struct {
 	Held int `json:"held,omitempty"`
 	// Pages is the page count of the last complete pass.
 	Pages int `json:"pages,omitempty"`
+	// PageSize is the rows per page COMET served on the last pass, when
+	// that was fewer than asked; 0 when it served what was asked.
+	PageSize int `json:"page_size,omitempty"`
+	// Path and Params are the report's URL shape the snapshot was built
+	// from (empty: the default path, no filters). Like Key, they identify
+	// the rows: a different shape is a different report.
+	Path   string            `json:"path,omitempty"`
+	Params map[string]string `json:"params,omitempty"`
+	// Undeclared lists the fields, not in columnKeys, that the last schema
+	// event named.
+	Undeclared []string `json:"undeclared,omitempty"`
+	// FailingSince is when the current run of failing passes began (zero
+	// while passes succeed); FailedAttempts counts them; FailedPublished
+	// is when the last comet.report.failed event was published.
+	FailingSince    time.Time `json:"failing_since,omitzero"`
+	FailedAttempts  int       `json:"failed_attempts,omitempty"`
+	FailedPublished time.Time `json:"failed_published,omitzero"`
 	// LastError says why the last pass failed; empty after a success.
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
@@ -30,6 +47,11 @@ type ReportState struct {
 // AllowDeletesKey is the state-bucket key an operator writes to release a
 // report's held deletes once.
 func AllowDeletesKey(report string) string { return "allow-deletes." + report }
+
+// RepeatedKeysKey is the state-bucket key holding the row key tokens a
+// report was seen to repeat: passes settle those keys once, after their last
+// row arrived.
+func RepeatedKeysKey(report string) string { return "repeated." + report }
 
 // HashHeader carries a row's RowHash (hex) on its snapshot bucket entry, so
 // the producer can load its index without reading every value.

@@ -21,6 +21,7 @@ const (
 	KindSchema      = "schema"
 	KindUnavailable = "unavailable"
 	KindHeld        = "held"
+	KindFailed      = "failed"
 )
 
 // CloudEvents types.
@@ -32,6 +33,7 @@ const (
 	TypeSchema      = "comet.report.schema"
 	TypeUnavailable = "comet.report.unavailable"
 	TypeHeld        = "comet.report.held"
+	TypeFailed      = "comet.report.failed"
 )
 
 // RowType returns the CloudEvents type of a row operation.

@@ -1,0 +1,202 @@
+package producer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/event"
+)
+
+// A key that occurs on several rows of one report (a person with two
+// registrations in a report keyed by personId) is settled once per pass,
+// after its last row has arrived, to the row that sorts last by canonical
+// JSON: the choice depends on the rows' contents, never on the order COMET
+// serves them in, so an unchanged report publishes nothing however its
+// repeated rows move.
+//
+// A pass cannot know a key repeats until its second row arrives, by when the
+// first was diffed like any row: the pass that reveals a repeated key may
+// publish one update for it. The keys seen repeated are remembered (in the
+// state bucket, under RepeatedKeysKey), so later passes hold all their rows
+// back until the pass ends and publish only real changes.
+
+// candidate is what a pass has seen of a key that repeats: how many rows,
+// and the one that stands for the key so far.
+type candidate struct {
+	rows int
+	best []byte // canonical JSON
+	vals []event.Value
+	hash event.Hash
+	// inline: the key's first row was diffed as it arrived (the key was not
+	// known to repeat), so the snapshot holds it, or soon will.
+	inline bool
+}
+
+// isRepeated reports whether a key is known to repeat.
+func (r *reporter) isRepeated(idx int32) bool {
+	if len(r.repeated) == 0 {
+		return false
+	}
+	_, ok := r.repeated[idx]
+	return ok
+}
+
+// candidate takes one row of a key held back until the pass ends.
+func (ps *pass) candidate(idx int32, vals []event.Value, canonical []byte, h event.Hash, inline bool) {
+	if ps.candidates == nil {
+		ps.candidates = map[int32]*candidate{}
+	}
+	c := ps.candidates[idx]
+	if c == nil {
+		c = &candidate{inline: inline}
+		ps.candidates[idx] = c
+	}
+	c.rows++
+	if c.best == nil || bytes.Compare(canonical, c.best) > 0 {
+		// Copied: the page that holds them is not kept.
+		c.best, c.hash = slices.Clone(canonical), h
+		c.vals = make([]event.Value, len(vals))
+		for i, v := range vals {
+			c.vals[i] = event.Value{Kind: v.Kind, Raw: strings.Clone(v.Raw)}
+		}
+	}
+}
+
+// settle publishes what the held-back keys come to, when every row of the
+// pass arrived (complete) and nothing moved between pages; otherwise it only
+// remembers the keys newly seen repeated, for the next pass.
+func (ps *pass) settle(ctx context.Context, complete bool) error {
+	r := ps.r
+	if !complete {
+		for idx, c := range ps.candidates {
+			if c.rows > 1 || c.inline {
+				r.markRepeated(idx, true)
+			}
+		}
+		return nil
+	}
+	if len(ps.candidates) > 0 {
+		// The first rows of keys revealed this pass must be in the snapshot
+		// before they are compared.
+		if err := ps.pub.flush(ctx); err != nil {
+			return err
+		}
+	}
+	order := make([]int32, 0, len(ps.candidates))
+	for idx := range ps.candidates {
+		order = append(order, idx)
+	}
+	slices.SortFunc(order, func(a, b int32) int { return strings.Compare(r.snap.token(a), r.snap.token(b)) })
+	for _, idx := range order {
+		c := ps.candidates[idx]
+		e := &r.snap.entries[idx]
+		if c.inline && e.live {
+			cur, err := r.snap.get(ctx, r.snap.token(idx))
+			if err != nil {
+				return err
+			}
+			if bytes.Compare(cur, c.best) >= 0 {
+				c.best, c.hash = nil, e.hash // the first row stands
+			}
+		}
+		// A key counts as repeated while a pass sees it on several rows.
+		r.markRepeated(idx, c.rows > 1 || c.inline)
+		if c.best == nil || (e.live && e.hash == c.hash) {
+			continue
+		}
+		if err := ps.publishRow(ctx, idx, c.vals, c.best, c.hash); err != nil {
+			return err
+		}
+	}
+	// Keys once repeated that this pass did not see at all.
+	for idx := range r.repeated {
+		if r.snap.entries[idx].seen != ps.n {
+			r.markRepeated(idx, false)
+		}
+	}
+	return nil
+}
+
+func (r *reporter) markRepeated(idx int32, on bool) {
+	if _, was := r.repeated[idx]; was == on {
+		return
+	}
+	if on {
+		r.repeated[idx] = struct{}{}
+	} else {
+		delete(r.repeated, idx)
+	}
+	r.repeatedDirty = true
+}
+
+// maxRepeatedBytes bounds the recorded set of repeated keys; past it, the
+// rest are learnt again after a restart.
+const maxRepeatedBytes = 512 << 10
+
+// saveRepeated records the keys seen repeated when they changed.
+func (r *reporter) saveRepeated(ctx context.Context) error {
+	if !r.repeatedDirty {
+		return nil
+	}
+	key := event.RepeatedKeysKey(r.cfg.Name)
+	tokens := make([]string, 0, len(r.repeated))
+	for idx := range r.repeated {
+		tokens = append(tokens, r.snap.token(idx))
+	}
+	slices.Sort(tokens)
+	if len(tokens) == 0 {
+		if err := r.p.state.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return err
+		}
+		r.repeatedDirty = false
+		return nil
+	}
+	size, n := 2, 0
+	for n < len(tokens) && size+len(tokens[n])+3 <= maxRepeatedBytes {
+		size += len(tokens[n]) + 3
+		n++
+	}
+	if n < len(tokens) {
+		r.log.Warn("more keys repeat than can be recorded: after a restart the rest are learnt again (is key the right choice? see `cometstream inspect`)",
+			"repeated_keys", len(tokens), "recorded", n, "key_columns", r.cfg.Key)
+	}
+	b, err := json.Marshal(tokens[:n])
+	if err != nil {
+		return err
+	}
+	if _, err := r.p.state.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("record repeated keys of %s: %w", r.cfg.Name, err)
+	}
+	r.repeatedDirty = false
+	return nil
+}
+
+// loadRepeated reads the keys seen repeated into the index.
+func (r *reporter) loadRepeated(ctx context.Context) error {
+	r.repeated, r.repeatedDirty = map[int32]struct{}{}, false
+	e, err := r.p.state.Get(ctx, event.RepeatedKeysKey(r.cfg.Name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read repeated keys of %s: %w", r.cfg.Name, err)
+	}
+	var tokens []string
+	if err := json.Unmarshal(e.Value(), &tokens); err != nil {
+		r.log.Warn("the recorded repeated keys are unreadable: learning them again", "err", err)
+		return nil
+	}
+	for _, t := range tokens {
+		if idx, ok := r.snap.find(t); ok {
+			r.repeated[idx] = struct{}{}
+		}
+	}
+	return nil
+}
