@@ -91,13 +91,18 @@ func TestExitStatus(t *testing.T) {
 }
 
 func TestInspect(t *testing.T) {
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 5, Reports: []simulator.ReportSpec{{Name: "players", Kind: "persons", Rows: 40}}})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 5, Reports: []simulator.ReportSpec{
+		{Name: "players", Kind: "persons", Rows: 40},
+		{Name: "games", Kind: "matches", Rows: 60},
+		{Name: "goals", Kind: "events", Rows: 60},
+	}})
+	env := []string{"TEST_PLAYERS_KEY=" + sim.Key("players"), "TEST_GAMES_KEY=" + sim.Key("games"), "TEST_GOALS_KEY=" + sim.Key("goals")}
 	cfg := writeFile(t, "c.yaml", fmt.Sprintf(minimalConfig, t.TempDir(), "127.0.0.1:0", base))
-	status, out := runBin(t, []string{"TEST_PLAYERS_KEY=" + sim.Key("players")}, "inspect", "--config", cfg, "--report", "players", "--rows", "2")
+	status, out := runBin(t, env, "inspect", "--config", cfg, "--report", "players", "--rows", "2")
 	if status != 0 {
 		t.Fatalf("exit %d:\n%s", status, out)
 	}
-	for _, want := range []string{"40 rows in 1 pages", "personId", "dateOfBirth", "DATE", "key candidates", "personId", "configured key: [personId]"} {
+	for _, want := range []string{"40 rows in 1 pages", "personId", "dateOfBirth", "DATE", "key candidates", "suggested key: [personId]", "configured key: [personId]"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -105,8 +110,46 @@ func TestInspect(t *testing.T) {
 	if strings.Contains(out, sim.Key("players")) {
 		t.Error("inspect printed the API key")
 	}
+
+	// Before a key is chosen: the configuration that produce refuses.
+	draft := writeFile(t, "draft.yaml", fmt.Sprintf(`data_dir: %s
+http: {listen: ""}
+sources:
+  - name: faw
+    base_url: %s
+    reports:
+      - {name: players, api_key_env: TEST_PLAYERS_KEY, page_size: 10}
+      - {name: games, api_key_env: TEST_GAMES_KEY, page_size: 10}
+      - {name: goals, api_key_env: TEST_GOALS_KEY, page_size: 10}
+`, t.TempDir(), base))
+	if status, out := runBin(t, env, "produce", "--config", draft); status != 2 || !strings.Contains(out, "cometstream inspect") {
+		t.Fatalf("produce without a key: exit %d\n%s", status, out)
+	}
+	for report, want := range map[string]string{
+		"players": "suggested key: [personId]",
+		// kickoff is unique too, but an identifier pair ranks above a timestamp.
+		"games": "suggested key: [competitionId, matchNo]",
+		"goals": `only key: ["*"] fits`,
+	} {
+		status, out := runBin(t, env, "inspect", "--config", draft, "--report", report)
+		if status != 0 || !strings.Contains(out, want) || !strings.Contains(out, "configured key: none yet") {
+			t.Errorf("inspect %s without a key: exit %d, want %q:\n%s", report, status, want, out)
+		}
+	}
+
+	// A key repeated on a page past the first is found when every page is
+	// checked, with an example.
+	if err := sim.SetShapes("players", simulator.Shapes{RepeatKeys: 1}); err != nil {
+		t.Fatal(err)
+	}
+	dup := sim.RepeatedKeys("players")[0]
+	status, out = runBin(t, env, "inspect", "--config", draft, "--report", "players", "--pages", "0")
+	if status != 0 || !strings.Contains(out, "checked all 41 rows") || !strings.Contains(out, "nearly unique, but repeats: [personId]: 1 values on 2 rows, e.g. "+dup) {
+		t.Errorf("repeated key: exit %d\n%s", status, out)
+	}
+
 	sim.Revoke("players", 410)
-	status, out = runBin(t, []string{"TEST_PLAYERS_KEY=" + sim.Key("players")}, "inspect", "--config", cfg, "--report", "players")
+	status, out = runBin(t, env, "inspect", "--config", cfg, "--report", "players")
 	if status != 1 || !strings.Contains(out, "report unavailable (HTTP 410)") || strings.Contains(out, sim.Key("players")) {
 		t.Errorf("revoked report: exit %d\n%s", status, out)
 	}

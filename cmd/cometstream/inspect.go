@@ -2,22 +2,26 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"os"
-	"strings"
-	"text/tabwriter"
+	"slices"
 
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/internal/inspect"
 )
+
+// errEnough stops a fetch once inspect has the pages it wants.
+var errEnough = errors.New("enough pages")
 
 func runInspect(ctx context.Context, args []string) error {
 	fs := newFlags("inspect")
-	path := fs.String("config", "", "configuration file (required)")
+	path := fs.String("config", "", "configuration file (required); the report needs no key yet")
 	name := fs.String("report", "", "report name (required)")
 	rows := fs.Int("rows", 5, "rows to show")
+	pages := fs.Int("pages", 20, "pages to check for key candidates (0: every page)")
 	var lf logFlags
 	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -29,11 +33,14 @@ func runInspect(ctx context.Context, args []string) error {
 	if *name == "" {
 		return usagef("--report is required")
 	}
+	if *pages < 0 {
+		return usagef("--pages: %d must not be negative", *pages)
+	}
 	log, err := lf.logger()
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.LoadDraft(*path)
 	if err != nil {
 		return err
 	}
@@ -46,80 +53,56 @@ func runInspect(ctx context.Context, args []string) error {
 		return err
 	}
 	client, err := comet.New(comet.Config{
-		BaseURL: ref.Source.BaseURL, APIKey: key,
+		BaseURL: ref.Source.BaseURL, APIKey: key, Timeout: ref.Source.Timeout,
+		Path: ref.Report.Path, Params: ref.Report.Params,
 		Limiter: comet.NewLimiter(ref.Source.RateLimit), Logger: log,
 	})
 	if err != nil {
-		return usagef("%s.base_url: %v", ref.Field, err)
+		return usagef("%s: %v", ref.Field, err)
 	}
-	page, err := client.FetchPage(ctx, 0, ref.Report.PageSize)
-	if err != nil {
+
+	f := inspect.Fetched{Report: *name, Asked: ref.Report.PageSize}
+	var cols []event.Column
+	var all [][]event.Value
+	undeclared := map[string]bool{}
+	sum, err := client.Fetch(ctx, comet.FetchOptions{PageSize: ref.Report.PageSize, ExpectPages: max(*pages, 1)}, func(p *comet.Page) error {
+		if cols == nil {
+			cols = p.Columns
+			f.ReportName = p.ReportName
+		} else if !slices.Equal(cols, p.Columns) {
+			return fmt.Errorf("the columns changed between pages: run inspect again")
+		}
+		for _, u := range p.Undeclared {
+			undeclared[u] = true
+		}
+		for _, c := range p.CellErrors() {
+			f.InvalidCellCount++
+			if len(f.InvalidCells) < 5 {
+				f.InvalidCells = append(f.InvalidCells, fmt.Sprintf("page %d %s", p.Page, c))
+			}
+		}
+		for i := 0; i < p.Len(); i++ {
+			all = append(all, slices.Clone(p.Row(i)))
+		}
+		f.PagesFetched++
+		if *pages > 0 && f.PagesFetched >= *pages {
+			return errEnough
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errEnough) {
 		return fmt.Errorf("inspect %s: %w", *name, err)
 	}
-	printInspection(os.Stdout, *name, page, *rows, ref.Report.Key)
+	f.TotalSize, f.Pages, f.PageSize = sum.TotalSize, sum.LastPage+1, sum.PageSize
+	for u := range undeclared {
+		f.Undeclared = append(f.Undeclared, u)
+	}
+	slices.Sort(f.Undeclared)
+	if s, err := event.NewSchema(cols); err == nil {
+		for _, r := range all[:min(*rows, len(all))] {
+			f.Sample = append(f.Sample, string(s.AppendRow(nil, r)))
+		}
+	}
+	inspect.Print(os.Stdout, f, inspect.Analyze(cols, all, ref.Report.Key), ref.Report.Key)
 	return nil
-}
-
-// printInspection shows the columns, a few rows and the key candidates of a
-// first page.
-func printInspection(w io.Writer, name string, p *comet.Page, show int, configured []string) {
-	fmt.Fprintf(w, "report %s: %q, %d rows in %d pages of %d\n\n", name, p.ReportName, p.TotalSize, p.LastPage+1, p.PageSize)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "KEY\tNAME\tTYPE\tUNIQUE IN PAGE")
-	unique := uniqueColumns(p)
-	for i, c := range p.Columns {
-		u := ""
-		if unique[i] {
-			u = "yes"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Key, c.Name, c.Type, u)
-	}
-	tw.Flush()
-
-	fmt.Fprintf(w, "\nfirst %d rows:\n", min(show, p.Len()))
-	for i := 0; i < min(show, p.Len()); i++ {
-		s, _ := event.NewSchema(p.Columns)
-		fmt.Fprintf(w, "  %s\n", s.AppendRow(nil, p.Row(i)))
-	}
-	for _, e := range p.RowErrors() {
-		fmt.Fprintf(w, "  unconvertible: %v\n", e)
-	}
-
-	var candidates []string
-	for i, c := range p.Columns {
-		if unique[i] {
-			candidates = append(candidates, c.Key)
-		}
-	}
-	fmt.Fprintln(w)
-	switch {
-	case p.Len() == 0:
-		fmt.Fprintln(w, "key candidates: none (the page is empty)")
-	case len(candidates) == 0:
-		fmt.Fprintln(w, "key candidates: no single column is unique in this page; try a composite key, or key: [\"*\"]")
-	default:
-		fmt.Fprintf(w, "key candidates (unique and never null in these %d rows): %s\n", p.Len(), strings.Join(candidates, ", "))
-	}
-	if len(configured) > 0 {
-		fmt.Fprintf(w, "configured key: [%s]\n", strings.Join(configured, ", "))
-	}
-}
-
-// uniqueColumns marks the columns whose values are non-null and distinct
-// across the page's rows.
-func uniqueColumns(p *comet.Page) []bool {
-	out := make([]bool, len(p.Columns))
-	for i := range p.Columns {
-		seen := make(map[event.Value]bool, p.Len())
-		ok := p.Len() > 0
-		for r := 0; r < p.Len() && ok; r++ {
-			v := p.Row(r)[i]
-			if v.IsNull() || seen[v] {
-				ok = false
-			}
-			seen[v] = true
-		}
-		out[i] = ok
-	}
-	return out
 }
