@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
@@ -34,7 +36,7 @@ func publishRow(t *testing.T, js jetstream.JetStream, report string, n int) {
 	token := strconv.Itoa(n)
 	after := []byte(fmt.Sprintf(`{"name":"p%d","personId":%d}`, n, n))
 	ev := (&event.RowEvent{
-		ID: event.ID(report, token, "created"), Source: "comet://test/" + report, Token: token, Time: time.Now(),
+		ID: event.ID(report, token, string(event.OpCreated)), Source: "comet://test/" + report, Token: token, Time: time.Now(),
 		Report: report, Op: event.OpCreated, Sync: "s", Key: []byte(`{"personId":` + token + `}`), After: after,
 	}).Append(nil)
 	msg := nats.NewMsg(event.RowSubject("comet", report, event.OpCreated, token))
@@ -208,37 +210,152 @@ func TestFilters(t *testing.T) {
 	js.Publish(context.Background(), "comet.players.report.synced", mustEncode(t, "players"))
 	publishRow(t, js, "players", 3)
 	for _, tt := range []struct {
-		reports, ops []string
-		want         []string
+		name string
+		f    Filter
+		want []string
 	}{
-		{nil, nil, []string{"comet.players.row.created.1", "comet.clubs.row.created.2", "comet.players.report.synced", "comet.players.row.created.3"}},
-		{[]string{"players"}, nil, []string{"comet.players.row.created.1", "comet.players.report.synced", "comet.players.row.created.3"}},
-		{nil, []string{"created"}, []string{"comet.players.row.created.1", "comet.clubs.row.created.2", "comet.players.row.created.3"}},
-		{[]string{"clubs"}, []string{"created", "synced"}, []string{"comet.clubs.row.created.2"}},
+		{"everything", Filter{}, []string{"comet.players.row.created.1", "comet.clubs.row.created.2", "comet.players.report.synced", "comet.players.row.created.3"}},
+		{"one report", Filter{Reports: []string{"players"}}, []string{"comet.players.row.created.1", "comet.players.report.synced", "comet.players.row.created.3"}},
+		{"one op", Filter{Ops: []event.Op{event.OpCreated}}, []string{"comet.players.row.created.1", "comet.clubs.row.created.2", "comet.players.row.created.3"}},
+		{"one kind", Filter{Kinds: []event.ReportKind{event.KindSynced}}, []string{"comet.players.report.synced"}},
+		{"report, op and kind", Filter{Reports: []string{"clubs"}, Ops: []event.Op{event.OpCreated}, Kinds: []event.ReportKind{event.KindSynced}}, []string{"comet.clubs.row.created.2"}},
 	} {
-		c, err := New(Config{JetStream: js, Reports: tt.reports, Ops: tt.ops})
-		if err != nil {
-			t.Fatal(err)
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(Config{JetStream: js, Durable: "filter-" + strings.ReplaceAll(tt.name, " ", "-"), Filter: tt.f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var got []string
+			stop := run(t, c, func(_ context.Context, b []*Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, m := range b {
+					got = append(got, m.Subject)
+				}
+				return nil
+			})
+			// The last wanted message, then a sentinel published after
+			// everything: nothing unwanted can still be on its way.
+			waitFor(t, "filtered messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= len(tt.want) })
+			stop()
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("filter %+v: got %v, want %v", tt.f, got, tt.want)
+			}
+		})
+	}
+	for name, f := range map[string]Filter{
+		"unknown op":   {Ops: []event.Op{"exploded"}},
+		"unknown kind": {Kinds: []event.ReportKind{"exploded"}},
+		"bad report":   {Reports: []string{"a.b"}},
+	} {
+		if _, err := New(Config{JetStream: js, Durable: "x", Filter: f}); !errors.Is(err, ErrFilter) {
+			t.Errorf("%s: %v, want ErrFilter", name, err)
 		}
-		var mu sync.Mutex
-		var got []string
-		stop := run(t, c, func(_ context.Context, b []*Message) error {
-			mu.Lock()
-			defer mu.Unlock()
+		if _, err := NewReader(ReaderConfig{JetStream: js, Filter: f}); !errors.Is(err, ErrFilter) {
+			t.Errorf("reader, %s: %v, want ErrFilter", name, err)
+		}
+	}
+	if _, err := New(Config{JetStream: js}); !errors.Is(err, ErrNoDurable) {
+		t.Errorf("no durable name: %v", err)
+	}
+	if _, err := NewReader(ReaderConfig{}); !errors.Is(err, ErrNoJetStream) {
+		t.Errorf("no JetStream: %v", err)
+	}
+	ops, kinds, err := ParseOps([]string{"created", "synced", "failed"})
+	if err != nil || !slices.Equal(ops, []event.Op{event.OpCreated}) || !slices.Equal(kinds, []event.ReportKind{event.KindSynced, event.KindFailed}) {
+		t.Errorf("ParseOps: %v %v %v", ops, kinds, err)
+	}
+	if _, _, err := ParseOps([]string{"exploded"}); err == nil {
+		t.Error("ParseOps accepted an unknown name")
+	}
+}
+
+// TestReaderFollowsFromItsPositionAndNeverSkips: a Reader starts where its
+// caller says, hands every event in order, and retries a failing handler
+// until it succeeds.
+func TestReaderFollowsFromItsPositionAndNeverSkips(t *testing.T) {
+	js := world(t)
+	for n := 1; n <= 30; n++ {
+		publishRow(t, js, "players", n)
+	}
+	r, err := NewReader(ReaderConfig{JetStream: js, StartSeq: 11, BatchSize: 4, Backoff: []time.Duration{time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := &collector{}
+	failures := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Run(ctx, func(_ context.Context, b []*Message) error {
+			col.mu.Lock()
+			defer col.mu.Unlock()
 			for _, m := range b {
-				got = append(got, m.Subject)
+				if col.person(m) == 17 && failures < 5 {
+					failures++
+					return errors.New("the database is busy")
+				}
+			}
+			for _, m := range b {
+				col.ok = append(col.ok, col.person(m))
 			}
 			return nil
 		})
-		waitFor(t, "filtered messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= len(tt.want) })
-		stop()
-		if !slices.Equal(got, tt.want) {
-			t.Errorf("reports %v ops %v: got %v, want %v", tt.reports, tt.ops, got, tt.want)
+	}()
+	waitFor(t, "message 30", func() bool { return slices.Contains(col.handled(), 30) })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	got := col.handled()
+	for i, n := range got {
+		if n != 11+i {
+			t.Fatalf("handled %v, want 11..30 once each, in order", got)
 		}
 	}
-	if _, err := New(Config{JetStream: js, Ops: []string{"exploded"}}); err == nil {
-		t.Error("an unknown op was accepted")
+	if failures != 5 {
+		t.Errorf("%d failures, want 5", failures)
 	}
+}
+
+// ours returns the stacks of goroutines running this package's code (the
+// test's own excluded), "" when there are none.
+func ours() string {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "cometstream/consumer.") && !strings.Contains(g, "consumer.TestRunLeavesNothingRunning") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
+}
+
+// TestRunLeavesNothingRunning: when Run returns with an error, the fetch
+// callback and the keep-alive goroutine are gone too.
+func TestRunLeavesNothingRunning(t *testing.T) {
+	js := world(t)
+	// The dead-letter stream cannot be created: its subjects are taken.
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"comet_dlq.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 600; n++ {
+		publishRow(t, js, "players", n)
+	}
+	c, _ := New(Config{JetStream: js, Durable: "leak", BatchSize: 2, MaxDeliver: 1, AckWait: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := c.Run(ctx, func(context.Context, []*Message) error {
+		time.Sleep(250 * time.Millisecond) // past AckWait/3: the keep-alive runs
+		return ErrPermanent
+	})
+	if err == nil || !strings.Contains(err.Error(), "dead-letter stream") {
+		t.Fatalf("Run returned %v, want the dead-letter failure", err)
+	}
+	// The caller's context is still live: nothing may wait on it.
+	waitFor(t, "the consumer's goroutines to end", func() bool { return ours() == "" })
 }
 
 func mustEncode(t *testing.T, report string) []byte {

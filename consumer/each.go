@@ -11,25 +11,23 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// RunEach consumes with explicit acknowledgements and hands each message to
-// one of workers goroutines, for handlers that settle messages one by one
-// and out of order (the webhook bridge): h must call exactly one of
-// Message.Ack, Message.Retry or Consumer.DeadLetter. Undecodable messages
-// are dead-lettered. A message h has not settled when the consumer stops
-// is redelivered. Durable consumers only.
+// RunEach consumes and hands each message to one of workers goroutines,
+// for handlers that settle messages one by one and out of order (the
+// webhook bridge): h must call exactly one of Message.Ack, Message.Retry or
+// Consumer.DeadLetter. Undecodable messages are dead-lettered. A message h
+// has not settled when the consumer stops is redelivered. It returns nil
+// when ctx ends, after every worker returned.
 func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Context, *Message)) error {
-	if c.cfg.Durable == "" {
-		return errors.New("consumer: RunEach needs a durable consumer")
-	}
-	cons, err := c.open(ctx, jetstream.AckExplicitPolicy)
+	cons, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
 	work := make(chan jetstream.Msg)
+	done := make(chan struct{})
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case work <- m:
-		case <-ctx.Done():
+		case <-done:
 			_ = m.Nak()
 		}
 	}, jetstream.PullMaxMessages(max(workers, 1)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -52,7 +50,7 @@ func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Cont
 					return
 				case m = <-work:
 				}
-				msg, err := c.decode(m)
+				msg, err := decode(m)
 				if err != nil {
 					if err := c.deadLetter(ctx, m, 1, err); err != nil {
 						c.log.Error("dead-letter", "err", err)
@@ -65,6 +63,7 @@ func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Cont
 		}()
 	}
 	<-ctx.Done()
+	close(done)
 	cc.Stop()
 	wg.Wait()
 	return nil

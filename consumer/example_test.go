@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/consumer"
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/natsserver"
 )
 
@@ -22,7 +22,7 @@ func ExampleConsumer() {
 
 	c, err := consumer.New(consumer.Config{
 		JetStream: js, Durable: "club-website",
-		Reports: []string{"players"}, Ops: []string{consumer.OpUpdated},
+		Filter: consumer.Filter{Reports: []string{"players"}, Ops: []event.Op{event.OpUpdated}},
 	})
 	if err != nil {
 		log.Fatal(err)

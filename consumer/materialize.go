@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/replay"
 )
 
@@ -74,10 +74,10 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 		return errors.New("materialize: store, JetStream and durable name are required")
 	}
 	if cfg.Stream == "" {
-		cfg.Stream = "COMET"
+		cfg.Stream = event.DefaultStream
 	}
 	if cfg.Prefix == "" {
-		cfg.Prefix = "comet"
+		cfg.Prefix = event.DefaultPrefix
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
@@ -144,9 +144,9 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	// An ordered consumer from the store's own position: in stream order,
 	// with no gaps and nothing redelivered out of order, which skipping by
 	// position relies on. The store, not the server, keeps the cursor.
-	c, err := New(Config{
-		JetStream: cfg.JetStream, Stream: cfg.Stream, Prefix: cfg.Prefix, NamePrefix: cfg.Durable + "_" + nuid.Next()[16:],
-		Reports: cfg.Reports, StartSeq: start, BatchSize: cfg.BatchSize, Logger: cfg.Logger, RetryForever: true,
+	c, err := NewReader(ReaderConfig{
+		JetStream: cfg.JetStream, Stream: cfg.Stream, Prefix: cfg.Prefix, Name: cfg.Durable + "_" + nuid.Next()[16:],
+		Filter: Filter{Reports: cfg.Reports}, StartSeq: start, BatchSize: cfg.BatchSize, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return err
@@ -307,7 +307,7 @@ func (m *materializer) loadBucket(ctx context.Context, report string, table *Tab
 		if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 			return nil
 		}
-		var row Row
+		var row event.Row
 		if err := json.Unmarshal(msg.Data(), &row); err != nil {
 			return fmt.Errorf("snapshot row %s: %w", msg.Subject(), err)
 		}
@@ -333,21 +333,21 @@ func (m *materializer) loadBucket(ctx context.Context, report string, table *Tab
 
 // withColumns returns the table extended with any column the row has and
 // the table lacks (typed by the value), and whether it grew.
-func withColumns(t *Table, row Row) (*Table, bool) {
-	var extra []Column
+func withColumns(t *Table, row event.Row) (*Table, bool) {
+	var extra []event.Column
 	for k, v := range row {
 		if _, ok := t.Column(k); !ok {
 			typ := event.TypeString
 			if v.Kind == event.Number {
 				typ = event.TypeNumber
 			}
-			extra = append(extra, Column{Key: k, Name: k, Type: typ})
+			extra = append(extra, event.Column{Key: k, Name: k, Type: typ})
 		}
 	}
 	if len(extra) == 0 {
 		return t, false
 	}
-	slices.SortFunc(extra, func(a, b Column) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(extra, func(a, b event.Column) int { return strings.Compare(a.Key, b.Key) })
 	return t.merged(extra), true
 }
 
@@ -448,7 +448,7 @@ func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 // keyOf finds a report's key columns: from its state record, waiting a
 // moment for a producer that has just published its first events, else from
 // a row event's key object.
-func (m *materializer) keyOf(ctx context.Context, report string, rowKey Row) ([]string, error) {
+func (m *materializer) keyOf(ctx context.Context, report string, rowKey event.Row) ([]string, error) {
 	for range 20 {
 		st, ok, err := m.readState(ctx, report)
 		if err != nil {

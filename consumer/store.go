@@ -4,7 +4,7 @@ import (
 	"context"
 	"slices"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // Store is a database that a sink keeps equal to the producer's snapshot.
@@ -28,7 +28,7 @@ type Table struct {
 	Report string
 	// Columns are every column the report has had, in order of appearance;
 	// a column the report drops stays.
-	Columns []Column
+	Columns []event.Column
 	// Key lists the key columns, or ["*"] for reports keyed by content
 	// (their table is keyed by the row key token).
 	Key []string
@@ -38,17 +38,17 @@ type Table struct {
 func (t *Table) ContentKeyed() bool { return len(t.Key) == 1 && t.Key[0] == event.ContentKey }
 
 // Column returns the column with the given key.
-func (t *Table) Column(key string) (Column, bool) {
-	i := slices.IndexFunc(t.Columns, func(c Column) bool { return c.Key == key })
+func (t *Table) Column(key string) (event.Column, bool) {
+	i := slices.IndexFunc(t.Columns, func(c event.Column) bool { return c.Key == key })
 	if i < 0 {
-		return Column{}, false
+		return event.Column{}, false
 	}
 	return t.Columns[i], true
 }
 
 // merged returns the table with columns added (never removed). A column
 // whose type changed keeps its first type: tables are not rewritten.
-func (t *Table) merged(cols []Column) *Table {
+func (t *Table) merged(cols []event.Column) *Table {
 	out := &Table{Report: t.Report, Columns: slices.Clone(t.Columns), Key: t.Key}
 	for _, c := range cols {
 		if _, ok := out.Column(c.Key); !ok {
@@ -78,7 +78,7 @@ type Change struct {
 	// Token is the row key token (the key of content-keyed tables).
 	Token string
 	// Row is the new row for an upsert, and the key values for a delete.
-	Row Row
+	Row event.Row
 }
 
 // Batch is what one transaction applies.

@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/event"
 )
 
 // Config configures a Producer.

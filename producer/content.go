@@ -3,7 +3,7 @@ package producer
 import (
 	"context"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // A content-keyed report (key ["*"]) has no identity but a row's content,

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // deletes handles the rows missing from a consistent pass: a row missing
@@ -72,7 +72,7 @@ func (ps *pass) hold(ctx context.Context, n, rowsBefore int) error {
 	if r.state.Held == n {
 		return nil
 	}
-	id := event.ID(r.cfg.Name, event.KindHeld, strconv.FormatUint(r.state.Checkpoint, 10), strconv.Itoa(n))
+	id := event.ID(r.cfg.Name, string(event.KindHeld), strconv.FormatUint(r.state.Checkpoint, 10), strconv.Itoa(n))
 	data := event.Held{Report: r.cfg.Name, WouldDelete: n, RowsBefore: rowsBefore, Threshold: r.cfg.MaxDeleteFraction}
 	if err := ps.report(ctx, event.KindHeld, id, data); err != nil {
 		return err
@@ -110,7 +110,7 @@ func (ps *pass) delete(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	id := event.ID(r.cfg.Name, token, event.OpDeleted, strconv.FormatUint(e.rev, 10), "")
+	id := event.ID(r.cfg.Name, token, string(event.OpDeleted), strconv.FormatUint(e.rev, 10), "")
 	data := (&event.RowEvent{
 		ID: id, Source: r.source, Token: token, Time: r.p.cfg.Now(), Report: r.cfg.Name, Op: event.OpDeleted, Sync: ps.sync,
 		Key: keyFromRow(r.cfg.Key, before), Before: before,
@@ -119,7 +119,7 @@ func (ps *pass) delete(ctx context.Context, token string) error {
 	r.snap.live--
 	delete(r.suspects, token)
 	ps.deleted++
-	r.p.m.events.WithLabelValues(r.cfg.Name, event.OpDeleted).Inc()
+	r.p.m.events.WithLabelValues(r.cfg.Name, string(event.OpDeleted)).Inc()
 	r.p.m.kvWrites.WithLabelValues(r.cfg.Name).Inc()
 	return ps.pub.event(ctx, event.RowSubject(r.p.cfg.Prefix, r.cfg.Name, event.OpDeleted, token), id, data, &kvWrite{idx: idx, token: token, delete: true})
 }

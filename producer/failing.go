@@ -6,8 +6,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/event"
 )
 
 // failedEvery is how often a report that keeps failing says so again on the
@@ -33,7 +33,7 @@ func (ps *pass) failing(ctx context.Context, err error) error {
 		return nil
 	}
 	name := r.cfg.Name
-	id := event.ID(name, event.KindFailed, st.FailingSince.Format(time.RFC3339Nano), strconv.Itoa(st.FailedAttempts))
+	id := event.ID(name, string(event.KindFailed), st.FailingSince.Format(time.RFC3339Nano), strconv.Itoa(st.FailedAttempts))
 	data := event.Failed{Report: name, Since: st.FailingSince, Attempts: st.FailedAttempts, Error: err.Error()}
 	if perr := ps.report(ctx, event.KindFailed, id, data); perr != nil {
 		return perr

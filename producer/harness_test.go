@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/event"
 	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
@@ -168,8 +168,8 @@ func (e *env) assertKV(report string) {
 }
 
 // count tallies events by type.
-func count(evs []streamEvent) map[string]int {
-	m := map[string]int{}
+func count(evs []streamEvent) map[event.Type]int {
+	m := map[event.Type]int{}
 	for _, e := range evs {
 		m[e.Type]++
 	}

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/event"
 )
 
 // pass is one poll of a report: fetch every page, diff each row against the
@@ -211,7 +211,7 @@ func (ps *pass) publishSchema(ctx context.Context, cols []event.Column, undeclar
 	}
 	colsJSON, _ := json.Marshal(cols)
 	data := event.SchemaChange{Report: r.cfg.Name, Columns: cols, Previous: r.state.Columns, Undeclared: undeclared}
-	id := event.ID(r.cfg.Name, event.KindSchema, strconv.FormatUint(r.state.Checkpoint, 10), string(colsJSON), strings.Join(undeclared, "\x00"))
+	id := event.ID(r.cfg.Name, string(event.KindSchema), strconv.FormatUint(r.state.Checkpoint, 10), string(colsJSON), strings.Join(undeclared, "\x00"))
 	if err := ps.report(ctx, event.KindSchema, id, data); err != nil {
 		return err
 	}
@@ -231,13 +231,13 @@ func subset(a, b []string) bool {
 }
 
 // report publishes a report event.
-func (ps *pass) report(ctx context.Context, kind, id string, data any) error {
+func (ps *pass) report(ctx context.Context, kind event.ReportKind, id string, data any) error {
 	r := ps.r
-	b, err := event.Encode(id, r.source, event.ReportType(kind), r.p.cfg.Now(), data)
+	b, err := event.Encode(id, r.source, kind.Type(), r.p.cfg.Now(), data)
 	if err != nil {
 		return err
 	}
-	r.p.m.events.WithLabelValues(r.cfg.Name, kind).Inc()
+	r.p.m.events.WithLabelValues(r.cfg.Name, string(kind)).Inc()
 	return ps.pub.event(ctx, event.ReportSubject(r.p.cfg.Prefix, r.cfg.Name, kind), id, b, nil)
 }
 
@@ -301,7 +301,7 @@ func (ps *pass) publishRow(ctx context.Context, idx int32, vals []event.Value, c
 	if !r.keyer.Content() {
 		key = r.keyer.AppendKey(nil, vals)
 	}
-	id := event.ID(r.cfg.Name, token, op, strconv.FormatUint(e.rev, 10), hex.EncodeToString(h[:]))
+	id := event.ID(r.cfg.Name, token, string(op), strconv.FormatUint(e.rev, 10), hex.EncodeToString(h[:]))
 	data := (&event.RowEvent{
 		ID: id, Source: r.source, Token: token, Time: r.p.cfg.Now(), Report: r.cfg.Name, Op: op, Sync: ps.sync,
 		Key: key, Before: before, After: after, Changed: changed,
@@ -316,7 +316,7 @@ func (ps *pass) publishRow(ctx context.Context, idx int32, vals []event.Value, c
 		ps.updated++
 	}
 	ps.sinceCheckpoint++
-	r.p.m.events.WithLabelValues(r.cfg.Name, op).Inc()
+	r.p.m.events.WithLabelValues(r.cfg.Name, string(op)).Inc()
 	r.p.m.kvWrites.WithLabelValues(r.cfg.Name).Inc()
 	return ps.pub.event(ctx, event.RowSubject(r.p.cfg.Prefix, r.cfg.Name, op, token), id, data, &kvWrite{idx: idx, token: token, value: after, hash: h})
 }
@@ -362,7 +362,7 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 			status = ce.Status
 		}
 		if r.state.Unavailable == 0 {
-			id := event.ID(name, event.KindUnavailable, strconv.FormatUint(r.state.Checkpoint, 10), strconv.Itoa(status))
+			id := event.ID(name, string(event.KindUnavailable), strconv.FormatUint(r.state.Checkpoint, 10), strconv.Itoa(status))
 			if err := ps.report(ctx, event.KindUnavailable, id, event.Unavailable{Report: name, Status: status, Reason: fetchErr.Error()}); err != nil {
 				return nil, outcome{}, err
 			}
@@ -431,7 +431,7 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 	if fetchErr != nil {
 		receipt.Error = fetchErr.Error()
 	}
-	if err := ps.report(ctx, event.KindSynced, event.ID(name, event.KindSynced, ps.sync), receipt); err != nil {
+	if err := ps.report(ctx, event.KindSynced, event.ID(name, string(event.KindSynced), ps.sync), receipt); err != nil {
 		return nil, outcome{}, err
 	}
 	result := resultInconsistent

@@ -5,8 +5,8 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/event"
 )
 
 // prepared is what the goroutine that fetched a page computed for its rows,

@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
@@ -87,7 +87,7 @@ func TestInsertUpdateDelete(t *testing.T) {
 	e.poll("persons") // confirms the delete
 
 	evs := since(e.events(), start)
-	rowEvents := map[string][]streamEvent{}
+	rowEvents := map[event.Type][]streamEvent{}
 	for _, ev := range evs {
 		if ev.Row != nil {
 			rowEvents[ev.Type] = append(rowEvents[ev.Type], ev)

@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/event"
 	"github.com/cometstream/cometstream/internal/replay"
 )
 
@@ -157,7 +157,7 @@ func (r *reporter) applyTail(ctx context.Context, pub *publisher, m jetstream.Ms
 		return 0, nil
 	}
 	if !subj.Row {
-		switch subj.Op {
+		switch subj.Kind {
 		case event.KindSchema:
 			var d event.SchemaChange
 			if err := json.Unmarshal(ev.Data, &d); err == nil {

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/event"
 )
 
 // reporter polls one report. Its fields are used by one goroutine at a time:

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/cometstream/cometstream/consumer/webhook"
 	"github.com/cometstream/cometstream/internal/config"
 )
 
@@ -30,7 +31,7 @@ func usagef(format string, args ...any) error {
 
 func isUsage(err error) bool {
 	var u *usageError
-	return errors.As(err, &u) || errors.Is(err, config.ErrInvalid)
+	return errors.As(err, &u) || errors.Is(err, config.ErrInvalid) || errors.Is(err, webhook.ErrInvalidConfig)
 }
 
 type command struct {

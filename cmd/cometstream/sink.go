@@ -139,7 +139,7 @@ func (m *sinkMetrics) applied(msgs []*consumer.Message) {
 			report = msg.Schema.Report
 		}
 		if report != "" {
-			m.events.WithLabelValues(report, msg.Type).Inc()
+			m.events.WithLabelValues(report, string(msg.Type)).Inc()
 			m.position.WithLabelValues(report).Set(float64(msg.Seq))
 		}
 	}

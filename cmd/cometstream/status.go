@@ -14,8 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/config"
-	"github.com/cometstream/cometstream/internal/event"
 	"github.com/cometstream/cometstream/internal/natsconn"
 )
 

@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/config"
-	"github.com/cometstream/cometstream/internal/event"
 	"github.com/cometstream/cometstream/internal/natsconn"
 )
 
@@ -20,7 +20,7 @@ func runTail(ctx context.Context, args []string) error {
 	var no natsconn.Options
 	no.Register(fs)
 	reports := fs.String("reports", "", "comma-separated reports (default: all)")
-	opsFlag := fs.String("ops", "", "comma-separated operations: created, updated, deleted, synced, schema, unavailable, held (default: all)")
+	opsFlag := fs.String("ops", "", "comma-separated operations: created, updated, deleted, synced, schema, unavailable, held, failed (default: all)")
 	fromStart := fs.Bool("from-start", false, "print the stream from its beginning, not only new events")
 	stream := fs.String("stream", config.DefaultStream, "stream name")
 	prefix := fs.String("prefix", config.DefaultSubjectPrefix, "subject prefix")
@@ -43,12 +43,17 @@ func runTail(ctx context.Context, args []string) error {
 		return err
 	}
 	defer nc.Close()
-	c, err := consumer.New(consumer.Config{
-		JetStream: js, Stream: *stream, Prefix: *prefix,
-		Reports: splitList(*reports), Ops: splitList(*opsFlag), DeliverNew: !*fromStart, Logger: log,
+	ops, kinds, err := consumer.ParseOps(splitList(*opsFlag))
+	if err != nil {
+		return usagef("--ops: %v", err)
+	}
+	c, err := consumer.NewReader(consumer.ReaderConfig{
+		JetStream: js, Stream: *stream, Prefix: *prefix, Name: "cometstream_tail",
+		Filter:     consumer.Filter{Reports: splitList(*reports), Ops: ops, Kinds: kinds},
+		DeliverNew: !*fromStart, Logger: log,
 	})
 	if err != nil {
-		return &usageError{err: err}
+		return usagef("--reports: %v", err)
 	}
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
@@ -87,7 +92,7 @@ func printHuman(w io.Writer, e *event.Event, colour bool) {
 	switch {
 	case e.Row != nil:
 		r := e.Row
-		opColour := map[string]string{event.OpCreated: ansiGreen, event.OpUpdated: ansiYellow, event.OpDeleted: ansiRed}[r.Op]
+		opColour := map[event.Op]string{event.OpCreated: ansiGreen, event.OpUpdated: ansiYellow, event.OpDeleted: ansiRed}[r.Op]
 		line := fmt.Sprintf("%s %s %s %s", ts, paint(ansiBold, r.Report), paint(opColour, fmt.Sprintf("%-7s", r.Op)), keyText(r.Key))
 		switch r.Op {
 		case event.OpUpdated:
@@ -113,6 +118,8 @@ func printHuman(w io.Writer, e *event.Event, colour bool) {
 		fmt.Fprintf(w, "%s %s %s HTTP %d\n", ts, paint(ansiBold, e.Unavailable.Report), paint(ansiRed, "UNAVAILABLE"), e.Unavailable.Status)
 	case e.Held != nil:
 		fmt.Fprintf(w, "%s %s %s %d of %d rows would be deleted\n", ts, paint(ansiBold, e.Held.Report), paint(ansiRed, "DELETES HELD"), e.Held.WouldDelete, e.Held.RowsBefore)
+	case e.Failed != nil:
+		fmt.Fprintf(w, "%s %s %s since %s (%d passes): %s\n", ts, paint(ansiBold, e.Failed.Report), paint(ansiRed, "FAILING"), e.Failed.Since.Local().Format("15:04:05"), e.Failed.Attempts, e.Failed.Error)
 	}
 }
 

@@ -26,7 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cometstream/cometstream/consumer"
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // KeyColumn is the primary key of a report keyed by content: the row key
@@ -199,7 +199,7 @@ func (s *Store) Apply(ctx context.Context, b *consumer.Batch) error {
 	return err
 }
 
-func sameColumns(a, b consumer.Row) bool {
+func sameColumns(a, b event.Row) bool {
 	if len(a) != len(b) {
 		return false
 	}

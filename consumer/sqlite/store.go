@@ -20,7 +20,7 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/cometstream/cometstream/consumer"
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // KeyColumn is the primary key of a report keyed by content: the row key
@@ -319,7 +319,7 @@ type shape struct {
 	stmt *sql.Stmt
 }
 
-func (sh *shape) fits(row consumer.Row) bool {
+func (sh *shape) fits(row event.Row) bool {
 	if sh == nil || len(row) != len(sh.cols) {
 		return false
 	}

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/event"
 )
 
 // MaxResponseBody is how much of a receiver's response is read.
@@ -50,19 +51,29 @@ type Bridge struct {
 	m   *metrics
 }
 
-// New checks the options and registers the metrics.
+// New checks the options, validates cfg as Parse does when Parse did not
+// (defaults, secrets, every field), and registers the metrics. It returns
+// ErrNoJetStream, or an error wrapping ErrInvalidConfig.
 func New(cfg *Config, o Options) (*Bridge, error) {
 	if o.JetStream == nil {
-		return nil, errors.New("webhook: no JetStream")
+		return nil, ErrNoJetStream
+	}
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: no configuration", ErrInvalidConfig)
 	}
 	if o.Stream == "" {
-		o.Stream = "COMET"
+		o.Stream = event.DefaultStream
 	}
 	if o.Prefix == "" {
-		o.Prefix = "comet"
+		o.Prefix = event.DefaultPrefix
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if !cfg.validated {
+		if err := cfg.Validate(o.Logger); err != nil {
+			return nil, err
+		}
 	}
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
@@ -149,7 +160,7 @@ func (b *Bridge) runEndpoint(ctx context.Context, ep *Endpoint) error {
 	}
 	cons, err := consumer.New(consumer.Config{
 		JetStream: b.o.JetStream, Stream: b.o.Stream, Prefix: b.o.Prefix, Durable: "webhook_" + ep.Name,
-		Reports: ep.Reports, Ops: ep.ops(), MaxAckPending: pending, AckWait: ep.Timeout + 30*time.Second,
+		Filter: ep.filter(), MaxAckPending: pending, AckWait: ep.Timeout + 30*time.Second,
 		DeadLetterStream: b.cfg.DeadLetterStream, Logger: b.o.Logger,
 	})
 	if err != nil {

@@ -1,8 +1,3 @@
-// Package webhook delivers cometstream's events to HTTP endpoints the way
-// the Standard Webhooks specification describes (CONTRACT.md section 8):
-// the event as stored, signed with HMAC-SHA256 under every configured
-// secret, retried on a schedule, dead-lettered when the schedule runs out,
-// and acknowledged in the stream only once delivered or dead-lettered.
 package webhook
 
 import (
@@ -21,8 +16,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/config"
-	"github.com/cometstream/cometstream/internal/event"
 )
 
 // Config is the bridge's configuration file.
@@ -31,7 +27,8 @@ type Config struct {
 	AllowPrivate     []string   `yaml:"allow_private"`
 	Endpoints        []Endpoint `yaml:"endpoints"`
 
-	allowed []*net.IPNet
+	allowed   []*net.IPNet
+	validated bool
 }
 
 // Endpoint is one receiver.
@@ -41,7 +38,7 @@ type Endpoint struct {
 	Secrets     []string        `yaml:"secrets"`
 	SecretsEnv  string          `yaml:"secrets_env"`
 	SecretsFile string          `yaml:"secrets_file"`
-	Types       []string        `yaml:"types"`
+	Types       []event.Type    `yaml:"types"`
 	Reports     []string        `yaml:"reports"`
 	Timeout     time.Duration   `yaml:"timeout"`
 	RateLimit   float64         `yaml:"rate_limit"`
@@ -52,29 +49,54 @@ type Endpoint struct {
 	keys [][]byte // decoded secrets
 }
 
+// Errors of Parse, Load, Validate and New. Every configuration error wraps
+// ErrInvalidConfig and, where one field is at fault, is a *FieldError.
+var (
+	// ErrInvalidConfig: the configuration cannot work.
+	ErrInvalidConfig = errors.New("invalid webhook configuration")
+	// ErrNoJetStream: Options name no JetStream context.
+	ErrNoJetStream = errors.New("webhook: no JetStream")
+)
+
+// FieldError is a configuration error that names the field at fault, as
+// it is written in the file (endpoints[0].secrets).
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
 // DefaultRetry is the schedule of waits before each retry.
 var DefaultRetry = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
 
-var allTypes = []string{event.TypeCreated, event.TypeUpdated, event.TypeDeleted, event.TypeSynced, event.TypeSchema, event.TypeUnavailable, event.TypeHeld}
-
 func fieldErr(field, format string, args ...any) error {
-	return fmt.Errorf("%w: %w", config.ErrInvalid, &config.FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	return fmt.Errorf("%w: %w", ErrInvalidConfig, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
 }
 
-// Parse reads the configuration strictly, fills defaults, resolves secrets
-// and validates; errors name the field and wrap config.ErrInvalid.
+// Parse reads the configuration strictly (an unknown field is an error),
+// fills defaults, resolves secrets and validates; errors name the field and
+// wrap ErrInvalidConfig. Secrets written inline are accepted with a warning.
 func Parse(r io.Reader, log *slog.Logger) (*Config, error) {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
 	}
-	c := &Config{DeadLetterStream: "COMET_DLQ"}
+	c := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %s", config.ErrInvalid, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if err := c.validate(log); err != nil {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	for i, e := range c.Endpoints {
+		if len(e.Secrets) > 0 {
+			log.Warn("webhook secrets written inline in the configuration; prefer secrets_env or secrets_file", "field", fmt.Sprintf("endpoints[%d].secrets", i))
+		}
+	}
+	if err := c.Validate(log); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -84,7 +106,7 @@ func Parse(r io.Reader, log *slog.Logger) (*Config, error) {
 func Load(path string, log *slog.Logger) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", config.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	defer f.Close()
 	c, err := Parse(f, log)
@@ -94,8 +116,24 @@ func Load(path string, log *slog.Logger) (*Config, error) {
 	return c, nil
 }
 
-func (c *Config) validate(log *slog.Logger) error {
-	if c.DeadLetterStream == "" || strings.ContainsAny(c.DeadLetterStream, ". *>") {
+// DefaultDeadLetterStream is where exhausted deliveries go unless
+// dead_letter_stream says otherwise.
+const DefaultDeadLetterStream = "COMET_DLQ"
+
+// Validate fills defaults, resolves the endpoints' secrets (from Secrets,
+// SecretsEnv and SecretsFile) and checks every field, as Parse does for a
+// file; New calls it, so a Config built in Go gets the same checks. Errors
+// name the field and wrap ErrInvalidConfig. log (may be nil) hears about
+// secret files readable by others.
+func (c *Config) Validate(log *slog.Logger) error {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c.allowed, c.validated = nil, false
+	if c.DeadLetterStream == "" {
+		c.DeadLetterStream = DefaultDeadLetterStream
+	}
+	if strings.ContainsAny(c.DeadLetterStream, ". *>") {
 		return fieldErr("dead_letter_stream", "%q is not a stream name", c.DeadLetterStream)
 	}
 	for i, cidr := range c.AllowPrivate {
@@ -127,7 +165,7 @@ func (c *Config) validate(log *slog.Logger) error {
 			return err
 		}
 		for j, t := range e.Types {
-			if !slices.Contains(allTypes, t) {
+			if !t.Known() {
 				return fieldErr(fmt.Sprintf("%s.types[%d]", at, j), "%q is not an event type", t)
 			}
 		}
@@ -160,6 +198,7 @@ func (c *Config) validate(log *slog.Logger) error {
 			}
 		}
 	}
+	c.validated = true
 	return nil
 }
 
@@ -167,9 +206,7 @@ func (c *Config) validate(log *slog.Logger) error {
 func (e *Endpoint) resolveSecrets(at string, log *slog.Logger) error {
 	secrets := slices.Clone(e.Secrets)
 	field := at + ".secrets"
-	if len(e.Secrets) > 0 {
-		log.Warn("webhook secrets written inline in the configuration; prefer secrets_env or secrets_file", "field", field)
-	}
+	e.keys = nil
 	if e.SecretsEnv != "" {
 		field = at + ".secrets_env"
 		v := os.Getenv(e.SecretsEnv)
@@ -212,11 +249,16 @@ func DecodeSecret(s string) ([]byte, error) {
 	return key, nil
 }
 
-// ops turns the endpoint's types into the consumer's op filter.
-func (e *Endpoint) ops() []string {
-	var out []string
+// filter turns the endpoint's types and reports into the consumer's filter.
+func (e *Endpoint) filter() consumer.Filter {
+	f := consumer.Filter{Reports: e.Reports}
 	for _, t := range e.Types {
-		out = append(out, t[strings.LastIndexByte(t, '.')+1:])
+		name := string(t)[strings.LastIndexByte(string(t), '.')+1:]
+		if t.Row() {
+			f.Ops = append(f.Ops, event.Op(name))
+		} else {
+			f.Kinds = append(f.Kinds, event.ReportKind(name))
+		}
 	}
-	return out
+	return f
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/replay"
 )
 
@@ -45,7 +45,7 @@ func (b *Bridge) Replay(ctx context.Context, endpoint string) (map[string]Replay
 			if err != nil {
 				return err
 			}
-			ev, err := consumer.Decode(m.Data())
+			ev, err := event.Decode(m.Data())
 			if err != nil {
 				res.Failed++
 				t.log.Error("dead letter is not an event; left in place", "seq", md.Sequence.Stream, "err", err)

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
@@ -42,7 +42,7 @@ func stream(t *testing.T) (string, jetstream.JetStream) {
 }
 
 // publish publishes a row event of a report for key n and returns its id.
-func publish(t *testing.T, js jetstream.JetStream, report string, n int, op string) string {
+func publish(t *testing.T, js jetstream.JetStream, report string, n int, op event.Op) string {
 	t.Helper()
 	tok := strconv.Itoa(n)
 	id := fmt.Sprintf("%s-%d-%s-%d", report, n, op, time.Now().UnixNano())

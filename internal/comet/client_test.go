@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/simulator"
 )
 

@@ -15,8 +15,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/event"
 )
 
 // Config is the producer's configuration file.
@@ -141,8 +141,8 @@ type Report struct {
 const (
 	DefaultDataDir           = "./data"
 	DefaultListen            = "127.0.0.1:4222"
-	DefaultStream            = "COMET"
-	DefaultSubjectPrefix     = "comet"
+	DefaultStream            = event.DefaultStream
+	DefaultSubjectPrefix     = event.DefaultPrefix
 	DefaultDuplicateWindow   = 2 * time.Minute
 	DefaultHTTPListen        = "127.0.0.1:9464"
 	DefaultRateLimit         = 10

@@ -4,7 +4,7 @@ import (
 	"math/rand/v2"
 	"slices"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // badLiterals are the JSON cells sent instead of a value by the BadCells

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // cell is one value as the simulator stores it: for DATE and DATETIME

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // requestURL is the URL COMET echoes in curl and apiKeyRequestURL: the

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 func setShapes(t *testing.T, s *Simulator, report string, change func(*Shapes)) {

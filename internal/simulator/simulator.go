@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // ReportSpec describes one simulated saved report.

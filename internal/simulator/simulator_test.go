@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // served is a page as a client decodes it; results keep each cell's JSON.

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/cometstream/cometstream/internal/event"
+	"github.com/cometstream/cometstream/event"
 )
 
 // contentKeyed reports whether the report's rows are identified by their

@@ -22,14 +22,16 @@ const TimeLayout = "2006-01-02T15:04:05.000Z"
 // Event is a decoded CloudEvents envelope. Exactly one of the typed payloads
 // (Row, Synced, Schema, Unavailable, Held, Failed) is set, according to Type.
 type Event struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            string          `json:"type"`
-	Subject         string          `json:"subject,omitempty"`
-	Time            time.Time       `json:"time"`
-	DataContentType string          `json:"datacontenttype"`
-	Data            json.RawMessage `json:"data"`
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            Type      `json:"type"`
+	Subject         string    `json:"subject,omitempty"`
+	Time            time.Time `json:"time"`
+	DataContentType string    `json:"datacontenttype"`
+	// DataSchema is the URL of the JSON Schema of Data (see DataSchema).
+	DataSchema string          `json:"dataschema,omitempty"`
+	Data       json.RawMessage `json:"data"`
 
 	Row         *RowChange    `json:"-"`
 	Synced      *Synced       `json:"-"`
@@ -45,7 +47,7 @@ type Row map[string]Value
 // RowChange is the data of a row event.
 type RowChange struct {
 	Report  string   `json:"report"`
-	Op      string   `json:"op"`
+	Op      Op       `json:"op"`
 	Key     Row      `json:"key"`
 	Before  Row      `json:"before"`
 	After   Row      `json:"after"`
@@ -204,11 +206,17 @@ func decodeEnvelope(b []byte) (*jsonscan.Scanner, *Event, int, error) {
 			case "source":
 				field = &e.Source
 			case "type":
-				field = &e.Type
+				var t string
+				if t, err = optString(s); err != nil {
+					return nil, nil, 0, fmt.Errorf("type: %w", err)
+				}
+				e.Type = Type(t)
 			case "subject":
 				field = &e.Subject
 			case "datacontenttype":
 				field = &e.DataContentType
+			case "dataschema":
+				field = &e.DataSchema
 			case "time":
 				var t string
 				if t, err = optString(s); err != nil {
@@ -282,7 +290,9 @@ func decodeRowChange(s *jsonscan.Scanner) (*RowChange, error) {
 		case "report":
 			r.Report, err = optString(s)
 		case "op":
-			r.Op, err = optString(s)
+			var op string
+			op, err = optString(s)
+			r.Op = Op(op)
 		case "sync":
 			r.Sync, err = optString(s)
 		case "key":
@@ -350,8 +360,8 @@ func decodeRow(s *jsonscan.Scanner) (Row, error) {
 	}
 }
 
-func (r *RowChange) validate(typ string) error {
-	if RowType(r.Op) != typ {
+func (r *RowChange) validate(typ Type) error {
+	if r.Op.Type() != typ {
 		return fmt.Errorf("op %q does not match type %q", r.Op, typ)
 	}
 	if r.Report == "" {
@@ -379,7 +389,7 @@ func (r *RowChange) validate(typ string) error {
 
 // Encode renders a report event (synced, schema, unavailable, held, failed) as a
 // CloudEvents JSON object. Row events use RowEvent.Append for speed.
-func Encode(id, source, typ string, t time.Time, data any) ([]byte, error) {
+func Encode(id, source string, typ Type, t time.Time, data any) ([]byte, error) {
 	d, err := marshalNoHTML(data)
 	if err != nil {
 		return nil, err
@@ -400,20 +410,22 @@ func marshalNoHTML(v any) ([]byte, error) {
 	return bytes.TrimRight(buf.Bytes(), "\n"), nil
 }
 
-func appendHeader(b []byte, id, source, typ, subject string, t time.Time) []byte {
+func appendHeader(b []byte, id, source string, typ Type, subject string, t time.Time) []byte {
 	b = append(b, `{"specversion":"1.0","id":`...)
 	b = AppendString(b, id)
 	b = append(b, `,"source":`...)
 	b = AppendString(b, source)
 	b = append(b, `,"type":`...)
-	b = AppendString(b, typ)
+	b = AppendString(b, string(typ))
 	if subject != "" {
 		b = append(b, `,"subject":`...)
 		b = AppendString(b, subject)
 	}
 	b = append(b, `,"time":"`...)
 	b = t.UTC().AppendFormat(b, TimeLayout)
-	b = append(b, `","datacontenttype":"application/json","data":`...)
+	b = append(b, `","datacontenttype":"application/json","dataschema":`...)
+	b = AppendString(b, DataSchema(typ))
+	b = append(b, `,"data":`...)
 	return b
 }
 
@@ -425,7 +437,7 @@ type RowEvent struct {
 	Token   string
 	Time    time.Time
 	Report  string
-	Op      string
+	Op      Op
 	Sync    string
 	Key     []byte
 	Before  []byte
@@ -435,11 +447,11 @@ type RowEvent struct {
 
 // Append appends the event's CloudEvents JSON to b.
 func (e *RowEvent) Append(b []byte) []byte {
-	b = appendHeader(b, e.ID, e.Source, RowType(e.Op), e.Token, e.Time)
+	b = appendHeader(b, e.ID, e.Source, e.Op.Type(), e.Token, e.Time)
 	b = append(b, `{"report":`...)
 	b = AppendString(b, e.Report)
 	b = append(b, `,"op":`...)
-	b = AppendString(b, e.Op)
+	b = AppendString(b, string(e.Op))
 	b = append(b, `,"key":`...)
 	b = append(b, e.Key...)
 	b = append(b, `,"before":`...)

@@ -10,15 +10,28 @@ import (
 	"unicode/utf8"
 )
 
-// Kind says which JSON form a Value takes.
-type Kind uint8
+// ValueKind says which JSON form a Value takes.
+type ValueKind uint8
 
 // The kinds of value a row cell can hold.
 const (
-	Null   Kind = iota // JSON null
-	Number             // a JSON number, kept as the exact digits received
-	Text               // a JSON string
+	Null   ValueKind = iota // JSON null
+	Number                  // a JSON number, kept as the exact digits received
+	Text                    // a JSON string
 )
+
+// String names the kind: null, number or text.
+func (k ValueKind) String() string {
+	switch k {
+	case Null:
+		return "null"
+	case Number:
+		return "number"
+	case Text:
+		return "text"
+	}
+	return fmt.Sprintf("ValueKind(%d)", uint8(k))
+}
 
 // Value is one row cell in its contract form (CONTRACT.md section 5):
 // NUMBER and AMOUNT are numbers holding exactly the digits received, STRING
@@ -27,7 +40,7 @@ const (
 //
 // The zero Value is Null.
 type Value struct {
-	Kind Kind
+	Kind ValueKind
 	// Raw holds the number literal for Number and the text for Text.
 	Raw string
 }

@@ -13,33 +13,24 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/event"
 )
 
-// Config configures a Consumer.
+// Config configures a durable Consumer.
 type Config struct {
 	JetStream jetstream.JetStream
 	// Stream and Prefix are the producer's stream and subject prefix
-	// (defaults COMET and comet).
+	// (defaults event.DefaultStream and event.DefaultPrefix).
 	Stream, Prefix string
-	// Durable names the JetStream consumer, so that a restart resumes where
-	// it left off. Empty makes an ephemeral ordered consumer: in stream
-	// order with no gaps, nothing acknowledged, no dead letters; the caller
-	// keeps its own position and passes it as StartSeq (the sinks do).
+	// Durable names the JetStream consumer, so that a restart resumes after
+	// the last acknowledged message; required.
 	Durable string
-	// NamePrefix names an ephemeral ordered consumer on the server.
-	NamePrefix string
-	// RetryForever makes an ephemeral consumer retry a failing handler with
-	// backoff until it succeeds (a sink must not skip an event) instead of
-	// returning the error (tail).
-	RetryForever bool
-	// Reports and Ops filter the events; empty means all. Ops are created,
-	// updated, deleted, synced, schema, unavailable and held.
-	Reports, Ops []string
-	// StartSeq, when set, is the stream sequence to resume from: a durable
-	// consumer whose position is past it is recreated there.
+	// Filter selects the events; the zero Filter selects all.
+	Filter Filter
+	// StartSeq, when set, is the stream sequence to start from: a consumer
+	// whose acknowledgements are past it is recreated there.
 	StartSeq uint64
-	// DeliverNew starts an ephemeral consumer at new events only.
-	DeliverNew bool
 	// BatchSize bounds a batch; default 256.
 	BatchSize int
 	// MaxDeliver is how many times a message is handed to the handler before
@@ -54,39 +45,22 @@ type Config struct {
 	// MaxAckPending bounds the messages handed out and not yet settled;
 	// default 4 × BatchSize.
 	MaxAckPending int
-	// DeadLetterStream holds dead letters, under subject
-	// "<prefix>_dlq.<durable>"; default "<stream>_DLQ". It is created when
-	// the first message goes there.
+	// DeadLetterStream holds dead letters, under DeadLetterSubject; default
+	// "<stream>_DLQ". It is created when the first message goes there.
 	DeadLetterStream string
 	Logger           *slog.Logger
 }
 
-// Message is one event with its place in the stream.
-type Message struct {
-	*Event
-	// Seq is the message's stream sequence: store it with the effects of a
-	// batch to apply each event exactly once.
-	Seq     uint64
-	Subject string
-	// Delivered counts the handler calls this message has had, this one
-	// included, across restarts.
-	Delivered int
-	Header    nats.Header
-	// Body is the event exactly as stored in the stream.
-	Body []byte
-	msg  jetstream.Msg
-}
-
-// Handler processes a batch of messages in stream order. Returning nil
-// acknowledges the batch; an error has it retried.
-type Handler func(ctx context.Context, batch []*Message) error
-
-// ErrPermanent, wrapped in a handler's error, sends the failing message to
-// the dead-letter subject at once instead of retrying it.
-var ErrPermanent = errors.New("permanent failure")
-
-// errShutdown stops a retry loop when the consumer is asked to stop.
-var errShutdown = errors.New("shutting down")
+// Errors of New and NewReader.
+var (
+	// ErrNoJetStream: the configuration names no JetStream context.
+	ErrNoJetStream = errors.New("consumer: no JetStream")
+	// ErrNoDurable: a durable Consumer needs a name.
+	ErrNoDurable = errors.New("consumer: a durable consumer needs a name (Config.Durable)")
+	// ErrFilter: the filter names a report, operation or kind that cannot
+	// occur.
+	ErrFilter = errors.New("consumer: invalid filter")
+)
 
 // Dead-letter message headers.
 const (
@@ -96,7 +70,20 @@ const (
 	HeaderDLQDelivered = "Cometstream-Dlq-Delivered"
 )
 
-// Consumer reads events and hands them to a Handler.
+// DefaultDeadLetterStream is the dead-letter stream of a producer stream.
+func DefaultDeadLetterStream(stream string) string { return stream + "_DLQ" }
+
+// DeadLetterSubject is where the dead letters of a durable consumer go.
+func DeadLetterSubject(prefix, durable string) string { return prefix + "_dlq." + durable }
+
+// Consumer reads events through a durable JetStream consumer: the server
+// keeps its position, messages are acknowledged one by one after the
+// handler returned nil, a failing handler is retried with backoff, and a
+// message that keeps failing is published to a dead-letter subject with the
+// reason. Messages the server handed to a consumer that stopped are
+// redelivered after AckWait, so a redelivery can arrive after newer
+// messages; a handler that must apply each event once in order keeps
+// Message.Seq with its effects, or uses a Reader.
 type Consumer struct {
 	cfg      Config
 	js       jetstream.JetStream
@@ -106,16 +93,20 @@ type Consumer struct {
 	dlqReady bool
 }
 
-// New checks the configuration.
+// New checks the configuration and fills its defaults. It returns
+// ErrNoJetStream, ErrNoDurable or an error wrapping ErrFilter.
 func New(cfg Config) (*Consumer, error) {
 	if cfg.JetStream == nil {
-		return nil, errors.New("consumer: no JetStream")
+		return nil, ErrNoJetStream
+	}
+	if cfg.Durable == "" {
+		return nil, ErrNoDurable
 	}
 	if cfg.Stream == "" {
-		cfg.Stream = "COMET"
+		cfg.Stream = event.DefaultStream
 	}
 	if cfg.Prefix == "" {
-		cfg.Prefix = "comet"
+		cfg.Prefix = event.DefaultPrefix
 	}
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 256
@@ -133,187 +124,64 @@ func New(cfg Config) (*Consumer, error) {
 		cfg.MaxAckPending = 4 * cfg.BatchSize
 	}
 	if cfg.DeadLetterStream == "" {
-		cfg.DeadLetterStream = cfg.Stream + "_DLQ"
+		cfg.DeadLetterStream = DefaultDeadLetterStream(cfg.Stream)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	subjects, err := filterSubjects(cfg.Prefix, cfg.Reports, cfg.Ops)
+	subjects, err := cfg.Filter.Subjects(cfg.Prefix)
 	if err != nil {
-		return nil, fmt.Errorf("consumer: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrFilter, err)
 	}
 	return &Consumer{cfg: cfg, js: cfg.JetStream, log: cfg.Logger.With("consumer", cfg.Durable), subjects: subjects}, nil
 }
 
 // DeadLetterSubject is where this consumer's dead letters go.
-func (c *Consumer) DeadLetterSubject() string { return c.cfg.Prefix + "_dlq." + c.cfg.Durable }
+func (c *Consumer) DeadLetterSubject() string { return DeadLetterSubject(c.cfg.Prefix, c.cfg.Durable) }
 
-// Run consumes until ctx ends or the handler fails for good (ephemeral
-// consumers), then finishes the batch in hand and returns. It returns nil
-// when ctx ended.
+// errShutdown stops a retry loop when the consumer is asked to stop.
+var errShutdown = errors.New("shutting down")
+
+// Run consumes until ctx ends, then finishes the batch in hand, hands back
+// what was fetched and not handled, and returns nil. It returns an error
+// when the consumer cannot be created or a dead letter cannot be published.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
-	cons, err := c.consumer(ctx)
+	cons, err := c.open(ctx)
 	if err != nil {
 		return err
 	}
-	in := make(chan jetstream.Msg, 2*c.cfg.BatchSize)
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		select {
-		case in <- m:
-		case <-ctx.Done():
-		}
-	}, jetstream.PullMaxMessages(2*c.cfg.BatchSize), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			c.log.Warn("consume", "err", err)
-		}
-	}))
+	in, err := startIntake(cons, c.cfg.BatchSize, true, c.log)
 	if err != nil {
-		return fmt.Errorf("consume %s: %w", c.cfg.Stream, err)
+		return fmt.Errorf("%s: %w", c.cfg.Stream, err)
 	}
-	// A decoder goroutine turns fetched messages into batches while the
-	// handler applies the previous batch: decoding and handling overlap.
-	units := make(chan unit, 2)
-	dctx, stopDecoding := context.WithCancel(ctx)
-	decoded := make(chan struct{})
-	go func() {
-		defer close(decoded)
-		c.decodeLoop(dctx, in, units)
-	}()
-	defer func() {
-		stopDecoding()
-		<-decoded
-		cc.Stop()
-		// Hand back what was fetched but not handled, so a successor gets
-		// it at once rather than after AckWait.
-		if c.cfg.Durable == "" {
-			return
-		}
-		for {
-			select {
-			case u := <-units:
-				for _, m := range u.batch {
-					_ = m.msg.Nak()
-				}
-				if u.bad != nil {
-					_ = u.bad.Nak()
-				}
-			case m := <-in:
-				_ = m.Nak()
-			default:
-				return
-			}
-		}
-	}()
+	defer in.stop()
 	for {
-		var u unit
-		select {
-		case <-ctx.Done():
+		u, ok := in.next(ctx)
+		if !ok {
 			return nil
-		case u = <-units:
 		}
-		var err error
 		if u.bad != nil {
 			err = c.deadLetter(ctx, u.bad, 1, u.badErr)
 		} else {
 			err = c.retry(ctx, h, u.batch)
 		}
+		if errors.Is(err, errShutdown) {
+			return nil
+		}
 		if err != nil {
-			if errors.Is(err, errShutdown) {
-				return nil
-			}
 			return err
 		}
 	}
 }
 
-// unit is what the decoder hands to the handler loop, in stream order: a
-// batch of decoded messages, or one that cannot be decoded.
-type unit struct {
-	batch  []*Message
-	bad    jetstream.Msg
-	badErr error
-}
-
-// decodeLoop collects fetched messages into batches (as many as are at hand,
-// up to BatchSize) and decodes them.
-func (c *Consumer) decodeLoop(ctx context.Context, in <-chan jetstream.Msg, out chan<- unit) {
-	send := func(u unit) bool {
-		select {
-		case out <- u:
-			return true
-		case <-ctx.Done():
-			return false
-		}
-	}
-	for {
-		var first jetstream.Msg
-		select {
-		case <-ctx.Done():
-			return
-		case first = <-in:
-		}
-		raw := []jetstream.Msg{first}
-	fill:
-		for len(raw) < c.cfg.BatchSize {
-			select {
-			case m := <-in:
-				raw = append(raw, m)
-			default:
-				break fill
-			}
-		}
-		batch := make([]*Message, 0, len(raw))
-		for _, m := range raw {
-			msg, err := c.decode(m)
-			if err == nil {
-				batch = append(batch, msg)
-				continue
-			}
-			if c.cfg.Durable == "" {
-				c.log.Warn("skipping an undecodable message", "subject", m.Subject(), "err", err)
-				continue
-			}
-			// Everything before it first, then the bad one, in order.
-			if len(batch) > 0 && !send(unit{batch: batch}) {
-				return
-			}
-			batch = nil
-			if !send(unit{bad: m, badErr: err}) {
-				return
-			}
-		}
-		if len(batch) > 0 && !send(unit{batch: batch}) {
-			return
-		}
-	}
-}
-
-// consumer creates or updates the JetStream consumer.
-func (c *Consumer) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	return c.open(ctx, jetstream.AckExplicitPolicy)
-}
-
-// open creates or updates the JetStream consumer with the given ack policy.
-func (c *Consumer) open(ctx context.Context, ack jetstream.AckPolicy) (jetstream.Consumer, error) {
-	if c.cfg.Durable == "" {
-		oc := jetstream.OrderedConsumerConfig{FilterSubjects: c.subjects, DeliverPolicy: jetstream.DeliverAllPolicy, NamePrefix: c.cfg.NamePrefix}
-		switch {
-		case c.cfg.StartSeq > 0:
-			oc.DeliverPolicy, oc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, c.cfg.StartSeq
-		case c.cfg.DeliverNew:
-			oc.DeliverPolicy = jetstream.DeliverNewPolicy
-		}
-		cons, err := c.js.OrderedConsumer(ctx, c.cfg.Stream, oc)
-		if err != nil {
-			return nil, fmt.Errorf("consumer on %s: %w", c.cfg.Stream, err)
-		}
-		return cons, nil
-	}
+// open creates the durable consumer, or updates one whose settings differ
+// (keeping its position).
+func (c *Consumer) open(ctx context.Context) (jetstream.Consumer, error) {
 	want := jetstream.ConsumerConfig{
 		Durable:        c.cfg.Durable,
 		Description:    "cometstream consumer",
 		FilterSubjects: c.subjects,
-		AckPolicy:      ack,
+		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        c.cfg.AckWait,
 		MaxAckPending:  c.cfg.MaxAckPending,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
@@ -338,9 +206,9 @@ func (c *Consumer) open(ctx context.Context, ack jetstream.AckPolicy) (jetstream
 			return existing, nil
 		}
 		if ahead {
-			c.log.Info("consumer is ahead of the stored position; starting it over there", "acked", info.AckFloor.Stream, "start", c.cfg.StartSeq)
+			c.log.Info("consumer is ahead of the requested start; starting it over there", "acked", info.AckFloor.Stream, "start", c.cfg.StartSeq)
 		} else {
-			// Keep the position under the new filter.
+			// Keep the position under the new settings.
 			want.DeliverPolicy, want.OptStartSeq = jetstream.DeliverByStartSequencePolicy, max(c.cfg.StartSeq, info.AckFloor.Stream+1)
 		}
 		if err := c.js.DeleteConsumer(ctx, c.cfg.Stream, c.cfg.Durable); err != nil {
@@ -354,19 +222,9 @@ func (c *Consumer) open(ctx context.Context, ack jetstream.AckPolicy) (jetstream
 	return cons, nil
 }
 
-func (c *Consumer) decode(m jetstream.Msg) (*Message, error) {
-	md, err := m.Metadata()
-	if err != nil {
-		return nil, fmt.Errorf("metadata: %w", err)
-	}
-	ev, err := Decode(m.Data())
-	if err != nil {
-		return nil, err
-	}
-	return &Message{Event: ev, Seq: md.Sequence.Stream, Subject: m.Subject(), Delivered: int(md.NumDelivered), Header: m.Headers(), Body: m.Data(), msg: m}, nil
-}
-
-// retry calls h with the batch until it succeeds, then acknowledges it.
+// retry calls h with the batch until it succeeds, then acknowledges it; a
+// failing batch is split, and a message that keeps failing is
+// dead-lettered.
 func (c *Consumer) retry(ctx context.Context, h Handler, batch []*Message) error {
 	if len(batch) == 0 {
 		return nil
@@ -379,19 +237,6 @@ func (c *Consumer) retry(ctx context.Context, h Handler, batch []*Message) error
 		err := h(hctx, batch)
 		if err == nil {
 			return c.ack(batch)
-		}
-		if c.cfg.Durable == "" {
-			if !c.cfg.RetryForever {
-				return err
-			}
-			wait := c.cfg.Backoff[min(attempt, len(c.cfg.Backoff))-1]
-			c.log.Warn("handler failed; retrying the batch", "first_seq", batch[0].Seq, "messages", len(batch), "retry_in", wait, "err", err)
-			select {
-			case <-time.After(wait/2 + rand.N(wait)):
-				continue
-			case <-ctx.Done():
-				return errShutdown
-			}
 		}
 		if len(batch) > 1 {
 			c.log.Warn("batch failed; handling its messages one by one", "messages", len(batch), "err", err)
@@ -407,17 +252,11 @@ func (c *Consumer) retry(ctx context.Context, h Handler, batch []*Message) error
 		}
 		m := batch[0]
 		if errors.Is(err, ErrPermanent) || m.Delivered >= c.cfg.MaxDeliver {
-			if err := c.deadLetter(ctx, m.msg, m.Delivered, err); err != nil {
-				return err
-			}
-			return nil
+			return c.deadLetter(ctx, m.msg, m.Delivered, err)
 		}
-		wait := c.cfg.Backoff[min(attempt, len(c.cfg.Backoff))-1]
-		wait = wait/2 + rand.N(wait) // jitter: 0.5x to 1.5x
+		wait := jitter(c.cfg.Backoff[min(attempt, len(c.cfg.Backoff))-1])
 		c.log.Warn("handler failed; retrying", "seq", m.Seq, "subject", m.Subject, "delivered", m.Delivered, "retry_in", wait, "err", err)
-		select {
-		case <-time.After(wait):
-		case <-ctx.Done():
+		if !sleep(ctx, wait) {
 			_ = m.msg.Nak()
 			return errShutdown
 		}
@@ -425,14 +264,30 @@ func (c *Consumer) retry(ctx context.Context, h Handler, batch []*Message) error
 	}
 }
 
+// jitter spreads d over 0.5d to 1.5d.
+func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d+1) }
+
+// sleep waits d, or returns false when ctx ends first.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // keepAlive tells the server the batch is still being worked on until stop
 // is called, so AckWait does not redeliver it behind the handler's back.
+// stop waits for the goroutine.
 func (c *Consumer) keepAlive(batch []*Message) (stop func()) {
-	if c.cfg.Durable == "" {
-		return func() {}
-	}
 	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		t := time.NewTicker(c.cfg.AckWait / 3)
 		defer t.Stop()
 		for {
@@ -446,13 +301,10 @@ func (c *Consumer) keepAlive(batch []*Message) (stop func()) {
 			}
 		}
 	}()
-	return func() { close(done) }
+	return func() { close(done); wg.Wait() }
 }
 
 func (c *Consumer) ack(batch []*Message) error {
-	if c.cfg.Durable == "" {
-		return nil
-	}
 	// Each message on its own: acknowledging the last for all would also
 	// settle one redelivered out of order and never handled.
 	for _, m := range batch {

@@ -93,7 +93,7 @@ func FuzzDecode(f *testing.F) {
 		if n != 1 {
 			t.Fatalf("%d payloads set for type %q", n, e.Type)
 		}
-		if e.Row != nil && RowType(e.Row.Op) != e.Type {
+		if e.Row != nil && e.Row.Op.Type() != e.Type {
 			t.Fatalf("row op %q under type %q", e.Row.Op, e.Type)
 		}
 	})
