@@ -29,7 +29,7 @@ func PublishPersons(tb testing.TB, js jetstream.JetStream, n int) ([]event.Row, 
 	}
 	cols := sim.Columns("persons")
 	schema, _ := event.NewSchema(cols)
-	sc, _ := event.Encode("schema", "comet://bench/persons", event.TypeSchema, time.Now(), event.SchemaChange{Report: "persons", Columns: cols})
+	sc, _ := event.Encode(event.ID("persons", string(event.KindSchema)), "comet://bench/persons", event.TypeSchema, time.Now(), event.SchemaChange{Report: "persons", Columns: cols, Undeclared: []string{}})
 	if _, err := js.Publish(ctx, "comet.persons.report.schema", sc); err != nil {
 		tb.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func PublishPersons(tb testing.TB, js jetstream.JetStream, n int) ([]event.Row, 
 			vals[j] = r[c.Key]
 		}
 		tok := r["personId"].Raw
-		data := (&event.RowEvent{ID: fmt.Sprint(i), Source: "comet://bench/persons", Token: tok, Time: time.Now(), Report: "persons",
+		data := (&event.RowEvent{ID: event.ID("persons", fmt.Sprint(i)), Source: "comet://bench/persons", Token: tok, Time: time.Now(), Report: "persons",
 			Op: event.OpCreated, Sync: "s", Key: []byte(`{"personId":` + tok + `}`), After: schema.AppendRow(nil, vals)}).Append(nil)
 		if _, err := ajs.PublishAsync("comet.persons.row.created."+tok, data); err != nil {
 			tb.Fatal(err)

@@ -28,6 +28,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cometstream/cometstream/docs"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/natsserver"
@@ -95,6 +96,11 @@ func Events(t testing.TB, js jetstream.JetStream, stream string, after uint64) [
 		ev, err := event.Decode(m.Data())
 		if err != nil {
 			t.Fatalf("seq %d %s: %v", md.Sequence.Stream, m.Subject(), err)
+		}
+		// Every event the tests read is checked against its published
+		// JSON Schema, as a downstream service in another language would.
+		if err := docs.ValidateEvent(m.Data()); err != nil {
+			t.Errorf("seq %d %s does not validate against its schema: %v", md.Sequence.Stream, m.Subject(), err)
 		}
 		if ct := m.Headers().Get("Content-Type"); ct != event.ContentType {
 			t.Errorf("seq %d: Content-Type %q", md.Sequence.Stream, ct)
@@ -248,6 +254,9 @@ func Bucket(t testing.TB, js jetstream.JetStream, name string) map[string]string
 		}
 		if err != nil {
 			t.Fatal(err)
+		}
+		if err := docs.ValidateSnapshotRow(v.Value()); err != nil {
+			t.Errorf("bucket %s key %s does not validate against its schema: %v", name, k, err)
 		}
 		out[k] = string(v.Value())
 	}
