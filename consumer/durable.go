@@ -147,6 +147,9 @@ var errShutdown = errors.New("shutting down")
 // when the consumer cannot be created or a dead letter cannot be published.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	cons, err := c.open(ctx)
+	if ctx.Err() != nil {
+		return nil // asked to stop while starting
+	}
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,9 @@ import (
 // when ctx ends, after every worker returned.
 func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Context, *Message)) error {
 	cons, err := c.open(ctx)
+	if ctx.Err() != nil {
+		return nil // asked to stop while starting
+	}
 	if err != nil {
 		return err
 	}

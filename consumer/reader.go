@@ -91,6 +91,9 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 		oc.DeliverPolicy = jetstream.DeliverNewPolicy
 	}
 	cons, err := r.cfg.JetStream.OrderedConsumer(ctx, r.cfg.Stream, oc)
+	if ctx.Err() != nil {
+		return nil // asked to stop while starting
+	}
 	if err != nil {
 		return fmt.Errorf("read %s: %w", r.cfg.Stream, err)
 	}

@@ -494,3 +494,65 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		}
 	}
 }
+
+// TestNewValidatesAConfigBuiltInGo: a Config written in Go gets the same
+// checks and defaults as one parsed from a file, and errors an outside
+// module can tell apart.
+func TestNewValidatesAConfigBuiltInGo(t *testing.T) {
+	_, js := stream(t)
+	for name, tt := range map[string]struct {
+		cfg   Config
+		field string
+	}{
+		"no endpoints":   {Config{}, "endpoints"},
+		"no secret":      {Config{Endpoints: []Endpoint{{Name: "crm", URL: "https://x.example"}}}, "endpoints[0].secrets"},
+		"bad secret":     {Config{Endpoints: []Endpoint{{Name: "crm", URL: "https://x.example", Secrets: []string{"hunter2"}}}}, "endpoints[0].secrets[0]"},
+		"bad type":       {Config{Endpoints: []Endpoint{{Name: "crm", URL: "https://x.example", Secrets: []string{secretNew}, Types: []event.Type{"comet.row.exploded"}}}}, "endpoints[0].types[0]"},
+		"bad cidr":       {Config{AllowPrivate: []string{"10.0.0.0"}, Endpoints: []Endpoint{{Name: "crm", URL: "https://x.example", Secrets: []string{secretNew}}}}, "allow_private[0]"},
+		"bad name":       {Config{Endpoints: []Endpoint{{Name: "CRM!", URL: "https://x.example", Secrets: []string{secretNew}}}}, "endpoints[0].name"},
+		"negative retry": {Config{Endpoints: []Endpoint{{Name: "crm", URL: "https://x.example", Secrets: []string{secretNew}, Retry: []time.Duration{-time.Second}}}}, "endpoints[0].retry[0]"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := New(&tt.cfg, Options{JetStream: js})
+			var fe *FieldError
+			if !errors.Is(err, ErrInvalidConfig) || !errors.As(err, &fe) || fe.Field != tt.field {
+				t.Fatalf("New: %v, want a FieldError for %s wrapping ErrInvalidConfig", err, tt.field)
+			}
+		})
+	}
+	if _, err := New(&Config{}, Options{}); !errors.Is(err, ErrNoJetStream) {
+		t.Errorf("no JetStream: %v", err)
+	}
+
+	// A valid Config built in Go: defaults filled, deliveries signed, the
+	// guard in force.
+	rec := newReceiver(t, nil)
+	cfg := &Config{AllowPrivate: []string{"127.0.0.0/8"}, Endpoints: []Endpoint{{Name: "crm", URL: rec.URL, Secrets: []string{secretNew}}}}
+	_, _, stop := run(t, js, cfg)
+	defer stop()
+	if ep := cfg.Endpoints[0]; ep.Timeout != 15*time.Second || ep.Concurrency != 4 || len(ep.Retry) != len(DefaultRetry) || cfg.DeadLetterStream != DefaultDeadLetterStream {
+		t.Errorf("defaults not filled: %+v, dead letters %q", ep, cfg.DeadLetterStream)
+	}
+	id := publish(t, js, "players", 1, event.OpCreated)
+	waitFor(t, "the delivery", func() bool { return rec.count(id) == 1 })
+	d := rec.deliveries()[0]
+	wh, _ := standardwebhooks.NewWebhook(secretNew)
+	hdr := http.Header{"Webhook-Id": {d.id}, "Webhook-Timestamp": {d.timestamp}, "Webhook-Signature": {d.signature}}
+	if err := wh.Verify(d.body, hdr); err != nil || d.signature == "" {
+		t.Errorf("delivery signature %q does not verify: %v", d.signature, err)
+	}
+
+	// Without the exemption, the loopback receiver is refused by the guard.
+	_, js2 := stream(t)
+	guarded := &Config{Endpoints: []Endpoint{{Name: "crm", URL: rec.URL, Secrets: []string{secretNew}, Retry: []time.Duration{time.Hour}}}}
+	_, reg2, stop2 := run(t, js2, guarded)
+	defer stop2()
+	before := len(rec.deliveries())
+	publish(t, js2, "players", 2, event.OpCreated)
+	waitFor(t, "a refused attempt", func() bool {
+		return testutil.ToFloat64(mustCounter(reg2, "cometstream_webhook_attempts_total", "crm", "error")) >= 1
+	})
+	if got := len(rec.deliveries()); got != before {
+		t.Errorf("the guard let %d deliveries through to loopback", got-before)
+	}
+}
