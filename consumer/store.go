@@ -7,10 +7,36 @@ import (
 	"github.com/cometstream/cometstream/event"
 )
 
-// Store is a database that a sink keeps equal to the producer's snapshot.
-// Apply must be atomic: the changes and the positions of a batch are
-// committed together or not at all, which is what makes a redelivered or
-// replayed event change nothing.
+// Store is a database that Materialize keeps equal to the producer's
+// snapshot. The built-in ones are consumer/sqlite and consumer/postgres;
+// another database needs only these four methods, and sinktest.RunStore
+// proves an implementation. The rules a Store follows:
+//
+//   - Apply is atomic: the changes and the positions of a batch are
+//     committed together or not at all. This is what makes a redelivered or
+//     replayed event change nothing, and a killed sink resume exactly where
+//     its database says.
+//   - Apply applies Changes in order. A ChangeTable creates the report's
+//     table or adds the columns it lacks (columns are never removed, and a
+//     column keeps its first type); it always comes before the first row of
+//     a table or a row with a new column.
+//   - A ChangeUpsert replaces the whole row whose key it names, inserting it
+//     if absent; a column the Row lacks holds null. A ChangeDelete removes
+//     the row, and is no error when the row is absent. A row is identified
+//     by Table.Key's columns, or, for a content-keyed table (Table.Key is
+//     ["*"]), by the Token, because identical rows are distinct rows there.
+//   - Positions are the stream sequence of the last event applied, by
+//     report name, plus names Materialize uses for itself (they start with
+//     "#"): a Store keeps any name it is given, and a batch may carry
+//     positions and no change.
+//   - Positions, Tables and Apply's effects survive closing and reopening
+//     the database.
+//   - Reset removes a report's rows and position (the table may stay, empty);
+//     resetting a report the store never had is no error.
+//   - Values are event.Value in their contract form: a NUMBER or AMOUNT keeps
+//     its exact digits where the database can (say so when it cannot), DATE
+//     and DATETIME arrive as text.
+//   - Materialize calls a Store from one goroutine at a time.
 type Store interface {
 	// Positions returns, per report, the stream sequence of the last event
 	// applied.

@@ -42,8 +42,19 @@ func plainToken(s string) bool {
 	return true
 }
 
+// JoinToken returns the row key token of the key values' texts (in the
+// order of the key columns): each TokenPart, joined with "/". ParseToken is
+// its inverse.
+func JoinToken(texts ...string) string {
+	parts := make([]string, len(texts))
+	for i, t := range texts {
+		parts[i] = TokenPart(t)
+	}
+	return strings.Join(parts, "/")
+}
+
 // ParseToken splits a row key token into the text of each key value. It is
-// the inverse of joining TokenPart results with "/".
+// the inverse of JoinToken.
 func ParseToken(tok string) ([]string, error) {
 	if tok == "" {
 		return nil, errors.New("empty token")

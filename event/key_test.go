@@ -104,3 +104,56 @@ func FuzzTokenRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func TestJoinTokenRoundTrips(t *testing.T) {
+	for _, texts := range [][]string{{"191579"}, {"9001", "45"}, {"FEE 2026/000001 B/2"}, {"Đurić", "a.b", "*"}, {"2026-03-01T15:00:00.000Z"}, {""}} {
+		tok := JoinToken(texts...)
+		got, err := ParseToken(tok)
+		if err != nil || strings.Join(got, "\x00") != strings.Join(texts, "\x00") {
+			t.Errorf("JoinToken(%q) = %q, parses as %q, %v", texts, tok, got, err)
+		}
+		if strings.Count(tok, "/") != len(texts)-1 {
+			t.Errorf("JoinToken(%q) = %q: one part per value", texts, tok)
+		}
+	}
+	if JoinToken("9001", "45") != "9001/45" {
+		t.Error("plain parts stand as they are")
+	}
+}
+
+func TestParseSubject(t *testing.T) {
+	tests := []struct {
+		subj string
+		want Subject
+		ok   bool
+	}{
+		{"comet.persons.row.updated.191579", Subject{Report: "persons", Row: true, Op: OpUpdated, Token: "191579"}, true},
+		{"comet.events.row.created.h0123456789abcdef0123456789abcdef-2", Subject{Report: "events", Row: true, Op: OpCreated, Token: "h0123456789abcdef0123456789abcdef-2"}, true},
+		{"comet.matches.row.deleted.9001/45", Subject{Report: "matches", Row: true, Op: OpDeleted, Token: "9001/45"}, true},
+		{"comet.fees.report.failed", Subject{Report: "fees", Kind: KindFailed}, true},
+		{"comet.fees.report.exploded", Subject{}, false},
+		{"comet.fees.row.exploded.1", Subject{}, false},
+		{"comet.fees.row.created.a b", Subject{}, false},
+		{"comet.fees.row.created", Subject{}, false},
+		{"comet.Fees.report.synced", Subject{}, false},
+		{"other.fees.report.synced", Subject{}, false},
+		{"comet.fees.report.synced.x", Subject{}, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseSubject("comet", tt.subj)
+		if (err == nil) != tt.ok || (tt.ok && got != tt.want) {
+			t.Errorf("ParseSubject(%q) = %+v, %v; want %+v, ok %v", tt.subj, got, err, tt.want, tt.ok)
+		}
+		if tt.ok {
+			var rebuilt string
+			if got.Row {
+				rebuilt = RowSubject("comet", got.Report, got.Op, got.Token)
+			} else {
+				rebuilt = ReportSubject("comet", got.Report, got.Kind)
+			}
+			if rebuilt != tt.subj {
+				t.Errorf("%q rebuilt as %q", tt.subj, rebuilt)
+			}
+		}
+	}
+}

@@ -227,3 +227,34 @@ func TestPlainDecimal(t *testing.T) {
 	}
 }
 func TestHostile(t *testing.T) { sinktest.Hostile(t, target(t)) }
+
+// TestStoreSuite runs the suite every consumer.Store passes against the
+// PostgreSQL store, in-process.
+func TestStoreSuite(t *testing.T) {
+	d := dsn(t)
+	var schemas sync.Map // *Store → its schema
+	sinktest.RunStore(t, sinktest.StoreTarget{
+		Open: func(t *testing.T, name string) consumer.Store {
+			schema := schemaFor(t, "store_"+name)
+			if _, done := fresh.LoadOrStore(schema, true); !done {
+				conn, err := pgx.Connect(context.Background(), d)
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+Ident(schema)+` CASCADE`)
+				conn.Close(context.Background())
+			}
+			s, err := Open(context.Background(), d, schema)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(s.Close)
+			schemas.Store(s, schema)
+			return s
+		},
+		Rows: func(t *testing.T, s consumer.Store, report string) []event.Row {
+			schema, _ := schemas.Load(s)
+			return sinktest.RowsFromSQL(t, s, report, readTable(t, d, schema.(string), report))
+		},
+	})
+}

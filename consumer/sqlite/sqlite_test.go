@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"os"
@@ -9,7 +10,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/consumer/sinktest"
+	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
@@ -59,3 +62,25 @@ func TestConvergence(t *testing.T)  { sinktest.Convergence(t, target()) }
 func TestReplay(t *testing.T)       { sinktest.Replay(t, target()) }
 func TestSchemaChange(t *testing.T) { sinktest.SchemaChange(t, target()) }
 func TestHostile(t *testing.T)      { sinktest.Hostile(t, target()) }
+
+// TestStoreSuite runs the suite every consumer.Store passes against the
+// SQLite store, in-process.
+func TestStoreSuite(t *testing.T) {
+	var paths sync.Map // *Store → its file
+	sinktest.RunStore(t, sinktest.StoreTarget{
+		Open: func(t *testing.T, name string) consumer.Store {
+			path := dbPath(t, "store-"+name)
+			s, err := Open(context.Background(), path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s.Close() })
+			paths.Store(s, path)
+			return s
+		},
+		Rows: func(t *testing.T, s consumer.Store, report string) []event.Row {
+			path, _ := paths.Load(s)
+			return sinktest.RowsFromSQL(t, s, report, readTable(t, path.(string), report))
+		},
+	})
+}

@@ -129,11 +129,11 @@ func Canonical(row event.Row) string {
 
 // Token computes a row's key token from its key columns.
 func Token(row event.Row, key []string) string {
-	parts := make([]string, len(key))
+	texts := make([]string, len(key))
 	for i, k := range key {
-		parts[i] = event.TokenPart(row[k].Raw)
+		texts[i] = row[k].Raw
 	}
-	return strings.Join(parts, "/")
+	return event.JoinToken(texts...)
 }
 
 // Want returns a simulated report's rows by token, canonical: what the
