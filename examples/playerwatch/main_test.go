@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cometstream/cometstream/cometstreamtest"
+	"github.com/cometstream/cometstream/event"
+)
+
+// syncBuffer collects what the service prints.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) lines() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.FieldsFunc(s.b.String(), func(r rune) bool { return r == '\n' })
+}
+
+// TestWatchPrintsEveryUpdate runs the service against a real embedded NATS
+// server fed by a real producer polling a simulated COMET, changes three
+// players, and checks the service printed exactly those updates, in order.
+func TestWatchPrintsEveryUpdate(t *testing.T) {
+	w := cometstreamtest.New(t,
+		cometstreamtest.Report{Name: "persons", Kind: cometstreamtest.Persons, Rows: 30},
+		cometstreamtest.Report{Name: "fees", Kind: cometstreamtest.Fees, Rows: 10},
+	)
+	out := &syncBuffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- watch(ctx, w.JetStream(), "playerwatch", "persons", out) }()
+
+	before := w.Rows("persons")
+	var want []string
+	for _, i := range []int{3, 10, 21} {
+		w.UpdateAt("persons", i)
+		after := w.Rows("persons")[i]
+		want = append(want, expected(before[i], after))
+	}
+	w.Update("fees", 3)    // another report: not printed
+	w.Insert("persons", 1) // a created row: not printed
+	w.Poll("persons")
+	w.Poll("fees")
+
+	// A sentinel update published after everything else: once it is
+	// printed, nothing unwanted can still be on its way.
+	first := w.Rows("persons")[0]
+	w.UpdateAt("persons", 0)
+	want = append(want, expected(first, w.Rows("persons")[0]))
+	w.Poll("persons")
+	deadline := time.Now().Add(20 * time.Second)
+	for len(out.lines()) < len(want) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	if got := out.lines(); !slices.Equal(got, want) {
+		t.Fatalf("printed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// expected is the line for an update from before to after, computed from
+// the rows themselves.
+func expected(before, after event.Row) string {
+	var changes []string
+	for _, c := range []string{"personId", "firstName", "lastName", "dateOfBirth", "gender", "nationality", "club", "photo", "status", "registered"} {
+		if !before[c].Equal(after[c]) {
+			changes = append(changes, fmt.Sprintf("%s %s -> %s", c, show(before[c]), show(after[c])))
+		}
+	}
+	return "personId=" + after["personId"].Raw + ": " + strings.Join(changes, ", ")
+}
