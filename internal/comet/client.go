@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strconv"
@@ -17,7 +18,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/cenkalti/backoff/v4"
-	"golang.org/x/time/rate"
 
 	"github.com/cometstream/cometstream/internal/jsonscan"
 )
@@ -39,8 +39,8 @@ type Config struct {
 	// client returns.
 	APIKey string
 	// Limiter is shared by every report of the same source and user; every
-	// request, retries included, takes a token first. Build it with NewLimiter.
-	Limiter *rate.Limiter
+	// request, retries included, goes through it. Build it with NewLimiter.
+	Limiter *Limiter
 	// HTTPClient defaults to a client that does not follow redirects.
 	HTTPClient *http.Client
 	// Timeout bounds one request, body included.
@@ -94,14 +94,6 @@ type Client struct {
 	log     *slog.Logger
 	httpc   *http.Client
 	retries int
-}
-
-// NewLimiter returns a limiter for callsPerSecond calls per second. It runs
-// 2% under the limit with a burst of one, so that jitter between sending a
-// request and COMET counting it cannot make ten calls land inside one
-// second.
-func NewLimiter(callsPerSecond float64) *rate.Limiter {
-	return rate.NewLimiter(rate.Limit(callsPerSecond*0.98), 1)
 }
 
 // New returns a client. It fails when BaseURL is not an absolute http(s) URL,
@@ -354,7 +346,25 @@ func (c *Client) attempt(ctx context.Context, page, size int) (p *Page, retryAft
 		return fail(ErrInvalidResponse, fmt.Errorf("build request: %w", err))
 	}
 	req.Header.Set("Accept", "application/json")
+	// Counted by the user's limiter when it is written, not when its token
+	// was taken (see Limiter).
+	var admitted slot
+	var admitErr error
+	once := false
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) {
+			if !once {
+				once = true
+				admitted, admitErr = c.cfg.Limiter.admit(ctx)
+			}
+		},
+		WroteRequest: func(httptrace.WroteRequestInfo) { admitted.wrote(time.Now()) },
+	}))
 	resp, err := c.httpc.Do(req)
+	if admitErr != nil && err == nil {
+		resp.Body.Close()
+		err = admitErr
+	}
 	if err != nil {
 		return fail(ErrTransient, err)
 	}

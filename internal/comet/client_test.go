@@ -619,6 +619,9 @@ func TestPathTemplateAndParamsOnEveryRequest(t *testing.T) {
 	if err != nil || sum.Rows != 60 {
 		t.Fatalf("%+v, %v", sum, err)
 	}
+	srv.Close() // every request, those sent ahead included, has been served
+	mu.Lock()
+	defer mu.Unlock()
 	if requests < 3 || len(bad) != 0 {
 		t.Errorf("%d requests, %d without the template path or the filter: %v", requests, len(bad), bad)
 	}

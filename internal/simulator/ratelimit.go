@@ -12,10 +12,21 @@ type window struct {
 	calls       int
 	violations  int
 	first, last time.Time
+	// recent are the last few violations, for a test's message.
+	recent []Violation
 }
 
-// arrive records a call at t and reports whether it breaks the limit.
-func (w *window) arrive(t time.Time, limit int) bool {
+// Violation is one call that broke the limit: it arrived At, Span after the
+// call N calls before it.
+type Violation struct {
+	At   time.Time     `json:"at"`
+	Span time.Duration `json:"span"`
+}
+
+// arrive records a call at t and reports whether it breaks the limit: it
+// is the limit+1th call within a second (less noise, see
+// Config.ArrivalNoise).
+func (w *window) arrive(t time.Time, limit int, noise time.Duration) bool {
 	w.calls++
 	if w.first.IsZero() {
 		w.first = t
@@ -31,8 +42,11 @@ func (w *window) arrive(t time.Time, limit int) bool {
 	oldest := w.times[w.next]
 	w.times[w.next] = t
 	w.next = (w.next + 1) % limit
-	if t.Sub(oldest) < time.Second {
+	if t.Sub(oldest) < time.Second-noise {
 		w.violations++
+		if len(w.recent) < 10 {
+			w.recent = append(w.recent, Violation{At: t, Span: t.Sub(oldest)})
+		}
 		return true
 	}
 	return false

@@ -121,7 +121,7 @@ func (s *Simulator) serveReport(w http.ResponseWriter, req *http.Request) {
 			wnd = &window{}
 			s.users[r.spec.User] = wnd
 		}
-		limited = wnd.arrive(s.cfg.Now(), s.cfg.RateLimit)
+		limited = wnd.arrive(s.cfg.Now(), s.cfg.RateLimit, s.cfg.ArrivalNoise)
 	}
 	latency, errRate, truncRate := s.cfg.Latency, s.cfg.ErrorRate, s.cfg.TruncateRate
 	fail, trunc := s.rng.Float64() < errRate, s.rng.Float64() < truncRate

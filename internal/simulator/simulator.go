@@ -45,6 +45,13 @@ type Config struct {
 	Reports []ReportSpec
 	// RateLimit is the calls per second allowed per user; 0 disables the limit.
 	RateLimit int
+	// ArrivalNoise is how much the simulator's own clock may be late when
+	// it notes a call: it notes a call when its handler runs, which a busy
+	// process (a test under the race detector, on two cores) delays by tens
+	// of milliseconds. A call then breaks the limit only when the calls
+	// before it crowd into a second less ArrivalNoise. 0: the strictest
+	// reading.
+	ArrivalNoise time.Duration
 	// Latency delays every response.
 	Latency time.Duration
 	// ErrorRate and TruncateRate are the shares of requests answered with a
@@ -412,8 +419,7 @@ func (s *Simulator) Columns(name string) []event.Column {
 	return nil
 }
 
-// Rows returns a report's rows in their contract form (CONTRACT.md section
-// 5), in report order. It is what a sink should hold after a full sync:
+// Rows returns a report's rows in their contract form (docs/events.md), in report order. It is what a sink should hold after a full sync:
 // both rows of a repeated key (RepeatKeys), null for a cell that does not
 // convert (BadCells), "" for an empty STRING or IMAGELINK cell sent as ""
 // (EmptyStrings; empty cells of other types stay null), never an undeclared

@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -12,6 +13,8 @@ type UserStats struct {
 	// First and Last are the arrival times of the first and last call.
 	First time.Time `json:"first"`
 	Last  time.Time `json:"last"`
+	// Recent are the first few violations.
+	Recent []Violation `json:"recent,omitempty"`
 }
 
 // ReportStats counts the requests made with one report's API key, whatever
@@ -52,7 +55,7 @@ func (s *Simulator) Stats() Stats {
 	defer s.mu.Unlock()
 	st := Stats{Users: map[string]UserStats{}, Refused: s.refused, Reports: map[string]ReportStats{}}
 	for u, w := range s.users {
-		st.Users[u] = UserStats{Calls: w.calls, Violations: w.violations, First: w.first, Last: w.last}
+		st.Users[u] = UserStats{Calls: w.calls, Violations: w.violations, First: w.first, Last: w.last, Recent: slices.Clone(w.recent)}
 		st.Violations += w.violations
 	}
 	for name, r := range s.reports {
