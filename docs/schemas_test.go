@@ -411,7 +411,7 @@ func TestProducerEventsValidate(t *testing.T) {
 			Requests: 3, Pages: 3, TotalSize: 2100, Rows: 2100, Consistent: true, PageSize: 1000},
 		event.TypeSchema:      event.SchemaChange{Report: "fees", Columns: schema.Columns, Previous: nil, Undeclared: []string{}},
 		event.TypeUnavailable: event.Unavailable{Report: "fees", Status: 401, Reason: "unauthorized"},
-		event.TypeHeld:        event.Held{Report: "fees", WouldDelete: 1900, RowsBefore: 2100, Threshold: 0.5},
+		event.TypeHeld:        event.Held{Report: "fees", WouldDelete: 1900, RowsBefore: 2100, Threshold: 0.5, Phase: event.HoldStarted, Hold: "20261126T200000.000Z-1a2b3c4d"},
 		event.TypeFailed:      event.Failed{Report: "fees", Since: now.Add(-time.Hour), Attempts: 2, Error: "fetch page 1: timeout"},
 	}
 	for typ, d := range reports {

@@ -111,13 +111,30 @@ type Unavailable struct {
 	Reason string `json:"reason"`
 }
 
-// Held is the data of a comet.report.held event.
+// Held is the data of a comet.report.held event, published when a hold of
+// deletes starts, is released by an operator, or ends (a pass under the
+// threshold) — not when its size changes.
 type Held struct {
 	Report      string  `json:"report"`
 	WouldDelete int     `json:"would_delete"`
 	RowsBefore  int     `json:"rows_before"`
 	Threshold   float64 `json:"threshold"`
+	// Phase is HoldStarted, HoldReleased or HoldEnded.
+	Phase HoldPhase `json:"phase"`
+	// Hold is the sync of the pass that started the hold: it names the hold
+	// a release applies to.
+	Hold string `json:"hold"`
 }
+
+// HoldPhase says what a held event reports.
+type HoldPhase string
+
+// The phases of a hold.
+const (
+	HoldStarted  HoldPhase = "started"
+	HoldReleased HoldPhase = "released"
+	HoldEnded    HoldPhase = "ended"
+)
 
 // MaxEventSize bounds what Decode accepts.
 const MaxEventSize = 64 << 20

@@ -19,8 +19,15 @@ type ReportState struct {
 	Unavailable int `json:"unavailable,omitempty"`
 	// Held is the number of deletes being held back; 0 when none are.
 	Held int `json:"held,omitempty"`
+	// Hold is the sync of the pass that started the current hold, and
+	// HeldSince when; a release names the hold it applies to.
+	Hold      string    `json:"hold,omitempty"`
+	HeldSince time.Time `json:"held_since,omitzero"`
 	// Pages is the page count of the last complete pass.
 	Pages int `json:"pages,omitempty"`
+	// Interval is the report's configured interval (a Go duration), so
+	// that readers can tell a report that stopped polling.
+	Interval string `json:"interval,omitempty"`
 	// PageSize is the rows per page COMET served on the last pass, when
 	// that was fewer than asked; 0 when it served what was asked.
 	PageSize int `json:"page_size,omitempty"`
@@ -44,9 +51,23 @@ type ReportState struct {
 	Updated     time.Time `json:"updated"`
 }
 
-// AllowDeletesKey is the state-bucket key an operator writes to release a
-// report's held deletes once.
+// AllowDeletesKey is the state-bucket key holding an operator's Release of
+// a report's current hold.
 func AllowDeletesKey(report string) string { return "allow-deletes." + report }
+
+// Release is an operator's release of one hold of deletes: it applies only
+// to the hold it names, to at most Held deletes, until Expires.
+type Release struct {
+	Hold    string    `json:"hold"`
+	Held    int       `json:"held"`
+	At      time.Time `json:"at"`
+	Expires time.Time `json:"expires"`
+}
+
+// WriterKey is the state-bucket key under which the producer that writes a
+// stream without ha names itself (a JSON record), so a second one refuses
+// to start.
+const WriterKey = "producer.writer"
 
 // RepeatedKeysKey is the state-bucket key holding the row key tokens a
 // report was seen to repeat: passes settle those keys once, after their last

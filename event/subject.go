@@ -99,6 +99,10 @@ func ReportFilter(prefix, report string) string { return prefix + "." + report +
 // BucketName returns the KV bucket holding a report's snapshot: "<prefix>_<report>".
 func BucketName(prefix, report string) string { return prefix + "_" + report }
 
+// WebhookBucketName returns the bucket in which the webhook bridge records
+// the endpoints it disabled (a 410 Gone), so a restart remembers them.
+func WebhookBucketName(prefix string) string { return prefix + "-webhooks" }
+
 // StateBucketName returns the bucket holding the producer's bookkeeping. It
 // contains a "-", which BucketName never produces for the same prefix, so
 // it cannot collide with a report's bucket.

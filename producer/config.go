@@ -34,8 +34,9 @@ type Config struct {
 	CheckpointEvery int
 	// AckTimeout bounds the wait for one acknowledgement; default 30s.
 	AckTimeout time.Duration
-	// AllowDeletes lists reports whose held deletes are released once, on
-	// their first pass that holds deletes.
+	// AllowDeletes lists reports whose current hold of deletes Open
+	// releases (as ReleaseDeletes does); Open fails with ErrNothingHeld
+	// for a report that holds none.
 	AllowDeletes []string
 	Logger       *slog.Logger
 	Registerer   prometheus.Registerer

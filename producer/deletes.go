@@ -3,7 +3,6 @@ package producer
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"slices"
 	"strconv"
 
@@ -31,74 +30,28 @@ func (ps *pass) deletes(ctx context.Context) (held, unconfirmed int, err error) 
 		r.suspects[t] = struct{}{}
 	}
 	unconfirmed = len(missing) - len(confirmed)
-	if len(confirmed) == 0 {
-		ps.releaseHold()
-		return 0, unconfirmed, nil
-	}
 	slices.Sort(confirmed) // a deterministic order for the stream
 	rowsBefore := r.snap.live
-	limit := r.cfg.MaxDeleteFraction * float64(rowsBefore)
-	if float64(len(confirmed)) > limit {
-		allowed, err := ps.allowed(ctx)
-		if err != nil {
+	released := false
+	if float64(len(confirmed)) > r.cfg.MaxDeleteFraction*float64(rowsBefore) {
+		if released, err = ps.released(ctx, len(confirmed)); err != nil {
 			return 0, 0, err
 		}
-		if !allowed {
+		if !released {
 			return len(confirmed), unconfirmed, ps.hold(ctx, len(confirmed), rowsBefore)
 		}
-		r.log.Warn("releasing held deletes on the operator's request", "deletes", len(confirmed), "rows", rowsBefore)
+		r.log.Warn("applying held deletes on the operator's release", "deletes", len(confirmed), "rows", rowsBefore, "hold", r.state.Hold)
 	}
 	for _, token := range confirmed {
 		if err := ps.delete(ctx, token); err != nil {
 			return 0, 0, err
 		}
 	}
-	ps.releaseHold()
-	return 0, unconfirmed, nil
-}
-
-func (ps *pass) releaseHold() {
-	if ps.r.state.Held != 0 {
-		ps.r.log.Info("deletes no longer held")
+	phase := event.HoldEnded
+	if released {
+		phase = event.HoldReleased
 	}
-	ps.r.state.Held = 0
-	ps.r.p.m.heldDeletes.WithLabelValues(ps.r.cfg.Name).Set(0)
-}
-
-// hold publishes a held event when the hold starts or its size changes.
-func (ps *pass) hold(ctx context.Context, n, rowsBefore int) error {
-	r := ps.r
-	r.p.m.heldDeletes.WithLabelValues(r.cfg.Name).Set(float64(n))
-	if r.state.Held == n {
-		return nil
-	}
-	id := event.ID(r.cfg.Name, string(event.KindHeld), strconv.FormatUint(r.state.Checkpoint, 10), strconv.Itoa(n))
-	data := event.Held{Report: r.cfg.Name, WouldDelete: n, RowsBefore: rowsBefore, Threshold: r.cfg.MaxDeleteFraction}
-	if err := ps.report(ctx, event.KindHeld, id, data); err != nil {
-		return err
-	}
-	r.state.Held = n
-	r.log.Error("deletes held: this pass would delete more than max_delete_fraction of the report; run `cometstream allow-deletes` to release them",
-		"would_delete", n, "rows", rowsBefore, "max_delete_fraction", r.cfg.MaxDeleteFraction)
-	return nil
-}
-
-// allowed reports whether an operator released this report's held deletes,
-// consuming the release.
-func (ps *pass) allowed(ctx context.Context) (bool, error) {
-	r := ps.r
-	if r.allowOnce {
-		r.allowOnce = false
-		return true, nil
-	}
-	key := event.AllowDeletesKey(r.cfg.Name)
-	if _, err := r.p.state.Get(ctx, key); err != nil {
-		return false, nil
-	}
-	if err := r.p.state.Purge(ctx, key); err != nil {
-		return false, fmt.Errorf("consume %s: %w", key, err)
-	}
-	return true, nil
+	return 0, unconfirmed, ps.endHold(ctx, phase, len(confirmed), rowsBefore)
 }
 
 // delete publishes a deleted event for a row missing from two consistent passes.

@@ -44,6 +44,10 @@ func (u *unit) check() error {
 	return nil
 }
 
+// producerKeyPrefix starts the keys by which producers with leases announce
+// themselves in the leases bucket.
+const producerKeyPrefix = "producer."
+
 // leaseKey is a unit's key in the leases bucket.
 func leaseKey(group string) string { return "lease." + event.TokenPart(group) }
 
@@ -103,7 +107,7 @@ func (p *Producer) runLeased(ctx context.Context) error {
 
 // heartbeat says this producer is alive, for the fair share.
 func (p *Producer) heartbeat(ctx context.Context, kv jetstream.KeyValue) {
-	key := "producer." + event.TokenPart(p.cfg.InstanceID)
+	key := producerKeyPrefix + event.TokenPart(p.cfg.InstanceID)
 	t := time.NewTicker(p.cfg.LeaseTTL / 3)
 	defer t.Stop()
 	for {
@@ -124,7 +128,7 @@ func (p *Producer) heartbeat(ctx context.Context, kv jetstream.KeyValue) {
 // fairShare is how many units this producer should hold at most.
 func (p *Producer) fairShare(ctx context.Context, kv jetstream.KeyValue, units int) int {
 	live := 0
-	lister, err := kv.ListKeysFiltered(ctx, "producer.*")
+	lister, err := kv.ListKeysFiltered(ctx, producerKeyPrefix+"*")
 	if err == nil {
 		for range lister.Keys() {
 			live++

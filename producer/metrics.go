@@ -18,6 +18,10 @@ type metrics struct {
 	heldDeletes  *prometheus.GaugeVec     // report
 	failures     *prometheus.GaugeVec     // report: consecutive failed passes
 	kvWrites     *prometheus.CounterVec   // report
+	stalled      *prometheus.GaugeVec     // report: 1 while it stopped polling
+	overruns     *prometheus.CounterVec   // report: passes longer than the interval
+	userCalls    *prometheus.CounterVec   // user: requests to COMET by a user's reports
+	userLimit    *prometheus.GaugeVec     // user: the calls a second COMET allows it
 }
 
 // Pass results, the "result" label of cometstream_passes_total.
@@ -65,8 +69,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		kvWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cometstream_snapshot_writes_total", Help: "Writes to the snapshot bucket.",
 		}, report),
+		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cometstream_report_stalled", Help: "1 while the report has stopped polling (its next pass overdue, or its pass making no progress).",
+		}, report),
+		overruns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cometstream_pass_overruns_total", Help: "Passes that took longer than the report's interval (the next one started at once).",
+		}, report),
+		userCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cometstream_user_requests_total", Help: "Requests to COMET by the reports of one source and COMET user (they share its budget); rate() over cometstream_user_rate_limit is the share of the budget used.",
+		}, []string{"user"}),
+		userLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cometstream_user_rate_limit", Help: "Calls a second COMET allows one source and user (rate_limit).",
+		}, []string{"user"}),
 	}
-	for _, c := range []prometheus.Collector{m.passes, m.requests, m.rows, m.events, m.duration, m.lastSuccess, m.rateWait, m.snapshotRows, m.heldDeletes, m.failures, m.kvWrites} {
+	for _, c := range []prometheus.Collector{m.passes, m.requests, m.rows, m.events, m.duration, m.lastSuccess, m.rateWait, m.snapshotRows, m.heldDeletes, m.failures, m.kvWrites, m.stalled, m.overruns, m.userCalls, m.userLimit} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

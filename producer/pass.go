@@ -82,6 +82,7 @@ func (r *reporter) poll(ctx context.Context) (*event.Synced, error) {
 		ExpectPages: r.state.Pages,
 		Prepare:     r.prepare,
 		Progress: func(pages, lastPage, rows int) {
+			r.watch.alive(time.Now())
 			if r.p.cfg.Progress != nil {
 				r.p.cfg.Progress(r.cfg.Name, pages, lastPage, rows)
 			}

@@ -14,12 +14,17 @@ import (
 const confirmDelay = time.Second
 
 // loop polls one report until ctx ends: on its interval with a little
-// jitter, sooner to confirm deletes, and backing off while it fails.
+// jitter, counted from the start of one pass to the start of the next (a
+// pass that overruns its interval is followed at once), sooner to confirm
+// deletes, and backing off while it fails.
 func (p *Producer) loop(ctx context.Context, name string) {
 	r := p.reports[name]
+	r.watch.begin()
+	defer r.watch.end()
 	// Spread the first passes of many reports over a moment.
 	wait := time.Duration(rand.Int64N(int64(min(r.cfg.Interval/10, 2*time.Second)) + 1))
 	for {
+		r.watch.waiting(time.Now().Add(wait))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -27,11 +32,20 @@ func (p *Producer) loop(ctx context.Context, name string) {
 			return
 		case <-t.C:
 		}
+		start := time.Now()
+		r.watch.polling(start)
 		_, err := p.Poll(ctx, name)
 		if ctx.Err() != nil {
 			return
 		}
 		wait = p.nextWait(r, err)
+		if err == nil && !r.confirming {
+			// The interval runs from this pass's start.
+			wait = max(0, wait-time.Since(start))
+			if wait == 0 {
+				p.m.overruns.WithLabelValues(name).Inc()
+			}
+		}
 	}
 }
 

@@ -32,6 +32,10 @@ type Producer struct {
 	// maxRow is the largest row an event can carry: an update holds the
 	// row twice and the key once, within the server's max_payload.
 	maxRow int
+	// writer is the claim on the stream of a producer without leases.
+	writer *writer
+	// stalled counts the reports the watchdog finds stalled.
+	stalled atomic.Int64
 }
 
 // New checks the configuration and registers the metrics.
@@ -62,11 +66,20 @@ func (p *Producer) Open(ctx context.Context) error {
 		return err
 	}
 	p.stream = s
+	if p.cfg.LeaseTTL > 0 {
+		if err := checkFencing(s, p.cfg.Conn.ConnectedServerVersion()); err != nil {
+			return err
+		}
+	}
 	names := make([]string, len(p.cfg.Reports))
 	for i, r := range p.cfg.Reports {
 		names[i] = r.Name
 	}
 	if p.state, p.snaps, err = ensureBuckets(ctx, p.js, p.cfg.Prefix, p.cfg.Replicas, names); err != nil {
+		return err
+	}
+	// Before touching any report: another producer may write them.
+	if p.writer, err = p.claimStream(ctx); err != nil {
 		return err
 	}
 	for _, rc := range p.cfg.Reports {
@@ -85,12 +98,25 @@ func (p *Producer) Open(ctx context.Context) error {
 		p.order = append(p.order, rc.Name)
 		p.locks[rc.Name] = &sync.Mutex{}
 	}
+	for _, name := range p.cfg.AllowDeletes {
+		if _, ok := p.reports[name]; !ok {
+			return fmt.Errorf("allow deletes: no report %q", name)
+		}
+		rel, err := ReleaseDeletes(ctx, p.js, p.cfg.Prefix, name, 0, p.cfg.Now())
+		if err != nil {
+			return err
+		}
+		p.cfg.Logger.Warn("released the held deletes on the operator's request", "report", name, "held", rel.Held, "expires", rel.Expires)
+	}
 	p.ready.Store(true)
 	return nil
 }
 
-// Ready reports whether Open finished and NATS is connected.
-func (p *Producer) Ready() bool { return p.ready.Load() && p.cfg.Conn.IsConnected() }
+// Ready reports whether Open finished, NATS is connected, and no report
+// has stalled.
+func (p *Producer) Ready() bool {
+	return p.ready.Load() && p.cfg.Conn.IsConnected() && p.stalled.Load() == 0
+}
 
 // Poll runs one pass of a report now and returns its receipt (nil when the
 // pass failed before any page arrived).
@@ -114,10 +140,28 @@ func (p *Producer) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		p.watchdog(ctx)
+	}()
+	defer func() { cancel(); <-watched }()
 	if p.cfg.LeaseTTL > 0 {
 		return p.runLeased(ctx)
 	}
 	var wg sync.WaitGroup
+	var lost error
+	if p.writer != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if lost = p.writer.renew(ctx); lost != nil {
+				p.cfg.Logger.Error("another producer took over the stream: stopping (run one producer without ha, or set ha.lease_ttl in all)")
+				cancel()
+			}
+		}()
+	}
 	for _, name := range p.order {
 		wg.Add(1)
 		go func() {
@@ -125,8 +169,9 @@ func (p *Producer) Run(ctx context.Context) error {
 			p.loop(ctx, name)
 		}()
 	}
+	// The loops end with ctx; the claim's renewal then lets it go.
 	wg.Wait()
-	return nil
+	return lost
 }
 
 // Permanent reports whether a pass error needs the operator (a

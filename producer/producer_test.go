@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -194,8 +195,22 @@ func TestRowsShiftedDuringPassesNeverFalselyDeleted(t *testing.T) {
 
 func TestEmptiedReportHoldsDeletes(t *testing.T) {
 	e := newEnv(t, simulator.ReportSpec{Name: "fees", Kind: "fees", Rows: 60})
-	e.open(e.reportConfig("fees"))
+	var clock atomic.Int64
+	clock.Store(time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC).UnixNano())
+	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	e.openWith(func(c *Config) { c.Now = now }, e.reportConfig("fees"))
 	e.poll("fees")
+	ctx := context.Background()
+
+	// Nothing held: a release is refused, and arms nothing.
+	if _, err := ReleaseDeletes(ctx, e.js, "comet", "fees", 0, now()); !errors.Is(err, ErrNothingHeld) {
+		t.Fatalf("release with nothing held: %v", err)
+	}
+	state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
+	if _, err := state.Get(ctx, event.AllowDeletesKey("fees")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("a refused release left a record: %v", err)
+	}
+
 	start := e.events()[len(e.events())-1].Seq
 	e.sim.Truncate("fees")
 	for range 3 {
@@ -212,7 +227,7 @@ func TestEmptiedReportHoldsDeletes(t *testing.T) {
 			held = ev.Held
 		}
 	}
-	if held.WouldDelete != 60 || held.RowsBefore != 60 || held.Threshold != 0.5 {
+	if held.WouldDelete != 60 || held.RowsBefore != 60 || held.Threshold != 0.5 || held.Phase != event.HoldStarted || held.Hold == "" {
 		t.Errorf("held %+v", held)
 	}
 	if len(e.kv("fees")) != 60 {
@@ -225,18 +240,106 @@ func TestEmptiedReportHoldsDeletes(t *testing.T) {
 		t.Error("no log line about held deletes")
 	}
 
-	// The operator releases them.
-	state, _ := e.js.KeyValue(context.Background(), event.StateBucketName("comet"))
-	if _, err := state.Put(context.Background(), event.AllowDeletesKey("fees"), []byte("{}")); err != nil {
+	// A release that expired before a pass used it applies to nothing.
+	if _, err := ReleaseDeletes(ctx, e.js, "comet", "fees", time.Minute, now()); err != nil {
 		t.Fatal(err)
+	}
+	clock.Add(int64(2 * time.Minute))
+	if s := e.poll("fees"); s.Deleted != 0 || s.DeletesHeld != 60 {
+		t.Fatalf("after an expired release: %+v", s)
+	}
+	if _, err := state.Get(ctx, event.AllowDeletesKey("fees")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the expired release was not discarded: %v", err)
+	}
+
+	// A release names the hold: it does not outlive it.
+	rel, err := ReleaseDeletes(ctx, e.js, "comet", "fees", 0, now())
+	if err != nil || rel.Held != 60 || rel.Hold != held.Hold || !rel.Expires.Equal(now().Add(DefaultReleaseTTL)) {
+		t.Fatalf("release %+v, %v", rel, err)
 	}
 	s := e.poll("fees")
 	if s.Deleted != 60 || s.DeletesHeld != 0 {
 		t.Errorf("after release: %+v", s)
 	}
 	e.assertKV("fees")
-	if _, err := state.Get(context.Background(), event.AllowDeletesKey("fees")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, err := state.Get(ctx, event.AllowDeletesKey("fees")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("the release was not consumed: %v", err)
+	}
+	var last *event.Held
+	for _, ev := range e.events() {
+		if ev.Held != nil {
+			last = ev.Held
+		}
+	}
+	if last.Phase != event.HoldReleased || last.Hold != held.Hold {
+		t.Errorf("last held event %+v: want the release of hold %s", last, held.Hold)
+	}
+}
+
+// TestHoldPublishesStartAndEndOnly: a hold whose size changes pass after
+// pass publishes one held event when it starts and one when it ends, and a
+// release given for one hold does not apply to the next.
+func TestHoldPublishesStartAndEndOnly(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 40})
+	e.open(e.reportConfig("persons"))
+	e.poll("persons")
+	start := e.events()[len(e.events())-1].Seq
+	e.sim.Delete("persons", 30, 0)
+	for range 2 {
+		e.poll("persons")
+	}
+	for range 4 {
+		e.sim.Delete("persons", 1, 0) // the hold grows
+		e.poll("persons")
+		e.poll("persons")
+	}
+	held := func() []*event.Held {
+		var out []*event.Held
+		for _, ev := range since(e.events(), start) {
+			if ev.Held != nil {
+				out = append(out, ev.Held)
+			}
+		}
+		return out
+	}
+	if h := held(); len(h) != 1 || h[0].Phase != event.HoldStarted {
+		t.Fatalf("held events while the hold changed size: %+v", h)
+	}
+	first := held()[0].Hold
+	// Two more rows go missing (suspects now, confirmed by the next pass);
+	// the release is for the 34 held: it does not cover 36.
+	e.sim.Delete("persons", 2, 0)
+	e.poll("persons")
+	if _, err := ReleaseDeletes(context.Background(), e.js, "comet", "persons", 0, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.poll("persons"); s.Deleted != 0 || s.DeletesHeld != 36 {
+		t.Fatalf("a release for fewer deletes applied: %+v", s)
+	}
+	// The report grows: the deletes fall under the threshold and are made,
+	// the hold ends, and the release, for the first hold, cannot apply to
+	// the next.
+	e.sim.Insert("persons", 36, 0)
+	if s := e.poll("persons"); s.Created != 36 || s.Deleted != 36 {
+		t.Fatalf("under the threshold: %+v", s)
+	}
+	if h := held(); len(h) != 2 || h[1].Phase != event.HoldEnded || h[1].Hold != first {
+		t.Fatalf("held events: %+v, want started then ended", h)
+	}
+	mark := e.events()[len(e.events())-1].Seq
+	e.sim.Truncate("persons")
+	for range 3 {
+		e.poll("persons")
+	}
+	if h := held(); len(h) != 3 || h[2].Phase != event.HoldStarted || h[2].Hold == first {
+		t.Fatalf("held events %+v: want a new hold", h)
+	}
+	if c := count(since(e.events(), mark)); c[event.TypeDeleted] != 0 {
+		t.Fatalf("%d deletes: the release of the first hold applied to the second", c[event.TypeDeleted])
+	}
+	state, _ := e.js.KeyValue(context.Background(), event.StateBucketName("comet"))
+	if _, err := state.Get(context.Background(), event.AllowDeletesKey("persons")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("the release of a hold that ended was kept: %v", err)
 	}
 }
 

@@ -24,13 +24,16 @@ var ErrFenced = errors.New("fenced: another producer wrote this report")
 // maxBatch is the largest atomic batch the server accepts by default.
 const maxBatch = 1000
 
-// JetStream error codes the publisher acts on.
-const (
-	errCodeWrongLastSequence = 10071
-	// The batch repeats an event the stream holds: published by another
-	// producer (or by us, before a lost acknowledgement).
-	errCodeBatchDuplicate = 10201
-)
+// errCodeBatchDuplicate: the batch repeats an event the stream holds,
+// published by another producer (or by us, before a lost acknowledgement).
+// nats.go has no name for it.
+const errCodeBatchDuplicate = 10201
+
+// wrongLastSequence reports whether a JetStream error code says an
+// expected last sequence did not hold (10164 on replicated streams).
+func wrongLastSequence(code jetstream.ErrorCode) bool {
+	return code == jetstream.JSErrCodeStreamWrongLastSequence || code == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
 
 // kvWrite is a snapshot write that follows an event once the stream has
 // acknowledged it: put the canonical row, or delete the key.
@@ -195,7 +198,7 @@ func (p *publisher) commit(ctx context.Context) error {
 		return p.fail(fmt.Errorf("commit %d events: unreadable acknowledgement: %w", len(batch), err))
 	}
 	if ack.Error != nil {
-		if ack.Error.ErrCode == errCodeWrongLastSequence || ack.Error.ErrCode == errCodeBatchDuplicate {
+		if wrongLastSequence(jetstream.ErrorCode(ack.Error.ErrCode)) || ack.Error.ErrCode == errCodeBatchDuplicate {
 			return p.fail(fmt.Errorf("%w (%s)", ErrFenced, ack.Error.Description))
 		}
 		return p.fail(fmt.Errorf("commit %d events: %s (code %d)", len(batch), ack.Error.Description, ack.Error.ErrCode))
@@ -273,7 +276,7 @@ func (p *publisher) reapKV(ctx context.Context) error {
 		return nil
 	case err := <-f.fut.Err():
 		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeWrongLastSequence {
+		if errors.As(err, &apiErr) && wrongLastSequence(apiErr.ErrorCode) {
 			return p.fail(fmt.Errorf("%w: snapshot row %s changed", ErrFenced, f.write.token))
 		}
 		return p.fail(fmt.Errorf("write snapshot row %s: %w", f.write.token, err))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -45,7 +46,7 @@ func (r *reporter) recover(ctx context.Context) error {
 				ErrReportChanged, r.cfg.Name, was, st.Params, path, params, r.snap.bucket, r.cfg.Name)
 		}
 	}
-	st.Path, st.Params = path, maps.Clone(params)
+	st.Path, st.Params, st.Interval = path, maps.Clone(params), r.cfg.Interval.String()
 	r.state, r.saved, r.stateRev = st, st, rev
 	if err := r.snap.load(ctx, r.p.js); err != nil {
 		return err
@@ -171,7 +172,11 @@ func (r *reporter) applyTail(ctx context.Context, pub *publisher, m jetstream.Ms
 		case event.KindHeld:
 			var d event.Held
 			if err := json.Unmarshal(ev.Data, &d); err == nil {
-				r.state.Held = d.WouldDelete
+				if d.Phase == event.HoldStarted {
+					r.state.Held, r.state.Hold = d.WouldDelete, d.Hold
+				} else {
+					r.state.Held, r.state.Hold, r.state.HeldSince = 0, "", time.Time{}
+				}
 			}
 		}
 		return 0, nil

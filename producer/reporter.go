@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"slices"
 	"strconv"
 
 	"github.com/cometstream/cometstream/event"
@@ -56,8 +55,8 @@ type reporter struct {
 	// at most double the polling.
 	confirmSoon, confirming bool
 	failures                int
-	// allowOnce releases held deletes once (from Config.AllowDeletes).
-	allowOnce bool
+	// watch is what the watchdog sees of the report's loop.
+	watch watch
 }
 
 func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
@@ -66,6 +65,14 @@ func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
 	if cc.Logger == nil {
 		cc.Logger = log
 	}
+	user := cfg.Group
+	if user == "" {
+		user = cfg.Name
+	}
+	if cc.Limiter != nil {
+		p.m.userLimit.WithLabelValues(user).Set(cc.Limiter.Limit())
+	}
+	p.m.stalled.WithLabelValues(cfg.Name).Set(0)
 	var r *reporter
 	cc.Gate = func() error {
 		if r.gate != nil {
@@ -83,6 +90,7 @@ func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
 			status = strconv.Itoa(info.Status)
 		}
 		p.m.requests.WithLabelValues(cfg.Name, status).Inc()
+		p.m.userCalls.WithLabelValues(user).Inc()
 	}
 	client, err := comet.New(cc)
 	if err != nil {
@@ -90,15 +98,14 @@ func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
 	}
 	u, _ := url.Parse(cc.BaseURL)
 	r = &reporter{
-		p:         p,
-		cfg:       cfg,
-		client:    client,
-		log:       log,
-		source:    "comet://" + u.Host + "/" + cfg.Name,
-		snap:      newSnapshot(p.snaps[cfg.Name], event.BucketName(p.cfg.Prefix, cfg.Name)),
-		suspects:  map[string]struct{}{},
-		repeated:  map[int32]struct{}{},
-		allowOnce: slices.Contains(p.cfg.AllowDeletes, cfg.Name),
+		p:        p,
+		cfg:      cfg,
+		client:   client,
+		log:      log,
+		source:   "comet://" + u.Host + "/" + cfg.Name,
+		snap:     newSnapshot(p.snaps[cfg.Name], event.BucketName(p.cfg.Prefix, cfg.Name)),
+		suspects: map[string]struct{}{},
+		repeated: map[int32]struct{}{},
 	}
 	return r, nil
 }

@@ -63,6 +63,21 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, name, prefix stri
 	return s, nil
 }
 
+// ErrNoFencing means the NATS server cannot fence producers (atomic batch
+// publish, nats-server 2.12 and later): several producers sharing reports
+// with ha would then be able to publish after losing their lease.
+var ErrNoFencing = errors.New("the NATS server cannot fence producers")
+
+// checkFencing refuses leases on a server that did not give the stream
+// atomic batches: what the server returned, not what was asked, decides.
+func checkFencing(s jetstream.Stream, serverVersion string) error {
+	if s.CachedInfo().Config.AllowAtomicPublish {
+		return nil
+	}
+	return fmt.Errorf("%w: nats-server %s did not enable atomic batch publish on stream %s, which ha needs to fence a producer that lost its lease: use nats-server 2.12 or newer, or run one producer without ha",
+		ErrNoFencing, serverVersion, s.CachedInfo().Config.Name)
+}
+
 // ensureBucket creates a key-value bucket or opens an existing one.
 func ensureBucket(ctx context.Context, js jetstream.JetStream, name, description string, replicas, history int) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, name)

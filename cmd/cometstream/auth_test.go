@@ -66,12 +66,23 @@ sources:
 	if status, out := runBin(t, nil, "status", "--nats", url, "--user", "sink", "--password", "sink-secret"); status != 0 || !strings.Contains(out, "persons") {
 		t.Errorf("status as the subscriber: exit %d\n%s", status, out)
 	}
+	// Nothing is held: a release is refused, even to the admin.
+	if status, out := runBin(t, nil, "allow-deletes", "--nats", url, "--user", "admin", "--password", "admin-secret", "--report", "persons"); status != 1 || !strings.Contains(out, "holds no deletes") {
+		t.Errorf("a release with nothing held: exit %d\n%s", status, out)
+	}
+	// The report is emptied: its deletes are held.
+	sim.Truncate("persons")
+	testenv.WaitFor(t, "a hold", func() bool {
+		_, out := runBin(t, nil, "status", "--nats", url, "--user", "sink", "--password", "sink-secret")
+		return strings.Contains(out, "40 DELETES HELD")
+	})
 	if status, out := runBin(t, nil, "allow-deletes", "--nats", url, "--user", "sink", "--password", "sink-secret", "--report", "persons"); status == 0 || !strings.Contains(strings.ToLower(out), "permissions violation") {
 		t.Errorf("the subscriber released deletes, or was not told why not: exit %d\n%s", status, out)
 	}
-	if status, out := runBin(t, nil, "allow-deletes", "--nats", url, "--user", "admin", "--password", "admin-secret", "--report", "persons"); status != 0 {
+	if status, out := runBin(t, nil, "allow-deletes", "--nats", url, "--user", "admin", "--password", "admin-secret", "--report", "persons"); status != 0 || !strings.Contains(out, "released the hold of 40 deletes") {
 		t.Errorf("the admin could not release deletes: exit %d\n%s", status, out)
 	}
+	testenv.WaitFor(t, "the release applied", func() bool { return len(readSQLite(t, db, "persons")) == 0 })
 	if err := sink.Stop(); err != nil {
 		t.Errorf("sink: %v\n%s", err, sink.Tail(2000))
 	}

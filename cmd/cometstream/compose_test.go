@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -53,6 +54,13 @@ func TestComposeFile(t *testing.T) {
 	hostPorts := map[string]string{}
 	producers := 0
 	for name, svc := range project.Services {
+		if img, ok := strings.CutPrefix(svc.Image, "nats:"); ok {
+			// ha fences producers with atomic batch publish: nats-server 2.12+.
+			var major, minor int
+			if _, err := fmt.Sscanf(img, "%d.%d", &major, &minor); err != nil || major < 2 || (major == 2 && minor < 12) {
+				t.Errorf("%s runs %s: ha needs nats-server 2.12 or newer", name, svc.Image)
+			}
+		}
 		for _, dep := range svc.GetDependencies() {
 			if _, ok := project.Services[dep]; !ok {
 				t.Errorf("%s depends on %s, which does not exist", name, dep)

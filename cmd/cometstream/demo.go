@@ -17,9 +17,9 @@ import (
 	"github.com/cometstream/cometstream/consumer/sqlite"
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/config"
+	"github.com/cometstream/cometstream/internal/datadir"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/producer"
-	"golang.org/x/time/rate"
 )
 
 func runDemo(ctx context.Context, args []string) error {
@@ -46,6 +46,15 @@ func runDemo(ctx context.Context, args []string) error {
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return usagef("--dir: %v", err)
 	}
+	// One demo per directory: the next lines remove what a running one uses.
+	lock, err := datadir.Acquire(*dir, "cometstream demo --dir "+*dir)
+	if err != nil {
+		if errors.Is(err, datadir.ErrLocked) {
+			return usagef("--dir %v", err)
+		}
+		return err
+	}
+	defer lock.Release()
 	// Every demo starts over: its simulator invents new data each time, and
 	// last run's snapshot would only make the first pass look like mass
 	// deletes.
@@ -86,7 +95,7 @@ func runDemo(ctx context.Context, args []string) error {
 	cfg.DataDir = filepath.Join(*dir, "data")
 	cfg.NATS.Listen = natsListen
 	cfg.HTTP.Listen = ""
-	limiters := map[string]*rate.Limiter{} // one per COMET user, as in production
+	limiters := map[string]*comet.Limiter{} // one per COMET user, as in production
 	var preports []producer.ReportConfig
 	for _, r := range sim.Reports() {
 		if limiters[r.User] == nil {
@@ -127,7 +136,9 @@ func runDemo(ctx context.Context, args []string) error {
 			go func() { sinkDone <- demoSink(sinkCtx, url, store, log) }()
 		})
 	}
-	go func() { prodDone <- produce(prodCtx, cfg, "", preports, nil, log, produceOptions{onReady: onReady}) }()
+	go func() {
+		prodDone <- produce(prodCtx, cfg, "", preports, nil, log, produceOptions{onReady: onReady, command: "cometstream demo --dir " + *dir})
+	}()
 
 	var sinkErr, prodErr error
 	sinkFinished, prodFinished := false, false

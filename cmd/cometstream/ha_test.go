@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -33,7 +34,12 @@ type haWorld struct {
 func newHAWorld(t *testing.T) (*haWorld, *testenv.Proc, *testenv.Proc) {
 	dir := t.TempDir()
 	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 13, RateLimit: 10, Latency: 20 * time.Millisecond, Reports: []simulator.ReportSpec{
+	// The simulator notes calls when its handlers run, inside this test
+	// process (under the race detector, beside two producers, on two
+	// cores): it may note one late by tens of milliseconds. The producers'
+	// limiter leaves 40 ms a second; ArrivalNoise keeps the simulator's
+	// own lateness from counting as theirs.
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 13, RateLimit: 10, ArrivalNoise: 30 * time.Millisecond, Latency: 20 * time.Millisecond, Reports: []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: 300, User: "federation"},
 		{Name: "matches", Kind: "matches", Rows: 100, User: "federation"},
 	}})
@@ -89,20 +95,23 @@ func TestHAFailover(t *testing.T) {
 	_, js := testenv.Connect(t, w.url)
 	stop := w.churn()
 	act, standby := active(t, a, b)
-	time.Sleep(2500 * time.Millisecond) // a few passes; a pass of persons is 15 pages at 10/s
-	act.Kill()
-	killed := time.Now()
-	deadline := killed.Add(3 * leaseTTL)
+	// Two whole passes, then killed in the middle of the third: when
+	// persons' page 3 is being served.
+	waitPasses(t, js, "persons", 2)
+	killed := w.midPass("persons", 3, func() { act.Kill() })
+	deadline := time.Now().Add(4 * leaseTTL)
 	for !strings.Contains(standby.Logs(), "lease acquired") {
 		if time.Now().After(deadline) {
 			t.Fatalf("the standby did not take over:\n%s", standby.Tail(2000))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if took := time.Since(killed); took > leaseTTL+leaseTTL/3+time.Second {
+	killedAt := <-killed
+	if took := time.Since(killedAt); took > leaseTTL+leaseTTL/3+time.Second {
 		t.Errorf("takeover took %s, more than the lease TTL (%s) and a renewal period", took, leaseTTL)
 	}
-	time.Sleep(3 * time.Second)
+	// The new holder completes passes of both reports while the data changes.
+	testenv.WaitFor(t, "the standby's passes", func() bool { return strings.Count(standby.Logs(), `"msg":"pass"`) >= 4 })
 	stop()
 	waitBuckets(t, js, w.sim, standby)
 	if err := standby.Stop(); err != nil {
@@ -145,6 +154,38 @@ func waitBuckets(t *testing.T, js jetstream.JetStream, sim *simulator.Simulator,
 	}
 }
 
+// waitPasses waits until the stream holds n receipts of a report.
+func waitPasses(t *testing.T, js jetstream.JetStream, report string, n int) {
+	t.Helper()
+	testenv.WaitFor(t, fmt.Sprintf("%d passes of %s", n, report), func() bool {
+		got := 0
+		for _, ev := range testenv.Events(t, js, "COMET", 0) {
+			if ev.Synced != nil && ev.Synced.Report == report {
+				got++
+			}
+		}
+		return got >= n
+	})
+}
+
+// midPass runs f once, while the simulator serves the given page of a
+// report (the producer is then in the middle of a pass), and sends the
+// time it ran.
+func (w *haWorld) midPass(report string, page int, f func()) <-chan time.Time {
+	done := make(chan time.Time, 1)
+	var once sync.Once
+	w.sim.OnPage(func(r string, p int) {
+		if r == report && p == page {
+			once.Do(func() {
+				f()
+				done <- time.Now()
+				w.sim.OnPage(nil)
+			})
+		}
+	})
+	return done
+}
+
 func lastSeqOf(t *testing.T, js jetstream.JetStream) uint64 {
 	s, err := js.Stream(context.Background(), "COMET")
 	if err != nil {
@@ -164,8 +205,8 @@ func TestHAFencing(t *testing.T) {
 	_, js := testenv.Connect(t, w.url)
 	stop := w.churn()
 	paused, other := active(t, a, b)
-	time.Sleep(1500 * time.Millisecond)
-	syscall.Kill(paused.Pid(), syscall.SIGSTOP)
+	waitPasses(t, js, "persons", 1)
+	<-w.midPass("persons", 3, func() { syscall.Kill(paused.Pid(), syscall.SIGSTOP) })
 	deadline := time.Now().Add(4 * leaseTTL)
 	for !strings.Contains(other.Logs(), "lease acquired") {
 		if time.Now().After(deadline) {
@@ -174,11 +215,18 @@ func TestHAFencing(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(3 * time.Second) // the new holder publishes
+	// The new holder publishes passes of its own.
+	testenv.WaitFor(t, "the new holder's passes", func() bool { return strings.Count(other.Logs(), `"msg":"pass"`) >= 2 })
 	mark := len(paused.Logs())
 	seqMark := lastSeqOf(t, js)
 	syscall.Kill(paused.Pid(), syscall.SIGCONT)
-	time.Sleep(3 * time.Second)
+	// The resumed producer finds its lease gone and stops its pollers.
+	testenv.WaitFor(t, "the resumed producer to notice", func() bool {
+		return strings.Contains(paused.Logs()[mark:], "lease expired before it could be renewed")
+	})
+	testenv.WaitFor(t, "another pass of the holder", func() bool {
+		return strings.Count(other.Logs(), `"msg":"pass"`) >= 4
+	})
 	stop()
 	waitBuckets(t, js, w.sim, other)
 
@@ -227,4 +275,40 @@ func syncsOf(logs string) map[string]bool {
 		}
 	}
 	return out
+}
+
+// TestHARefusedWithoutFencing runs producers against a real nats-server
+// 2.11, which has no atomic batch publish: with ha the producer refuses to
+// start (exit 2) naming the server version, because its fencing could not
+// hold; without ha it runs.
+func TestHARefusedWithoutFencing(t *testing.T) {
+	url := testenv.StartNATSBinary(t, testenv.OldNATSServer(t, "v2.11.9"))
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 30}}})
+	dir := t.TempDir()
+	config := func(ha string) string {
+		return writeFile(t, "c.yaml", fmt.Sprintf(`data_dir: %s
+nats: {url: %q}
+http: {listen: ""}
+%s
+sources:
+  - name: sim
+    base_url: %s
+    reports:
+      - {name: persons, api_key_env: KEY, key: [personId], interval: 1s, page_size: 20}
+`, filepath.Join(dir, "data"), url, ha, base))
+	}
+	env := []string{"KEY=" + sim.Key("persons")}
+	status, out := runBin(t, env, "produce", "--config", config("ha: {lease_ttl: 5s}"))
+	if status != 2 || !strings.Contains(out, "cannot fence producers") || !strings.Contains(out, "2.11.9") || !strings.Contains(out, "2.12") {
+		t.Fatalf("ha on nats-server 2.11: exit %d\n%s", status, out)
+	}
+	_, js := testenv.Connect(t, url)
+	p := testenv.Start(t, "producer", env, "produce", "--config", config(""), "--log-format", "json")
+	s, _ := waitSynced(t, js, "persons", 0, 30*time.Second)
+	if !s.Consistent || s.Created != 30 {
+		t.Errorf("without ha on 2.11: %+v", s)
+	}
+	if err := p.Stop(); err != nil {
+		t.Errorf("producer: %v\n%s", err, p.Tail(2000))
+	}
 }

@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"golang.org/x/time/rate"
 
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/config"
+	"github.com/cometstream/cometstream/internal/datadir"
 	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/natsserver"
 	"github.com/cometstream/cometstream/internal/ops"
@@ -29,7 +29,7 @@ func runProduce(ctx context.Context, args []string) error {
 	fs := newFlags("produce")
 	path := fs.String("config", "", "configuration file (required)")
 	natsURL := fs.String("nats", "", "NATS URL; default nats.url, then $NATS_URL; none starts an embedded server")
-	allow := fs.String("allow-deletes", "", "comma-separated reports whose held deletes are released once")
+	allow := fs.String("allow-deletes", "", "comma-separated reports whose current hold of deletes is released (refused for a report that holds none)")
 	unsafe := fs.Bool("unsafe-listen-without-auth", false, "let the embedded server listen on a non-loopback address with no users configured")
 	var creds natsconn.Options
 	creds.RegisterAuth(fs)
@@ -63,7 +63,7 @@ func runProduce(ctx context.Context, args []string) error {
 		}
 	}
 	url := firstNonEmpty(*natsURL, cfg.NATS.URL, os.Getenv("NATS_URL"))
-	return produce(ctx, cfg, url, reports, allowDeletes, log, produceOptions{unsafeListen: *unsafe, creds: creds})
+	return produce(ctx, cfg, url, reports, allowDeletes, log, produceOptions{unsafeListen: *unsafe, creds: creds, command: "cometstream produce --config " + *path})
 }
 
 // produceOptions are the command line's additions to the configuration.
@@ -74,6 +74,8 @@ type produceOptions struct {
 	// onReady, when set, is called once the producer polls, with the NATS
 	// URL in use.
 	onReady func(url string)
+	// command says who holds data_dir (never flags, which may hold secrets).
+	command string
 }
 
 // produce runs the producer until ctx ends.
@@ -82,6 +84,16 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	if cfg.HA.LeaseTTL > 0 && url == "" {
 		return usagef("ha.lease_ttl: producers share reports through a NATS server they all reach: set nats.url (or --nats)")
 	}
+	// One process per data_dir, before anything opens it: a second embedded
+	// server on a live JetStream store corrupts it.
+	lock, err := datadir.Acquire(cfg.DataDir, po.command)
+	if err != nil {
+		if errors.Is(err, datadir.ErrLocked) {
+			return &usageError{err: fmt.Errorf("data_dir %w", err)}
+		}
+		return err
+	}
+	defer lock.Release()
 	embedded, url, err := startEmbedded(cfg, url, po.unsafeListen, &internal, log)
 	if err != nil {
 		return err
@@ -131,7 +143,8 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 		}()
 	}
 	if err := p.Open(ctx); err != nil {
-		if errors.Is(err, producer.ErrStreamConflict) || errors.Is(err, producer.ErrKeyChanged) || errors.Is(err, producer.ErrReportChanged) {
+		if errors.Is(err, producer.ErrStreamConflict) || errors.Is(err, producer.ErrKeyChanged) || errors.Is(err, producer.ErrReportChanged) ||
+			errors.Is(err, producer.ErrStreamInUse) || errors.Is(err, producer.ErrNothingHeld) || errors.Is(err, producer.ErrNoFencing) {
 			return &usageError{err: err}
 		}
 		return err
@@ -181,8 +194,11 @@ func startEmbedded(cfg *config.Config, url string, unsafeListen bool, internal *
 		Users: users, Stream: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, TLS: tls, AllowInsecureListen: unsafeListen,
 	})
 	if err != nil {
-		if errors.Is(err, natsserver.ErrUnsafeListen) {
+		switch {
+		case errors.Is(err, natsserver.ErrUnsafeListen):
 			return nil, "", &usageError{err: fmt.Errorf("nats.listen: %w", err)}
+		case errors.Is(err, natsserver.ErrAddressInUse):
+			return nil, "", &usageError{err: fmt.Errorf("nats.listen: %w (another producer on this machine? give each its own nats.listen and data_dir, or point it at a server with nats.url)", err)}
 		}
 		return nil, "", fmt.Errorf("nats.listen %s: %w", cfg.NATS.Listen, err)
 	}
@@ -244,7 +260,7 @@ func natsOptions(n config.NATS, url string) (natsconn.Options, error) {
 // producerReports resolves every report's key and shares one rate limiter
 // per source and COMET user.
 func producerReports(cfg *config.Config, log *slog.Logger) ([]producer.ReportConfig, error) {
-	limiters := map[string]*rate.Limiter{}
+	limiters := map[string]*comet.Limiter{}
 	var out []producer.ReportConfig
 	for _, ref := range cfg.Reports() {
 		key, err := ref.Report.ResolveAPIKey(ref.Field, log)

@@ -51,7 +51,8 @@ func TestProduceThenStatus(t *testing.T) {
 		t.Errorf("/readyz %d", code)
 	}
 	code, metrics := get("/metrics")
-	for _, want := range []string{`cometstream_passes_total{report="persons",result="consistent"}`, `cometstream_events_total{op="created",report="fees"} 20`, "cometstream_snapshot_rows", "cometstream_pass_duration_seconds_bucket"} {
+	for _, want := range []string{`cometstream_passes_total{report="persons",result="consistent"}`, `cometstream_events_total{op="created",report="fees"} 20`, "cometstream_snapshot_rows", "cometstream_pass_duration_seconds_bucket",
+		`cometstream_user_requests_total{user="sim/default"}`, `cometstream_user_rate_limit{user="sim/default"} 200`, `cometstream_report_stalled{report="persons"} 0`} {
 		if code != 200 || !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
@@ -70,6 +71,17 @@ func TestProduceThenStatus(t *testing.T) {
 			t.Errorf("the key of %s appears in /metrics or status", r.Name)
 		}
 	}
+	// status exits 1, naming why, while a report needs an operator.
+	sim.Revoke("fees", 403)
+	testenv.WaitFor(t, "status to say fees is unavailable", func() bool {
+		status, out := runBin(t, nil, "status", "--nats", srv.ClientURL())
+		return status == 1 && strings.Contains(out, "UNAVAILABLE (HTTP 403)") && strings.Contains(out, "need attention: fees (unavailable)")
+	})
+	sim.Restore("fees")
+	testenv.WaitFor(t, "status to be clean again", func() bool {
+		status, _ := runBin(t, nil, "status", "--nats", srv.ClientURL())
+		return status == 0
+	})
 	run.cmd.Process.Signal(syscall.SIGTERM)
 	if err := run.cmd.Wait(); err != nil {
 		t.Errorf("SIGTERM: %v\n%s", err, run.logs)

@@ -17,6 +17,7 @@ import (
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/producer"
 )
 
 // reportStatus is one line of `cometstream status`.
@@ -25,6 +26,42 @@ type reportStatus struct {
 	State       *event.ReportState `json:"state"`
 	LastSync    *event.Synced      `json:"last_sync,omitempty"`
 	Unavailable *event.Unavailable `json:"unavailable,omitempty"`
+	// Release is an operator's pending release of the current hold.
+	Release *event.Release `json:"release,omitempty"`
+	// Stale says no pass has finished for much longer than the interval:
+	// the producer stopped, or this report stopped polling.
+	Stale bool `json:"stale"`
+}
+
+// staleAfter is how many intervals (plus a minute) without a pass make a
+// report stale.
+const staleAfter = 3
+
+// attention lists what makes a report need an operator: failing,
+// unavailable, holding deletes, or stale.
+func (st reportStatus) attention() []string {
+	var out []string
+	if st.State.Unavailable != 0 {
+		out = append(out, "unavailable")
+	}
+	if !st.State.FailingSince.IsZero() {
+		out = append(out, "failing")
+	}
+	if st.State.Held != 0 {
+		out = append(out, "holding deletes")
+	}
+	if st.Stale {
+		out = append(out, "stale")
+	}
+	return out
+}
+
+// errAttention makes status exit 1 when a report needs an operator, so
+// scripts and probes can use it.
+type errAttention struct{ reports []string }
+
+func (e *errAttention) Error() string {
+	return fmt.Sprintf("%d need attention: %s", len(e.reports), strings.Join(e.reports, ", "))
 }
 
 func runStatus(ctx context.Context, args []string) error {
@@ -52,13 +89,43 @@ func runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	now := time.Now()
+	var need []string
+	for i := range statuses {
+		statuses[i].Stale = stale(statuses[i], now)
+		if a := statuses[i].attention(); len(a) > 0 {
+			need = append(need, statuses[i].Report+" ("+strings.Join(a, ", ")+")")
+		}
+	}
 	if *asJSON {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(statuses)
+		if err := enc.Encode(statuses); err != nil {
+			return err
+		}
+	} else {
+		printStatus(os.Stdout, statuses, now)
 	}
-	printStatus(os.Stdout, statuses, time.Now())
+	// Disabled webhook endpoints need an operator too (text output only:
+	// the JSON is the reports' array).
+	for _, ep := range printWebhookStatus(ctx, os.Stdout, js, *prefix, !*asJSON) {
+		need = append(need, "webhook "+ep+" (disabled)")
+	}
+	if len(need) > 0 {
+		return &errAttention{reports: need}
+	}
 	return nil
+}
+
+// stale reports whether a report's last pass ended longer ago than
+// staleAfter intervals and a minute (a failing report backs off, and says
+// so itself).
+func stale(st reportStatus, now time.Time) bool {
+	interval, err := time.ParseDuration(st.State.Interval)
+	if err != nil || st.LastSync == nil || !st.State.FailingSince.IsZero() || st.State.Unavailable != 0 {
+		return false
+	}
+	return now.Sub(st.LastSync.Finished) > staleAfter*interval+time.Minute
 }
 
 // collectStatus reads every report's state record and its last receipts from
@@ -104,6 +171,9 @@ func collectStatus(ctx context.Context, js jetstream.JetStream, stream, prefix s
 				st.Unavailable = ev.Unavailable
 			}
 		}
+		if st.Release, err = producer.ReadRelease(ctx, kv, name); err != nil {
+			return nil, err
+		}
 		out = append(out, st)
 	}
 	return out, nil
@@ -147,7 +217,17 @@ func printStatus(w io.Writer, statuses []reportStatus, now time.Time) {
 			notes = append(notes, fmt.Sprintf("UNAVAILABLE (HTTP %d)", st.State.Unavailable))
 		}
 		if st.State.Held != 0 {
-			notes = append(notes, fmt.Sprintf("%d DELETES HELD (cometstream allow-deletes --report %s)", st.State.Held, st.Report))
+			notes = append(notes, fmt.Sprintf("%d DELETES HELD since %s (release: cometstream allow-deletes --report %s)", st.State.Held, st.State.HeldSince.Format(time.RFC3339), st.Report))
+		}
+		if r := st.Release; r != nil {
+			state := "pending"
+			if now.After(r.Expires) {
+				state = "expired"
+			}
+			notes = append(notes, fmt.Sprintf("release of %d deletes %s until %s", r.Held, state, r.Expires.Format(time.RFC3339)))
+		}
+		if st.Stale {
+			notes = append(notes, fmt.Sprintf("STALE: no pass for %s (interval %s): is the producer running?", now.Sub(st.LastSync.Finished).Round(time.Second), st.State.Interval))
 		}
 		if !st.State.FailingSince.IsZero() {
 			notes = append(notes, fmt.Sprintf("FAILING since %s (%d passes)", st.State.FailingSince.Format(time.RFC3339), st.State.FailedAttempts))
@@ -161,58 +241,4 @@ func printStatus(w io.Writer, statuses []reportStatus, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", st.Report, last, result, rows, changes, strings.Join(notes, "; "))
 	}
 	tw.Flush()
-}
-
-func runAllowDeletes(ctx context.Context, args []string) error {
-	fs := newFlags("allow-deletes")
-	var no natsconn.Options
-	no.Register(fs)
-	report := fs.String("report", "", "report whose held deletes to release (required)")
-	prefix := fs.String("prefix", config.DefaultSubjectPrefix, "subject prefix")
-	var lf logFlags
-	lf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *report == "" {
-		return usagef("--report is required")
-	}
-	log, err := lf.logger()
-	if err != nil {
-		return err
-	}
-	nc, js, err := connectSink(&no, "cometstream allow-deletes", log)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	kv, err := js.KeyValue(ctx, event.StateBucketName(*prefix))
-	if err != nil {
-		return fmt.Errorf("state bucket: %w", err)
-	}
-	e, err := kv.Get(ctx, *report)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return usagef("--report: no report %q has been produced", *report)
-	}
-	if err != nil {
-		return err
-	}
-	var st event.ReportState
-	_ = json.Unmarshal(e.Value(), &st)
-	b, _ := json.Marshal(map[string]any{"at": time.Now().UTC(), "held": st.Held})
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := kv.Put(pctx, event.AllowDeletesKey(*report), b); err != nil {
-		// A refused publish surfaces as a timeout; the connection knows why.
-		if last := nc.LastError(); last != nil {
-			return fmt.Errorf("release deletes of %s: %w (an admin or producer user may do this)", *report, last)
-		}
-		return err
-	}
-	if st.Held == 0 {
-		fmt.Printf("%s holds no deletes now; the release applies to the next pass that would hold some\n", *report)
-	} else {
-		fmt.Printf("released %d held deletes of %s: the next consistent pass applies them\n", st.Held, *report)
-	}
-	return nil
 }

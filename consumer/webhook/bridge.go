@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,18 +44,37 @@ type Options struct {
 	Registerer     prometheus.Registerer
 	// Now is the clock of webhook-timestamp.
 	Now func() time.Time
+	// Durable prefixes the endpoints' consumer names, "<Durable>_<endpoint>";
+	// default DefaultDurable.
+	Durable string
+	// Reports, when set, limits every endpoint to these reports (within
+	// the endpoint's own reports; an endpoint with none of them delivers
+	// nothing).
+	Reports []string
+	// FromStart starts every endpoint whose consumer does not exist yet at
+	// the beginning of the stream, as Endpoint.Start StartAll does.
+	FromStart bool
 }
+
+// DefaultDurable is the prefix of the endpoints' consumer names.
+const DefaultDurable = "webhook"
+
+var durableRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 // Bridge delivers events to the configured endpoints.
 type Bridge struct {
-	cfg *Config
-	o   Options
-	m   *metrics
+	cfg    *Config
+	o      Options
+	m      *metrics
+	eps    []*endpointState
+	byName map[string]*endpointState
+	kv     jetstream.KeyValue // set by Run; nil when the bucket cannot be used
 }
 
 // New checks the options, validates cfg as Parse does when Parse did not
 // (defaults, secrets, every field), and registers the metrics. It returns
-// ErrNoJetStream, or an error wrapping ErrInvalidConfig.
+// ErrNoJetStream, or an error wrapping ErrInvalidConfig or
+// ErrInvalidOptions.
 func New(cfg *Config, o Options) (*Bridge, error) {
 	if o.JetStream == nil {
 		return nil, ErrNoJetStream
@@ -81,44 +102,143 @@ func New(cfg *Config, o Options) (*Bridge, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.Durable == "" {
+		o.Durable = DefaultDurable
+	}
+	if !durableRE.MatchString(o.Durable) {
+		return nil, fmt.Errorf("%w: durable prefix %q must match [A-Za-z0-9_-]+", ErrInvalidOptions, o.Durable)
+	}
+	for _, r := range o.Reports {
+		if !event.NameRE.MatchString(r) {
+			return nil, fmt.Errorf("%w: report %q must match [a-z0-9_-]+", ErrInvalidOptions, r)
+		}
+	}
+	b := &Bridge{cfg: cfg, o: o, byName: map[string]*endpointState{}}
+	delivering := 0
+	for i := range cfg.Endpoints {
+		ep := &cfg.Endpoints[i]
+		st := &endpointState{ep: ep, durable: b.Durable(ep.Name), filter: ep.filter(), wake: make(chan struct{})}
+		st.filter.Reports, st.skip = within(ep.Reports, o.Reports)
+		if !st.skip {
+			delivering++
+		}
+		b.eps = append(b.eps, st)
+		b.byName[ep.Name] = st
+	}
+	if delivering == 0 {
+		return nil, fmt.Errorf("%w: no endpoint delivers any of the reports %s", ErrInvalidOptions, strings.Join(o.Reports, ", "))
+	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	return &Bridge{cfg: cfg, o: o, m: m}, nil
+	b.m = m
+	return b, nil
 }
+
+// within is what an endpoint's own reports leave of the selected ones
+// (none selected: its own; none of its own: the selected); none says
+// nothing is left.
+func within(own, selected []string) (reports []string, none bool) {
+	if len(selected) == 0 {
+		return own, false
+	}
+	if len(own) == 0 {
+		return selected, false
+	}
+	for _, r := range own {
+		if slices.Contains(selected, r) {
+			reports = append(reports, r)
+		}
+	}
+	return reports, len(reports) == 0
+}
+
+// Durable is the name of an endpoint's consumer: "<Options.Durable>_<endpoint>".
+func (b *Bridge) Durable(endpoint string) string { return b.o.Durable + "_" + endpoint }
 
 // DeadLetterSubject is where an endpoint's exhausted deliveries go.
 func (b *Bridge) DeadLetterSubject(endpoint string) string {
 	return b.o.Prefix + "_dlq.webhook_" + endpoint
 }
 
-// Run delivers until ctx ends. An endpoint that answers 410 Gone is
-// disabled until the bridge restarts; the others go on.
+// Run delivers until ctx ends, each endpoint through its own durable
+// consumer. An endpoint that answers 410 Gone is disabled, and the
+// disablement recorded in the bucket BucketName, so that it stays disabled
+// across restarts; its events wait in the stream until Enable (or another
+// process removing the record) re-enables it, which a running bridge
+// notices within seconds. Run keeps running while every endpoint is
+// disabled (Ready is then false). It returns nil when ctx ends; when an
+// endpoint stops on an error (its consumer cannot be created, the bucket
+// cannot be read), it stops the others and returns that error.
 func (b *Bridge) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	w, err := b.watchState(ctx)
+	if err != nil {
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil // asked to stop while starting
+	}
 	var wg sync.WaitGroup
-	errs := make([]error, len(b.cfg.Endpoints))
-	for i := range b.cfg.Endpoints {
+	if w != nil {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[i] = b.runEndpoint(ctx, &b.cfg.Endpoints[i])
+			b.follow(ctx, w)
 		}()
+	}
+	errs := make([]error, len(b.eps))
+	enabled := 0
+	for i, st := range b.eps {
+		if st.skip {
+			b.o.Logger.Info("endpoint has no report in common with the selected reports: not delivering", "endpoint", st.ep.Name, "reports", strings.Join(b.o.Reports, ","))
+			continue
+		}
+		if st.enabled() {
+			enabled++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if errs[i] = b.runEndpoint(ctx, st); errs[i] != nil {
+				cancel()
+			}
+		}()
+	}
+	if enabled == 0 {
+		b.o.Logger.Warn("no endpoint is enabled: nothing is delivered and the bridge is not ready until `cometstream sink webhook enable`")
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-// target is one endpoint at run time.
+// Ready reports whether the bridge is connected to NATS and at least one
+// endpoint is enabled (the /readyz of `sink webhook`).
+func (b *Bridge) Ready() bool {
+	if nc := b.o.JetStream.Conn(); nc == nil || !nc.IsConnected() {
+		return false
+	}
+	for _, st := range b.eps {
+		if st.enabled() {
+			return true
+		}
+	}
+	return false
+}
+
+// target is one endpoint during one delivery run.
 type target struct {
 	b       *Bridge
+	st      *endpointState
 	ep      *Endpoint
 	log     *slog.Logger
 	client  *http.Client
 	limiter *rate.Limiter
 	cons    *consumer.Consumer
 	disable context.CancelFunc
-	// stopped is done once the endpoint is disabled.
+	// stopped is done once the run ends (the endpoint is disabled).
 	stopped <-chan struct{}
 }
 
@@ -148,33 +268,6 @@ func (b *Bridge) client(ep *Endpoint) *http.Client {
 		Timeout:       ep.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-}
-
-func (b *Bridge) runEndpoint(ctx context.Context, ep *Endpoint) error {
-	// Messages waiting for a retry count as pending: the window is wide so
-	// that a few failing events do not hold back the rest.
-	workers, pending := ep.Concurrency, max(1000, 4*ep.Concurrency)
-	if ep.Ordered {
-		// One message at a time, retried in place: nothing overtakes it.
-		workers, pending = 1, 1
-	}
-	cons, err := consumer.New(consumer.Config{
-		JetStream: b.o.JetStream, Stream: b.o.Stream, Prefix: b.o.Prefix, Durable: "webhook_" + ep.Name,
-		Filter: ep.filter(), MaxAckPending: pending, AckWait: ep.Timeout + 30*time.Second,
-		DeadLetterStream: b.cfg.DeadLetterStream, Logger: b.o.Logger,
-	})
-	if err != nil {
-		return err
-	}
-	ctx, disable := context.WithCancel(ctx)
-	defer disable()
-	t := &target{b: b, ep: ep, log: b.o.Logger.With("endpoint", ep.Name), client: b.client(ep), cons: cons, disable: disable, stopped: ctx.Done()}
-	if ep.RateLimit > 0 {
-		t.limiter = rate.NewLimiter(rate.Limit(ep.RateLimit), max(1, ep.Concurrency))
-	}
-	b.m.dlqDepth(ctx, b.o.JetStream, b.cfg.DeadLetterStream, ep.Name, b.DeadLetterSubject(ep.Name))
-	t.log.Info("delivering", "url", redactURL(ep.URL), "workers", workers, "ordered", ep.Ordered)
-	return cons.RunEach(ctx, workers, t.handle)
 }
 
 // redactURL drops credentials and the query string (which may hold tokens)
@@ -211,7 +304,7 @@ func (r result) String() string {
 // (410) the endpoint disabled.
 func (t *target) handle(ctx context.Context, m *consumer.Message) {
 	if t.disabled() {
-		t.settle(m.Retry(0))
+		t.settle(m.Retry(handBack))
 		return
 	}
 	for attempt := m.Delivered; ; attempt++ {
@@ -223,9 +316,9 @@ func (t *target) handle(ctx context.Context, m *consumer.Message) {
 			return
 		case r.status == http.StatusGone:
 			t.b.m.deliveries.WithLabelValues(t.ep.Name, "disabled").Inc()
-			t.log.Error("endpoint answered 410 Gone: disabled until the bridge restarts; its events wait in the stream", "event", m.ID)
 			t.disable() // before handing the message back, so no worker retries it
-			t.settle(m.Retry(0))
+			t.settle(m.Retry(handBack))
+			t.gone(ctx, m.ID, r)
 			return
 		case attempt > len(t.ep.Retry):
 			t.b.m.deliveries.WithLabelValues(t.ep.Name, "dead_letter").Inc()
@@ -255,13 +348,19 @@ func (t *target) handle(ctx context.Context, m *consumer.Message) {
 			return
 		}
 		if !t.sleep(ctx, m, wait) {
-			t.settle(m.Retry(0))
+			t.settle(m.Retry(handBack))
 			return
 		}
 	}
 }
 
-// sleep waits, keeping the message ours; false when the bridge stops.
+// handBack delays the redelivery of a message handed back by a run that
+// stops: delivered at once, it would go to the stopping run's pull request
+// and be lost in flight, back only after AckWait.
+const handBack = time.Second
+
+// sleep waits, keeping the message ours; false when the run stops (the
+// bridge stops or the endpoint is disabled).
 func (t *target) sleep(ctx context.Context, m *consumer.Message, d time.Duration) bool {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
@@ -274,6 +373,8 @@ func (t *target) sleep(ctx context.Context, m *consumer.Message, d time.Duration
 		case <-keep.C:
 			_ = m.InProgress()
 		case <-ctx.Done():
+			return false
+		case <-t.stopped:
 			return false
 		}
 	}

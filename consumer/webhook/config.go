@@ -45,27 +45,24 @@ type Endpoint struct {
 	Concurrency int             `yaml:"concurrency"`
 	Ordered     bool            `yaml:"ordered"`
 	Retry       []time.Duration `yaml:"retry"`
+	// Start is where a new endpoint begins, when its consumer does not
+	// exist yet: StartNew (the default) or StartAll. An existing consumer
+	// keeps its position.
+	Start Start `yaml:"start"`
 
 	keys [][]byte // decoded secrets
 }
 
-// Errors of Parse, Load, Validate and New. Every configuration error wraps
-// ErrInvalidConfig and, where one field is at fault, is a *FieldError.
-var (
-	// ErrInvalidConfig: the configuration cannot work.
-	ErrInvalidConfig = errors.New("invalid webhook configuration")
-	// ErrNoJetStream: Options name no JetStream context.
-	ErrNoJetStream = errors.New("webhook: no JetStream")
+// Start is where a new endpoint's deliveries begin.
+type Start string
+
+// Values of Endpoint.Start.
+const (
+	// StartNew: the events published from the endpoint's first start on.
+	StartNew Start = "new"
+	// StartAll: every event the stream holds, then the new ones.
+	StartAll Start = "all"
 )
-
-// FieldError is a configuration error that names the field at fault, as
-// it is written in the file (endpoints[0].secrets).
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 
 // DefaultRetry is the schedule of waits before each retry.
 var DefaultRetry = []time.Duration{5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
@@ -122,9 +119,12 @@ const DefaultDeadLetterStream = "COMET_DLQ"
 
 // Validate fills defaults, resolves the endpoints' secrets (from Secrets,
 // SecretsEnv and SecretsFile) and checks every field, as Parse does for a
-// file; New calls it, so a Config built in Go gets the same checks. Errors
-// name the field and wrap ErrInvalidConfig. log (may be nil) hears about
-// secret files readable by others.
+// file; New calls it, so a Config built in Go gets the same checks. A url
+// whose host is a literal address the guard refuses (loopback, private,
+// link-local…) and allow_private does not cover is an error; a host name
+// is checked when it is dialled. Errors name the field and wrap
+// ErrInvalidConfig. log (may be nil) hears about secret files readable by
+// others.
 func (c *Config) Validate(log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -161,6 +161,9 @@ func (c *Config) Validate(log *slog.Logger) error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fieldErr(at+".url", "%q is not an http(s) URL", e.URL)
 		}
+		if err := c.literalRefused(at+".url", u.Hostname()); err != nil {
+			return err
+		}
 		if err := e.resolveSecrets(at, log); err != nil {
 			return err
 		}
@@ -196,6 +199,13 @@ func (c *Config) Validate(log *slog.Logger) error {
 			if d <= 0 {
 				return fieldErr(fmt.Sprintf("%s.retry[%d]", at, j), "must be positive")
 			}
+		}
+		switch e.Start {
+		case "":
+			e.Start = StartNew
+		case StartNew, StartAll:
+		default:
+			return fieldErr(at+".start", "%q is neither %s nor %s", e.Start, StartNew, StartAll)
 		}
 	}
 	c.validated = true

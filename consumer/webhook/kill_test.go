@@ -40,7 +40,7 @@ func TestKillMidRetry(t *testing.T) {
 		ids = append(ids, publish(t, js, "players", n, event.OpCreated))
 	}
 	cfg := filepath.Join(t.TempDir(), "webhooks.yaml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRETS, retry: [4s]}\n", rcv.URL)), 0o600)
+	os.WriteFile(cfg, []byte(fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRETS, retry: [4s], start: all}\n", rcv.URL)), 0o600)
 	env := []string{"TEST_WEBHOOK_SECRETS=" + secretOld + "," + secretNew}
 	args := []string{"sink", "webhook", "--nats", url, "--config", cfg, "--log-format", "json"}
 

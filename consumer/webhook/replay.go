@@ -19,7 +19,8 @@ type ReplayResult struct {
 // Replay re-sends the dead letters of one endpoint (or all, when endpoint is
 // empty), once each, signed with the current secrets and with their
 // original webhook-id; a delivered one is removed from the dead-letter
-// stream, a failed one stays.
+// stream, a failed one stays. An endpoint not configured is
+// ErrUnknownEndpoint.
 func (b *Bridge) Replay(ctx context.Context, endpoint string) (map[string]ReplayResult, error) {
 	out := map[string]ReplayResult{}
 	s, err := b.o.JetStream.Stream(ctx, b.cfg.DeadLetterStream)
@@ -67,7 +68,7 @@ func (b *Bridge) Replay(ctx context.Context, endpoint string) (map[string]Replay
 		b.m.dlqDepth(ctx, b.o.JetStream, b.cfg.DeadLetterStream, ep.Name, b.DeadLetterSubject(ep.Name))
 	}
 	if !found {
-		return nil, fmt.Errorf("no endpoint %q", endpoint)
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEndpoint, endpoint)
 	}
 	return out, nil
 }

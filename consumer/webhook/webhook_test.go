@@ -153,8 +153,24 @@ func run(t *testing.T, js jetstream.JetStream, cfg *Config) (*Bridge, *prometheu
 
 func waitFor(t *testing.T, what string, cond func() bool) { testenv.WaitFor(t, what, cond) }
 
+// byName turns an httptest URL (http://127.0.0.1:port) into one that names
+// the host, so that only the dial-time guard sees the address.
+func byName(u string) string { return strings.Replace(u, "127.0.0.1", "localhost", 1) }
+
+// waitConsumer waits until a bridge created an endpoint's consumer.
+func waitConsumer(t *testing.T, js jetstream.JetStream, durable string) jetstream.Consumer {
+	t.Helper()
+	var c jetstream.Consumer
+	waitFor(t, "consumer "+durable, func() bool {
+		var err error
+		c, err = js.Consumer(context.Background(), "COMET", durable)
+		return err == nil
+	})
+	return c
+}
+
 func endpointYAML(name, url, extra string) string {
-	return fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - name: %s\n    url: %s\n    secrets: [%s, %s]\n    retry: [50ms, 50ms, 50ms]\n%s", name, url, secretOld, secretNew, extra)
+	return fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - name: %s\n    url: %s\n    secrets: [%s, %s]\n    retry: [50ms, 50ms, 50ms]\n    start: all\n%s", name, url, secretOld, secretNew, extra)
 }
 
 // TestSignaturesVerify checks every delivery with the Standard Webhooks
@@ -275,7 +291,7 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	gone := newReceiver(t, func(delivery, int) (int, http.Header) { return 410, nil })
 	fine := newReceiver(t, nil)
 	publish(t, js, "players", 1, event.OpCreated)
-	cfg := parse(t, endpointYAML("gone", gone.URL, "")+fmt.Sprintf("  - name: fine\n    url: %s\n    secrets: [%s]\n", fine.URL, secretNew))
+	cfg := parse(t, endpointYAML("gone", gone.URL, "")+fmt.Sprintf("  - name: fine\n    url: %s\n    secrets: [%s]\n    start: all\n", fine.URL, secretNew))
 	_, reg, stop := run(t, js, cfg)
 	disabled := func() float64 {
 		return testutil.ToFloat64(mustCounter(reg, "cometstream_webhook_deliveries_total", "gone", "disabled"))
@@ -328,9 +344,9 @@ func TestNotFollowedNorHung(t *testing.T) {
 	publish(t, js, "players", 1, event.OpCreated)
 	cfg := parse(t, fmt.Sprintf(`allow_private: [127.0.0.0/8]
 endpoints:
-  - {name: redirect, url: %s, secrets: [%s], retry: [20ms, 20ms]}
-  - {name: hang, url: %s, secrets: [%s], retry: [20ms], timeout: 200ms}
-  - {name: huge, url: %s, secrets: [%s], retry: [20ms]}
+  - {name: redirect, url: %s, secrets: [%s], retry: [20ms, 20ms], start: all}
+  - {name: hang, url: %s, secrets: [%s], retry: [20ms], timeout: 200ms, start: all}
+  - {name: huge, url: %s, secrets: [%s], retry: [20ms], start: all}
 `, redirect.URL, secretNew, hang.URL, secretNew, huge.URL, secretNew))
 	b, reg, stop := run(t, js, cfg)
 	dead := func(ep string) float64 {
@@ -418,7 +434,9 @@ func TestAddressGuard(t *testing.T) {
 	_, js := stream(t)
 	rcv := newReceiver(t, nil)
 	id := publish(t, js, "players", 1, event.OpCreated)
-	refused := parse(t, fmt.Sprintf("endpoints:\n  - {name: local, url: %s, secrets: [%s], retry: [20ms]}\n", rcv.URL, secretNew))
+	// A host name, not a literal address (which Validate refuses at
+	// start): the guard refuses what it resolves to when it is dialled.
+	refused := parse(t, fmt.Sprintf("endpoints:\n  - {name: local, url: %s, secrets: [%s], retry: [20ms], start: all}\n", byName(rcv.URL), secretNew))
 	b, reg, stop := run(t, js, refused)
 	waitFor(t, "the refusal", func() bool {
 		return testutil.ToFloat64(mustCounter(reg, "cometstream_webhook_deliveries_total", "local", "dead_letter")) == 1
@@ -434,7 +452,7 @@ func TestAddressGuard(t *testing.T) {
 	}
 	// Allow-listed, the same endpoint works (a new consumer name, so the
 	// event is delivered afresh).
-	allowed := parse(t, fmt.Sprintf("allow_private: [127.0.0.1/32]\nendpoints:\n  - {name: local2, url: %s, secrets: [%s]}\n", rcv.URL, secretNew))
+	allowed := parse(t, fmt.Sprintf("allow_private: [127.0.0.1/32]\nendpoints:\n  - {name: local2, url: %s, secrets: [%s], start: all}\n", byName(rcv.URL), secretNew))
 	_, _, stop = run(t, js, allowed)
 	waitFor(t, "the allowed delivery", func() bool { return rcv.count(id) == 1 })
 	stop()
@@ -511,6 +529,9 @@ func TestNewValidatesAConfigBuiltInGo(t *testing.T) {
 		"bad cidr":       {Config{AllowPrivate: []string{"10.0.0.0"}, Endpoints: []Endpoint{{Name: "crm", URL: "https://x.example", Secrets: []string{secretNew}}}}, "allow_private[0]"},
 		"bad name":       {Config{Endpoints: []Endpoint{{Name: "CRM!", URL: "https://x.example", Secrets: []string{secretNew}}}}, "endpoints[0].name"},
 		"negative retry": {Config{Endpoints: []Endpoint{{Name: "crm", URL: "https://x.example", Secrets: []string{secretNew}, Retry: []time.Duration{-time.Second}}}}, "endpoints[0].retry[0]"},
+		"bad start":      {Config{Endpoints: []Endpoint{{Name: "crm", URL: "https://x.example", Secrets: []string{secretNew}, Start: "beginning"}}}, "endpoints[0].start"},
+		"private literal": {Config{Endpoints: []Endpoint{{Name: "a", URL: "https://x.example", Secrets: []string{secretNew}}, {Name: "crm", URL: "http://10.1.2.3:8080/hook", Secrets: []string{secretNew}}}},
+			"endpoints[1].url"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := New(&tt.cfg, Options{JetStream: js})
@@ -530,9 +551,10 @@ func TestNewValidatesAConfigBuiltInGo(t *testing.T) {
 	cfg := &Config{AllowPrivate: []string{"127.0.0.0/8"}, Endpoints: []Endpoint{{Name: "crm", URL: rec.URL, Secrets: []string{secretNew}}}}
 	_, _, stop := run(t, js, cfg)
 	defer stop()
-	if ep := cfg.Endpoints[0]; ep.Timeout != 15*time.Second || ep.Concurrency != 4 || len(ep.Retry) != len(DefaultRetry) || cfg.DeadLetterStream != DefaultDeadLetterStream {
+	if ep := cfg.Endpoints[0]; ep.Timeout != 15*time.Second || ep.Concurrency != 4 || len(ep.Retry) != len(DefaultRetry) || cfg.DeadLetterStream != DefaultDeadLetterStream || ep.Start != StartNew {
 		t.Errorf("defaults not filled: %+v, dead letters %q", ep, cfg.DeadLetterStream)
 	}
+	waitConsumer(t, js, "webhook_crm") // start: new delivers what is published from then on
 	id := publish(t, js, "players", 1, event.OpCreated)
 	waitFor(t, "the delivery", func() bool { return rec.count(id) == 1 })
 	d := rec.deliveries()[0]
@@ -542,9 +564,13 @@ func TestNewValidatesAConfigBuiltInGo(t *testing.T) {
 		t.Errorf("delivery signature %q does not verify: %v", d.signature, err)
 	}
 
-	// Without the exemption, the loopback receiver is refused by the guard.
+	// Without the exemption, the loopback receiver is refused: written as
+	// an address at start, reached by name when it is dialled.
+	if _, err := New(&Config{Endpoints: []Endpoint{{Name: "crm", URL: rec.URL, Secrets: []string{secretNew}}}}, Options{JetStream: js}); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("New accepted the loopback address of %s without allow_private: %v", rec.URL, err)
+	}
 	_, js2 := stream(t)
-	guarded := &Config{Endpoints: []Endpoint{{Name: "crm", URL: rec.URL, Secrets: []string{secretNew}, Retry: []time.Duration{time.Hour}}}}
+	guarded := &Config{Endpoints: []Endpoint{{Name: "crm", URL: byName(rec.URL), Secrets: []string{secretNew}, Retry: []time.Duration{time.Hour}, Start: StartAll}}}
 	_, reg2, stop2 := run(t, js2, guarded)
 	defer stop2()
 	before := len(rec.deliveries())

@@ -1,4 +1,4 @@
-package producer
+package e2e
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
+	"github.com/cometstream/cometstream/producer"
 )
 
 // TestClusterStreamLeaderLoss runs the producer on a three-node cluster
@@ -32,10 +33,10 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 	servers := testenv.StartCluster(t, 3)
 	nc, js := testenv.Connect(t, testenv.ClusterURL(servers))
 	sim, base := testenv.StartSim(t, simulator.Config{Seed: 17, Latency: 20 * time.Millisecond, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 300}}})
-	p, err := New(Config{
+	p, err := producer.New(producer.Config{
 		Conn: nc, Stream: "COMET", Prefix: "comet", Replicas: 3, AckTimeout: 5 * time.Second,
 		Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry(),
-		Reports: []ReportConfig{{Name: "persons", Key: []string{"personId"}, Interval: time.Hour, PageSize: 20, MaxDeleteFraction: 0.5,
+		Reports: []producer.ReportConfig{{Name: "persons", Key: []string{"personId"}, Interval: time.Hour, PageSize: 20, MaxDeleteFraction: 0.5,
 			Comet: comet.Config{BaseURL: base, APIKey: sim.Key("persons"), Limiter: comet.NewLimiter(1000)}}},
 	})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/cometstream/cometstream/event"
 )
 
 // User is an account of the embedded server.
@@ -22,11 +24,13 @@ type User struct {
 //
 //   - producer and admin: everything (the producer owns the stream, the
 //     buckets and its bookkeeping).
-//   - subscriber (sinks, tail, status, services using the consumer
-//     library): create and read consumers, fetch and acknowledge, read
-//     streams and buckets, publish dead letters to <prefix>_dlq.> and manage
-//     the <stream>_DLQ stream's messages. It cannot publish under
-//     <prefix>.>, write a bucket, delete a consumer or a stream, or purge.
+//   - subscriber (sinks, tail, status, the webhook bridge, services using
+//     the consumer library): create and read consumers, fetch and
+//     acknowledge, read streams and buckets, publish dead letters to
+//     <prefix>_dlq.> and manage the <stream>_DLQ stream's messages, and
+//     keep the webhook bridge's bucket of disabled endpoints. It cannot
+//     publish under <prefix>.>, write any other bucket, delete a consumer
+//     or a stream, or purge.
 func Permissions(role, stream, prefix string) (*server.Permissions, error) {
 	switch role {
 	case "producer", "admin":
@@ -36,6 +40,7 @@ func Permissions(role, stream, prefix string) (*server.Permissions, error) {
 		return nil, fmt.Errorf("unknown role %q", role)
 	}
 	dlq := stream + "_DLQ"
+	hooks := event.WebhookBucketName(prefix)
 	return &server.Permissions{
 		Publish: &server.SubjectPermission{
 			Allow: []string{
@@ -47,9 +52,11 @@ func Permissions(role, stream, prefix string) (*server.Permissions, error) {
 				"$JS.API.CONSUMER.MSG.NEXT.>", "$JS.ACK.>", "$JS.FC.>",
 				prefix + "_dlq.>",
 				"$JS.API.STREAM.CREATE." + dlq, "$JS.API.STREAM.UPDATE." + dlq, "$JS.API.STREAM.MSG.DELETE." + dlq,
+				// Writes to other buckets match nothing allowed: refused.
+				"$JS.API.STREAM.CREATE.KV_" + hooks, "$KV." + hooks + ".>",
 			},
 			Deny: []string{
-				prefix + ".>", "$KV.>",
+				prefix + ".>",
 				"$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.DELETE.>", "$JS.API.CONSUMER.DELETE.>",
 			},
 		},

@@ -58,6 +58,10 @@ type Cluster struct {
 	Routes []string
 }
 
+// ErrAddressInUse is returned when the client address cannot be listened
+// on (another process has it).
+var ErrAddressInUse = errors.New("the address is in use, or cannot be listened on")
+
 // ErrUnsafeListen is returned for a non-loopback listen address without
 // authentication.
 var ErrUnsafeListen = errors.New("refusing to listen on a non-loopback address without authentication")
@@ -77,6 +81,15 @@ func Start(o Options) (*server.Server, error) {
 	}
 	if !isLoopback(host) && len(o.Users) == 0 && !o.AllowInsecureListen {
 		return nil, fmt.Errorf("%w: %q (configure nats.embedded.users, or pass --unsafe-listen-without-auth)", ErrUnsafeListen, o.Listen)
+	}
+	if port != server.RANDOM_PORT {
+		// The server retries a taken port for as long as it is asked to
+		// wait, then says nothing useful: find out first.
+		ln, err := net.Listen("tcp", o.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrAddressInUse, o.Listen, err)
+		}
+		ln.Close()
 	}
 	opts := &server.Options{
 		ServerName:         "cometstream",

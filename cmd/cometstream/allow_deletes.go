@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cometstream/cometstream/internal/config"
+	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/producer"
+)
+
+func runAllowDeletes(ctx context.Context, args []string) error {
+	fs := newFlags("allow-deletes")
+	var no natsconn.Options
+	no.Register(fs)
+	report := fs.String("report", "", "report whose current hold of deletes to release (required)")
+	prefix := fs.String("prefix", config.DefaultSubjectPrefix, "subject prefix")
+	ttl := fs.Duration("ttl", producer.DefaultReleaseTTL, "how long the release waits for the pass that applies it")
+	var lf logFlags
+	lf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *report == "" {
+		return usagef("--report is required")
+	}
+	if *ttl <= 0 {
+		return usagef("--ttl: %s must be positive", *ttl)
+	}
+	log, err := lf.logger()
+	if err != nil {
+		return err
+	}
+	nc, js, err := connectSink(&no, "cometstream allow-deletes", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rel, err := producer.ReleaseDeletes(pctx, js, *prefix, *report, *ttl, time.Now())
+	switch {
+	case errors.Is(err, producer.ErrNothingHeld):
+		return fmt.Errorf("%w (a release applies to a hold that exists; `cometstream status` shows them)", err)
+	case err != nil:
+		// A refused publish surfaces as a timeout; the connection knows why.
+		if last := nc.LastError(); last != nil {
+			return fmt.Errorf("release the deletes of %s: %w (an admin or producer user may do this)", *report, last)
+		}
+		return err
+	}
+	fmt.Printf("released the hold of %d deletes of %s (hold %s): the next consistent pass deleting no more than that applies them; the release expires at %s\n",
+		rel.Held, *report, rel.Hold, rel.Expires.Local().Format(time.RFC3339))
+	return nil
+}
