@@ -12,10 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nuid"
 
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/replay"
 )
 
 // MaterializeConfig configures Materialize.
@@ -145,7 +143,7 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	// with no gaps and nothing redelivered out of order, which skipping by
 	// position relies on. The store, not the server, keeps the cursor.
 	c, err := NewReader(ReaderConfig{
-		JetStream: cfg.JetStream, Stream: cfg.Stream, Prefix: cfg.Prefix, Name: cfg.Durable + "_" + nuid.Next()[16:],
+		JetStream: cfg.JetStream, Stream: cfg.Stream, Prefix: cfg.Prefix, Name: cfg.Durable,
 		Filter: Filter{Reports: cfg.Reports}, StartSeq: start, BatchSize: cfg.BatchSize, Logger: cfg.Logger,
 	})
 	if err != nil {
@@ -287,8 +285,6 @@ func (m *materializer) bootstrap(ctx context.Context, report string) error {
 
 // loadBucket upserts every row of a report's snapshot bucket.
 func (m *materializer) loadBucket(ctx context.Context, report string, table *Table) (int, error) {
-	bucket := event.BucketName(m.cfg.Prefix, report)
-	prefix := "$KV." + bucket + "."
 	const chunk = 5000
 	var batch []Change
 	rows := 0
@@ -300,31 +296,18 @@ func (m *materializer) loadBucket(ctx context.Context, report string, table *Tab
 		batch = batch[:0]
 		return err
 	}
-	_, err := replay.Read(ctx, m.cfg.JetStream, "KV_"+bucket, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{prefix + ">"},
-		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
-	}, func(msg jetstream.Msg) error {
-		if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			return nil
-		}
-		var row event.Row
-		if err := json.Unmarshal(msg.Data(), &row); err != nil {
-			return fmt.Errorf("snapshot row %s: %w", msg.Subject(), err)
-		}
+	err := ReadBucket(ctx, m.cfg.JetStream, m.cfg.Prefix, report, func(token string, row event.Row) error {
 		if t, grew := withColumns(table, row); grew {
 			*table = *t
 			batch = append(batch, Change{Kind: ChangeTable, Table: t})
 		}
-		batch = append(batch, Change{Kind: ChangeUpsert, Table: table, Token: strings.TrimPrefix(msg.Subject(), prefix), Row: row})
+		batch = append(batch, Change{Kind: ChangeUpsert, Table: table, Token: token, Row: withNulls(table, row)})
 		rows++
 		if len(batch) >= chunk {
 			return flush()
 		}
 		return nil
 	})
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return 0, nil
-	}
 	if err != nil {
 		return rows, fmt.Errorf("bootstrap %s: %w", report, err)
 	}
@@ -349,6 +332,23 @@ func withColumns(t *Table, row event.Row) (*Table, bool) {
 	}
 	slices.SortFunc(extra, func(a, b event.Column) int { return strings.Compare(a.Key, b.Key) })
 	return t.merged(extra), true
+}
+
+// withNulls returns the row with null for every column of the table it
+// lacks: a column the report dropped holds null in rows written since,
+// whatever the store does with absent columns.
+func withNulls(t *Table, row event.Row) event.Row {
+	if len(row) >= len(t.Columns) {
+		return row
+	}
+	out := make(event.Row, len(t.Columns))
+	for _, c := range t.Columns {
+		out[c.Key] = row[c.Key]
+	}
+	for k, v := range row {
+		out[k] = v
+	}
+	return out
 }
 
 // handle applies a batch of events in one transaction with their positions.
@@ -429,7 +429,7 @@ func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 					tables[r] = t
 					b.Changes = append(b.Changes, Change{Kind: ChangeTable, Table: t})
 				}
-				b.Changes = append(b.Changes, Change{Kind: ChangeUpsert, Table: t, Token: msg.Event.Subject, Row: msg.Row.After})
+				b.Changes = append(b.Changes, Change{Kind: ChangeUpsert, Table: t, Token: msg.Event.Subject, Row: withNulls(t, msg.Row.After)})
 			} else {
 				b.Changes = append(b.Changes, Change{Kind: ChangeDelete, Table: t, Token: msg.Event.Subject, Row: msg.Row.Key})
 			}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -109,11 +110,21 @@ func ProducerConfig(t testing.TB, dir, natsURL, base string, sim *simulator.Simu
 		v := "KEY_" + strings.ToUpper(r.Name)
 		env = append(env, v+"="+r.APIKey)
 		fmt.Fprintf(&b, "      - name: %s\n        api_key_env: %s\n        user: %s\n        key: [%s]\n        interval: 1s\n        page_size: 20\n        max_delete_fraction: 0.9\n%s",
-			r.Name, v, r.User, strings.Join(sim.KeyColumns(r.Name), ", "), extra)
+			r.Name, v, r.User, yamlList(sim.KeyColumns(r.Name)), extra)
 	}
 	path := filepath.Join(dir, "cometstream.yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path, env
+}
+
+// yamlList renders key columns as YAML flow items, quoting all of them (a
+// bare * would be an alias).
+func yamlList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
 }

@@ -1,0 +1,216 @@
+package postgres
+
+import (
+	"context"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/event"
+)
+
+// freshStore opens a store on an empty schema of its own.
+func freshStore(t *testing.T, d, name string) (*Store, string) {
+	t.Helper()
+	ctx := context.Background()
+	schema := schemaFor(t, name)
+	conn, err := pgx.Connect(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+Ident(schema)+` CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, d, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, schema
+}
+
+// TestReadRows reads back what the sink wrote, in event form with every
+// digit, with the position, from a read-only store.
+func TestReadRows(t *testing.T) {
+	d := dsn(t)
+	ctx := context.Background()
+	s, schema := freshStore(t, d, "read")
+	fees := &consumer.Table{Report: "fees", Key: []string{"ref"}, Columns: []event.Column{
+		{Key: "ref", Type: event.TypeString}, {Key: "amount", Type: event.TypeAmount}, {Key: "big", Type: event.TypeNumber},
+		{Key: "due", Type: event.TypeDate}, {Key: "at", Type: event.TypeDateTime}, {Key: "note", Type: event.TypeString},
+	}}
+	goals := &consumer.Table{Report: "goals", Key: []string{event.ContentKey}, Columns: []event.Column{{Key: "minute", Type: event.TypeNumber}}}
+	err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{
+		{Kind: consumer.ChangeTable, Table: fees},
+		{Kind: consumer.ChangeUpsert, Table: fees, Row: event.Row{
+			"ref": event.TextValue("FEE 1"), "amount": event.NumberValue("125.50"), "big": event.NumberValue("12345678901234567890.10"),
+			"due": event.TextValue("2002-07-24"), "at": event.TextValue("2026-03-31T07:49:21.680Z"), "note": event.NullValue(),
+		}},
+		{Kind: consumer.ChangeTable, Table: goals},
+		{Kind: consumer.ChangeUpsert, Table: goals, Token: "h01", Row: event.Row{"minute": event.NumberValue("12")}},
+		{Kind: consumer.ChangeUpsert, Table: goals, Token: "h01-2", Row: event.Row{"minute": event.NumberValue("12")}},
+	}, Positions: map[string]uint64{"fees": 7, "goals": 9}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Whatever the session's settings, the text is the contract's.
+	r, err := OpenReadOnly(ctx, withOptions(t, d, "-c TimeZone=Asia/Kolkata -c DateStyle=SQL,DMY"), schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rows, pos, err := r.ReadRows(ctx, "fees")
+	if err != nil || pos != 7 || len(rows) != 1 {
+		t.Fatalf("ReadRows(fees) = %v at %d, %v; want 1 row at 7", rows, pos, err)
+	}
+	want := event.Row{
+		"ref": event.TextValue("FEE 1"), "amount": event.NumberValue("125.50"), "big": event.NumberValue("12345678901234567890.10"),
+		"due": event.TextValue("2002-07-24"), "at": event.TextValue("2026-03-31T07:49:21.680Z"), "note": event.NullValue(),
+	}
+	if len(rows[0]) != len(want) {
+		t.Errorf("columns %v, want %v", rows[0], want)
+	}
+	for col, w := range want {
+		if g := rows[0][col]; !g.Equal(w) {
+			t.Errorf("column %s = %+v, want %+v", col, g, w)
+		}
+	}
+	rows, pos, err = r.ReadRows(ctx, "goals")
+	if err != nil || pos != 9 || len(rows) != 2 {
+		t.Fatalf("ReadRows(goals) = %v at %d, %v; want 2 rows at 9", rows, pos, err)
+	}
+	for _, row := range rows {
+		if tok := row[KeyColumn].Raw; tok != "h01" && tok != "h01-2" {
+			t.Errorf("content-keyed row %v lacks its token", row)
+		}
+	}
+	if rows, pos, err := r.ReadRows(ctx, "nobody"); err != nil || pos != 0 || rows != nil {
+		t.Errorf("ReadRows of a report without a table = %v at %d, %v; want nothing at 0", rows, pos, err)
+	}
+}
+
+// withOptions adds server options to a URL DSN.
+func withOptions(t *testing.T, d, options string) string {
+	u, err := url.Parse(d)
+	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
+		t.Skip("the DSN is not a URL")
+	}
+	q := u.Query()
+	q.Set("options", options)
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "+", "%20") // pgx reads + as itself
+	return u.String()
+}
+
+// TestReadRowsConsistent reads while a sink writes: the rows are always
+// those of the position read with them.
+func TestReadRowsConsistent(t *testing.T) {
+	d := dsn(t)
+	ctx := context.Background()
+	s, schema := freshStore(t, d, "consistent")
+	table := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: []event.Column{{Key: "id", Type: event.TypeNumber}}}
+	if err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{{Kind: consumer.ChangeTable, Table: table}}, Positions: map[string]uint64{"people": 0}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenReadOnly(ctx, d, schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const n = 100
+	done := make(chan error, 1)
+	go func() {
+		for i := 1; i <= n; i++ {
+			id := strconv.Itoa(i)
+			err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{{Kind: consumer.ChangeUpsert, Table: table, Row: event.Row{"id": event.NumberValue(id)}}}, Positions: map[string]uint64{"people": uint64(i)}})
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for {
+		rows, pos, err := r.ReadRows(ctx, "people")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if uint64(len(rows)) != pos {
+			t.Fatalf("read %d rows at position %d", len(rows), pos)
+		}
+		if pos == n {
+			break
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOpenReadOnly needs no more than reading, refuses a schema without a
+// sink's tables, and creates nothing.
+func TestOpenReadOnly(t *testing.T) {
+	d := dsn(t)
+	ctx := context.Background()
+	missing := schemaFor(t, "missing")
+	conn, err := pgx.Connect(ctx, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+Ident(missing)+` CASCADE`)
+	if _, err := OpenReadOnly(ctx, d, missing); err == nil || !strings.Contains(err.Error(), "holds no sink tables") {
+		t.Errorf("opening a schema without sink tables: %v", err)
+	}
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, missing).Scan(&exists); err != nil || exists {
+		t.Errorf("OpenReadOnly created schema %s (%v)", missing, err)
+	}
+
+	// A role that may only read opens and reads the sink's schema.
+	s, schema := freshStore(t, d, "readonly")
+	table := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: []event.Column{{Key: "id", Type: event.TypeNumber}}}
+	if err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{{Kind: consumer.ChangeTable, Table: table},
+		{Kind: consumer.ChangeUpsert, Table: table, Row: event.Row{"id": event.NumberValue("1")}}}, Positions: map[string]uint64{"people": 3}}); err != nil {
+		t.Fatal(err)
+	}
+	const role = "cometstream_test_reader"
+	conn.Exec(ctx, `DROP ROLE IF EXISTS `+role)
+	if _, err := conn.Exec(ctx, `CREATE ROLE `+role+` LOGIN`); err != nil {
+		t.Skipf("cannot create a role to read with: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), d)
+		if err == nil {
+			c.Exec(context.Background(), `DROP OWNED BY `+role)
+			c.Exec(context.Background(), `DROP ROLE `+role)
+			c.Close(context.Background())
+		}
+	})
+	for _, q := range []string{`GRANT USAGE ON SCHEMA ` + Ident(schema) + ` TO ` + role, `GRANT SELECT ON ALL TABLES IN SCHEMA ` + Ident(schema) + ` TO ` + role} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := url.Parse(d)
+	if err != nil || !strings.HasPrefix(u.Scheme, "postgres") {
+		t.Skip("the DSN is not a URL")
+	}
+	u.User = url.User(role)
+	if _, err := Open(ctx, u.String(), schema); err == nil {
+		t.Fatal("the read-only role could open the store for writing: the test proves nothing")
+	}
+	r, err := OpenReadOnly(ctx, u.String(), schema)
+	if err != nil {
+		t.Fatalf("OpenReadOnly as a role that may only read: %v", err)
+	}
+	defer r.Close()
+	rows, pos, err := r.ReadRows(ctx, "people")
+	if err != nil || pos != 3 || len(rows) != 1 {
+		t.Errorf("ReadRows as a reader = %v at %d, %v", rows, pos, err)
+	}
+}
