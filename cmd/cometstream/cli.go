@@ -47,9 +47,11 @@ func commands() []command {
 		{"sink", "sink sqlite|postgres (materialize) or sink webhook [replay] (deliver)", runSink},
 		{"tail", "print events as JSON lines (readable and coloured on a terminal)", runTail},
 		{"status", "print the state of every report", runStatus},
+		{"plan", "check that each report's interval fits its COMET user's budget of calls", runPlan},
 		{"allow-deletes", "release a report's held deletes once", runAllowDeletes},
 		{"simulate", "serve a COMET API simulator", runSimulate},
 		{"demo", "simulator, embedded NATS, producer and SQLite sink in one process", runDemo},
+		{"verify", "verify sqlite|postgres: compare a sink's tables with the snapshot, row by row", runVerify},
 	}
 }
 
