@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/cometstream/cometstream/event"
 )
@@ -24,8 +25,9 @@ type ReaderConfig struct {
 	StartSeq uint64
 	// DeliverNew starts at events published from now on.
 	DeliverNew bool
-	// Name prefixes the name of the ordered consumer on the server, so an
-	// operator can tell readers apart; default "cometstream".
+	// Name prefixes the name of the ordered consumer on the server (a
+	// suffix unique to each Run follows), so an operator can tell readers
+	// apart; default "cometstream".
 	Name string
 	// BatchSize bounds a batch; default 256.
 	BatchSize int
@@ -83,7 +85,9 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 // first (its handler sees a context that is not cancelled). It returns an
 // error only when the stream cannot be read at all.
 func (r *Reader) Run(ctx context.Context, h Handler) error {
-	oc := jetstream.OrderedConsumerConfig{FilterSubjects: r.subjects, DeliverPolicy: jetstream.DeliverAllPolicy, NamePrefix: r.cfg.Name}
+	// Unique per run: two readers with one name, or one restarted with
+	// another start, must not meet on the server.
+	oc := jetstream.OrderedConsumerConfig{FilterSubjects: r.subjects, DeliverPolicy: jetstream.DeliverAllPolicy, NamePrefix: r.cfg.Name + "_" + nuid.Next()[12:]}
 	switch {
 	case r.cfg.StartSeq > 0:
 		oc.DeliverPolicy, oc.OptStartSeq = jetstream.DeliverByStartSequencePolicy, r.cfg.StartSeq

@@ -33,7 +33,7 @@ func (k ValueKind) String() string {
 	return fmt.Sprintf("ValueKind(%d)", uint8(k))
 }
 
-// Value is one row cell in its contract form (CONTRACT.md section 5):
+// Value is one row cell in its contract form (docs/events.md):
 // NUMBER and AMOUNT are numbers holding exactly the digits received, STRING
 // and IMAGELINK are text, DATE is text "YYYY-MM-DD", DATETIME is text
 // "YYYY-MM-DDTHH:MM:SS.mmmZ" and a missing value is Null.

@@ -70,6 +70,17 @@ func TestTail(t *testing.T) {
 	for strings.Count(tail.Logs(), "\n") < 12 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
+	// A second tail, with another start, beside the first: each reader has
+	// its own consumer on the server.
+	news := testenv.Start(t, "tail-new", nil, "tail", "--nats", srv.ClientURL(), "--color", "never", "--reports", "fees", "--ops", "updated", "--log-level", "error")
+	testenv.WaitFor(t, "the second tail to print an update", func() bool {
+		sim.Update("fees", 1)
+		time.Sleep(200 * time.Millisecond) // a change every 200ms until one is published
+		return strings.Contains(news.Logs(), `"type":"comet.row.updated"`)
+	})
+	if err := news.Stop(); err != nil {
+		t.Errorf("the second tail: %v\n%s", err, news.Tail(2000))
+	}
 	tail.Stop()
 	prod.Stop()
 	sc := bufio.NewScanner(strings.NewReader(tail.Logs()))

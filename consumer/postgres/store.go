@@ -1,5 +1,5 @@
 // Package postgres is the PostgreSQL store of cometstream's materializing
-// sink (CONTRACT.md section 7): the report tables in one schema (comet by
+// sink (docs/sinks.md): the report tables in one schema (comet by
 // default), NUMBER and AMOUNT as numeric, DATE as date, DATETIME as
 // timestamptz, the rest text, the key columns as primary key, and
 // bookkeeping in tables starting with _cometstream. Upserts go through COPY

@@ -1,5 +1,4 @@
-// Package comet is the client for COMET's saved-report API (CONTRACT.md
-// section 1): it builds report URLs, decodes and validates pages into typed
+// Package comet is the client for COMET's saved-report API (docs/real-comet.md): it builds report URLs, decodes and validates pages into typed
 // row values, classifies failures, and fetches whole reports with several
 // requests in flight under a rate limiter shared by every report of one COMET
 // user.
