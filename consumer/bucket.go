@@ -24,12 +24,12 @@ import (
 // error and returns it.
 func ReadBucket(ctx context.Context, js jetstream.JetStream, prefix, report string, fn func(token string, row event.Row) error) error {
 	bucket := event.BucketName(prefix, report)
-	keys := "$KV." + bucket + "."
-	_, err := replay.Read(ctx, js, "KV_"+bucket, jetstream.OrderedConsumerConfig{
+	keys := event.KVSubjectPrefix(bucket)
+	_, err := replay.Read(ctx, js, event.KVStream(bucket), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{keys + ">"},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 	}, func(msg jetstream.Msg) error {
-		if op := msg.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		if event.KVRemoved(msg.Headers().Get(event.KVOperationHeader)) {
 			return nil
 		}
 		var row event.Row

@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/statekv"
 )
 
 // MaterializeConfig configures Materialize.
@@ -88,8 +88,10 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 		return err
 	}
 	var err error
-	if m.state, err = cfg.JetStream.KeyValue(ctx, event.StateBucketName(cfg.Prefix)); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return fmt.Errorf("state bucket: %w", err)
+	if m.state, err = statekv.Open(ctx, cfg.JetStream, cfg.Prefix); errors.Is(err, statekv.ErrNoBucket) {
+		m.state = nil // the producer has not run yet
+	} else if err != nil {
+		return err
 	}
 	if m.positions, err = cfg.Store.Positions(ctx); err != nil {
 		return err
@@ -202,25 +204,14 @@ func (m *materializer) knownReports(ctx context.Context) ([]string, error) {
 	if m.state == nil {
 		return nil, nil
 	}
-	lister, err := m.state.ListKeys(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("list reports: %w", err)
-	}
-	var out []string
-	for k := range lister.Keys() {
-		if !strings.Contains(k, ".") {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+	return statekv.Reports(ctx, m.state)
 }
 
 // readState reads a report's state record; ok is false when there is none.
 func (m *materializer) readState(ctx context.Context, report string) (st event.ReportState, ok bool, err error) {
 	if m.state == nil {
-		kv, err := m.cfg.JetStream.KeyValue(ctx, event.StateBucketName(m.cfg.Prefix))
-		if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err := statekv.Open(ctx, m.cfg.JetStream, m.cfg.Prefix)
+		if errors.Is(err, statekv.ErrNoBucket) {
 			return st, false, nil
 		}
 		if err != nil {
@@ -228,17 +219,8 @@ func (m *materializer) readState(ctx context.Context, report string) (st event.R
 		}
 		m.state = kv
 	}
-	e, err := m.state.Get(ctx, report)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return st, false, nil
-	}
-	if err != nil {
-		return st, false, fmt.Errorf("state of %s: %w", report, err)
-	}
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return st, false, fmt.Errorf("state of %s: %w", report, err)
-	}
-	return st, true, nil
+	st, rev, err := statekv.Report(ctx, m.state, report)
+	return st, rev != 0, err
 }
 
 // bootstrap loads a report from its snapshot bucket and records the

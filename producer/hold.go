@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/statekv"
 )
 
 // A pass that would delete more than max_delete_fraction of a report holds
@@ -123,9 +124,9 @@ func ReleaseDeletes(ctx context.Context, js jetstream.JetStream, prefix, report 
 	if ttl <= 0 {
 		ttl = DefaultReleaseTTL
 	}
-	kv, err := js.KeyValue(ctx, event.StateBucketName(prefix))
+	kv, err := statekv.Open(ctx, js, prefix)
 	if err != nil {
-		return event.Release{}, fmt.Errorf("state bucket: %w", err)
+		return event.Release{}, err
 	}
 	st, _, err := loadState(ctx, kv, report)
 	if err != nil {

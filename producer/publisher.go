@@ -70,7 +70,7 @@ type pendingEvent struct {
 type publisher struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
-	kvPrefix string // "$KV.<bucket>."
+	kvPrefix string // event.KVSubjectPrefix of the bucket
 	fence    string // the report's subject filter
 	snap     *snapshot
 	// lastSeq is the report's last stream sequence this producer knows.
@@ -96,7 +96,7 @@ type publisher struct {
 
 func (r *reporter) newPublisher() *publisher {
 	return &publisher{
-		nc: r.p.cfg.Conn, js: r.p.js, kvPrefix: "$KV." + r.snap.bucket + ".", fence: event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name),
+		nc: r.p.cfg.Conn, js: r.p.js, kvPrefix: event.KVSubjectPrefix(r.snap.bucket), fence: event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name),
 		snap: r.snap, lastSeq: &r.lastSeq, maxKV: r.p.cfg.MaxInFlight, timeout: r.p.cfg.AckTimeout, gate: r.gate,
 		busy: map[int32]bool{}, fenced: r.gate != nil,
 	}
@@ -231,7 +231,7 @@ func (p *publisher) sendKV(ctx context.Context, w *kvWrite) error {
 	}
 	msg := nats.NewMsg(p.kvPrefix + w.token)
 	if w.delete {
-		msg.Header.Set("KV-Operation", "DEL")
+		msg.Header.Set(event.KVOperationHeader, event.KVDelete)
 	} else {
 		msg.Header.Set(event.HashHeader, hex.EncodeToString(w.hash[:]))
 		msg.Data = w.value

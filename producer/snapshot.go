@@ -100,9 +100,9 @@ func (s *snapshot) add(token string) int32 {
 // header) into the index.
 func (s *snapshot) load(ctx context.Context, js jetstream.JetStream) error {
 	s.reset()
-	prefix := "$KV." + s.bucket + "."
+	prefix := event.KVSubjectPrefix(s.bucket)
 	var missing []string
-	_, err := replay.Read(ctx, js, "KV_"+s.bucket, jetstream.OrderedConsumerConfig{
+	_, err := replay.Read(ctx, js, event.KVStream(s.bucket), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{prefix + ">"},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 		HeadersOnly:    true,
@@ -113,8 +113,8 @@ func (s *snapshot) load(ctx context.Context, js jetstream.JetStream) error {
 		}
 		token := strings.TrimPrefix(m.Subject(), prefix)
 		var e entry
-		switch m.Headers().Get("KV-Operation") {
-		case "DEL", "PURGE":
+		switch {
+		case event.KVRemoved(m.Headers().Get(event.KVOperationHeader)):
 		default:
 			e.live = true
 			s.live++

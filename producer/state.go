@@ -4,30 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/statekv"
 )
 
 // loadState reads a report's bookkeeping record and its revision (0 when
 // there is none yet).
 func loadState(ctx context.Context, kv jetstream.KeyValue, report string) (event.ReportState, uint64, error) {
-	var st event.ReportState
-	e, err := kv.Get(ctx, report)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return st, 0, nil
-	}
-	if err != nil {
-		return st, 0, fmt.Errorf("read state of %s: %w", report, err)
-	}
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return st, 0, fmt.Errorf("state of %s is corrupt: %w", report, err)
-	}
-	return st, e.Revision(), nil
+	return statekv.Report(ctx, kv, report)
 }
 
 // saveState writes the record if it changed, expecting the revision we last

@@ -17,6 +17,7 @@ import (
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/internal/statekv"
 	"github.com/cometstream/cometstream/internal/plan"
 )
 
@@ -147,12 +148,12 @@ func lastPasses(ctx context.Context, cfg *config.Config, url string, creds natsc
 	}
 	ctx, cancel := context.WithTimeout(ctx, planNATSTimeout)
 	defer cancel()
-	kv, err := js.KeyValue(ctx, bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
+	kv, err := statekv.Open(ctx, js, cfg.NATS.SubjectPrefix)
+	if errors.Is(err, statekv.ErrNoBucket) {
 		return nil, []string{fmt.Sprintf("no bucket %s at %s (has a producer run?): every page count comes from page 0 now", bucket, nc.ConnectedUrlRedacted())}
 	}
 	if err != nil {
-		return nil, unused(fmt.Errorf("bucket %s: %w", bucket, err))
+		return nil, unused(err)
 	}
 	var stream jetstream.Stream // nil: the receipts cannot be read
 	if s, err := js.Stream(ctx, cfg.NATS.Stream); err == nil {
@@ -163,18 +164,11 @@ func lastPasses(ctx context.Context, cfg *config.Config, url string, creds natsc
 	sizes := map[string]plan.Size{}
 	for _, ref := range cfg.Reports() {
 		name := ref.Report.Name
-		e, err := kv.Get(ctx, name)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
+		st, rev, err := statekv.Report(ctx, kv, name)
 		if err != nil {
-			return nil, unused(fmt.Errorf("state of %s: %w", name, err))
+			return nil, unused(err)
 		}
-		var st event.ReportState
-		if err := json.Unmarshal(e.Value(), &st); err != nil {
-			return nil, unused(fmt.Errorf("state of %s: %w", name, err))
-		}
-		if st.Pages < 1 {
+		if rev == 0 || st.Pages < 1 {
 			continue // no complete pass yet
 		}
 		size := plan.Size{From: plan.FromLastPass, Pages: st.Pages}

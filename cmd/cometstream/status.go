@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/internal/statekv"
 	"github.com/cometstream/cometstream/producer"
 )
 
@@ -131,10 +130,7 @@ func stale(st reportStatus, now time.Time) bool {
 // collectStatus reads every report's state record and its last receipts from
 // the stream.
 func collectStatus(ctx context.Context, js jetstream.JetStream, stream, prefix string) ([]reportStatus, error) {
-	kv, err := js.KeyValue(ctx, event.StateBucketName(prefix))
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("no producer state in bucket %s: has a producer run with subject prefix %q?", event.StateBucketName(prefix), prefix)
-	}
+	kv, err := statekv.Open(ctx, js, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -142,27 +138,17 @@ func collectStatus(ctx context.Context, js jetstream.JetStream, stream, prefix s
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
-	lister, err := kv.ListKeys(ctx)
+	names, err := statekv.Reports(ctx, kv)
 	if err != nil {
 		return nil, err
 	}
-	var names []string
-	for k := range lister.Keys() {
-		if !strings.Contains(k, ".") {
-			names = append(names, k)
-		}
-	}
-	slices.Sort(names)
 	var out []reportStatus
 	for _, name := range names {
-		st := reportStatus{Report: name, State: &event.ReportState{}}
-		e, err := kv.Get(ctx, name)
+		state, _, err := statekv.Report(ctx, kv, name)
 		if err != nil {
 			return nil, err
 		}
-		if err := json.Unmarshal(e.Value(), st.State); err != nil {
-			return nil, fmt.Errorf("state of %s: %w", name, err)
-		}
+		st := reportStatus{Report: name, State: &state}
 		if ev := lastEvent(ctx, s, event.ReportSubject(prefix, name, event.KindSynced)); ev != nil {
 			st.LastSync = ev.Synced
 		}

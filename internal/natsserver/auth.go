@@ -53,7 +53,7 @@ func Permissions(role, stream, prefix string) (*server.Permissions, error) {
 				prefix + "_dlq.>",
 				"$JS.API.STREAM.CREATE." + dlq, "$JS.API.STREAM.UPDATE." + dlq, "$JS.API.STREAM.MSG.DELETE." + dlq,
 				// Writes to other buckets match nothing allowed: refused.
-				"$JS.API.STREAM.CREATE.KV_" + hooks, "$KV." + hooks + ".>",
+				"$JS.API.STREAM.CREATE." + event.KVStream(hooks), event.KVSubjectPrefix(hooks) + ">",
 			},
 			Deny: []string{
 				prefix + ".>",

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/cometstream/cometstream/event"
 )
 
 // Options configures the embedded server.
@@ -103,10 +105,10 @@ func Start(o Options) (*server.Server, error) {
 		JetStreamMaxMemory: 256 << 20,
 	}
 	if o.Stream == "" {
-		o.Stream = "COMET"
+		o.Stream = event.DefaultStream
 	}
 	if o.Prefix == "" {
-		o.Prefix = "comet"
+		o.Prefix = event.DefaultPrefix
 	}
 	for _, u := range o.Users {
 		perms, err := Permissions(u.Role, o.Stream, o.Prefix)

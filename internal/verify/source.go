@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/statekv"
 	"github.com/cometstream/cometstream/internal/replay"
 )
 
@@ -29,9 +29,11 @@ func newSource(ctx context.Context, js jetstream.JetStream, stream, prefix strin
 		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	src := &source{js: js, stream: s, streamName: stream, prefix: prefix}
-	src.state, err = js.KeyValue(ctx, event.StateBucketName(prefix))
-	if err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("state bucket %s: %w", event.StateBucketName(prefix), err)
+	src.state, err = statekv.Open(ctx, js, prefix)
+	if errors.Is(err, statekv.ErrNoBucket) {
+		src.state = nil
+	} else if err != nil {
+		return nil, err
 	}
 	return src, nil
 }
@@ -39,21 +41,11 @@ func newSource(ctx context.Context, js jetstream.JetStream, stream, prefix strin
 // readState reads a report's state record; the zero record (checkpoint 0,
 // every event still to apply) when there is none.
 func (s *source) readState(ctx context.Context, report string) (event.ReportState, error) {
-	var st event.ReportState
 	if s.state == nil {
-		return st, nil
+		return event.ReportState{}, nil
 	}
-	e, err := s.state.Get(ctx, report)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return st, nil
-	}
-	if err != nil {
-		return st, fmt.Errorf("state of %s: %w", report, err)
-	}
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
-		return st, fmt.Errorf("state of %s: %w", report, err)
-	}
-	return st, nil
+	st, _, err := statekv.Report(ctx, s.state, report)
+	return st, err
 }
 
 // bucket reads a report's snapshot rows by token.

@@ -1,0 +1,54 @@
+// Package version says which build of cometstream is running: the module
+// version (v1.2.3, or (devel) for a build from a checkout) and the VCS
+// commit the binary was built from, as the Go toolchain records them.
+package version
+
+import (
+	"runtime"
+	"runtime/debug"
+)
+
+// Info is what a build records of itself.
+type Info struct {
+	// Version is the module version; "(devel)" for a build from a checkout.
+	Version string
+	// Commit is the VCS revision, with "-dirty" when the tree had changes;
+	// "unknown" when the build recorded none (go run, a test binary).
+	Commit string
+	// Go is the toolchain version.
+	Go string
+}
+
+// Get returns this build's Info.
+func Get() Info {
+	info := Info{Version: "(devel)", Commit: "unknown", Go: runtime.Version()}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return info
+	}
+	if v := bi.Main.Version; v != "" {
+		info.Version = v
+	}
+	var rev string
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if rev != "" {
+		info.Commit = rev
+		if dirty {
+			info.Commit += "-dirty"
+		}
+	}
+	return info
+}
+
+// String renders the Info as `cometstream version` prints it.
+func (i Info) String() string {
+	return "cometstream " + i.Version + " (commit " + i.Commit + ", " + i.Go + ")"
+}
