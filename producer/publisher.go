@@ -21,13 +21,16 @@ import (
 // lease, or was paused past it). Nothing of the rejected batch was stored.
 var ErrFenced = errors.New("fenced: another producer wrote this report")
 
-// maxBatch is the largest atomic batch the server accepts by default.
-const maxBatch = 1000
-
-// errCodeBatchDuplicate: the batch repeats an event the stream holds,
-// published by another producer (or by us, before a lost acknowledgement).
-// nats.go has no name for it.
-const errCodeBatchDuplicate = 10201
+// Atomic batch publishing: nats.go has no names for these yet.
+const (
+	batchIDHeader       = "Nats-Batch-Id"
+	batchSequenceHeader = "Nats-Batch-Sequence"
+	batchCommitHeader   = "Nats-Batch-Commit"
+	// errCodeBatchDuplicate: the batch repeats an event the stream holds,
+	// published by another producer (or by us, before a lost
+	// acknowledgement).
+	errCodeBatchDuplicate jetstream.ErrorCode = 10201
+)
 
 // wrongLastSequence reports whether a JetStream error code says an
 // expected last sequence did not hold (10164 on replicated streams).
@@ -45,61 +48,57 @@ type kvWrite struct {
 	delete bool
 }
 
+// inflight is a publish whose acknowledgement is awaited: a snapshot write,
+// or (asyncEvents) an event.
 type inflight struct {
 	fut   jetstream.PubAckFuture
 	write *kvWrite
 	isKV  bool
 }
 
-type pendingEvent struct {
-	msg   *nats.Msg
-	write *kvWrite // made once the batch is committed
-}
-
 // publisher publishes a report's events and, once the stream has stored an
 // event, writes its row to the snapshot. The snapshot never runs ahead of
-// the stream. It is used by one goroutine at a time.
+// the stream. Every snapshot write expects the key's last revision. It is
+// used by one goroutine at a time.
 //
-// A single producer publishes events asynchronously, a bounded number in
-// flight. With leases (several producers), events go in atomic batches
-// whose first message expects the last stream sequence of the report's
-// subjects to be the one this producer last saw: a producer that lost its
-// lease, or was paused past it, cannot add anything once another has
-// written the report, however late its bytes arrive. In both modes every
-// snapshot write expects the key's last revision.
+// How events reach the stream is the sender's: asyncEvents for a single
+// producer, fencedBatches with leases.
 type publisher struct {
-	nc       *nats.Conn
 	js       jetstream.JetStream
 	kvPrefix string // event.KVSubjectPrefix of the bucket
-	fence    string // the report's subject filter
 	snap     *snapshot
 	// lastSeq is the report's last stream sequence this producer knows.
 	lastSeq *uint64
 	maxKV   int
-	timeout time.Duration
-	gate    func() error
+	events  sender
 
-	// fenced selects atomic, fenced batches.
-	fenced bool
-	batch  []pendingEvent
-	// kv holds, in order, snapshot writes and (unfenced mode) events whose
-	// acknowledgement is awaited.
+	// kv holds, in order, the publishes whose acknowledgement is awaited.
 	kv   []inflight
 	busy map[int32]bool // keys with a snapshot write in flight
 	err  error
-	// published is the highest stream sequence of an event this publisher
-	// committed.
-	published uint64
-	// duplicates counts events the stream already held.
-	duplicates int
+}
+
+// sender gets events into the stream. add takes one event and its snapshot
+// write (nil for none); commit has everything added so far sent, with the
+// snapshot writes of the events stored started.
+type sender interface {
+	add(ctx context.Context, p *publisher, msg *nats.Msg, w *kvWrite) error
+	commit(ctx context.Context, p *publisher) error
 }
 
 func (r *reporter) newPublisher() *publisher {
-	return &publisher{
-		nc: r.p.cfg.Conn, js: r.p.js, kvPrefix: event.KVSubjectPrefix(r.snap.bucket), fence: event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name),
-		snap: r.snap, lastSeq: &r.lastSeq, maxKV: r.p.cfg.MaxInFlight, timeout: r.p.cfg.AckTimeout, gate: r.gate,
-		busy: map[int32]bool{}, fenced: r.gate != nil,
+	p := &publisher{
+		js: r.p.js, kvPrefix: event.KVSubjectPrefix(r.snap.bucket),
+		snap: r.snap, lastSeq: &r.lastSeq, maxKV: r.p.cfg.MaxInFlight, busy: map[int32]bool{},
+		events: asyncEvents{},
 	}
+	if r.gate != nil {
+		p.events = &fencedBatches{
+			nc: r.p.cfg.Conn, fence: event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name),
+			gate: r.gate, timeout: r.p.cfg.AckTimeout,
+		}
+	}
+	return p
 }
 
 // Err returns the first failure; once set, the pass must be abandoned and
@@ -113,8 +112,8 @@ func (p *publisher) fail(err error) error {
 	return p.err
 }
 
-// event adds an event to the current batch; w, when not nil, is written to
-// the snapshot once the batch is committed.
+// event publishes an event; w, when not nil, is written to the snapshot
+// once the stream has stored the event.
 func (p *publisher) event(ctx context.Context, subject, id string, data []byte, w *kvWrite) error {
 	if p.err != nil {
 		return p.err
@@ -123,73 +122,109 @@ func (p *publisher) event(ctx context.Context, subject, id string, data []byte, 
 	msg.Header.Set(jetstream.MsgIDHeader, id)
 	msg.Header.Set("Content-Type", event.ContentType)
 	msg.Data = data
-	if !p.fenced {
-		for len(p.kv) >= p.maxKV {
-			if err := p.reapKV(ctx); err != nil {
-				return err
-			}
+	return p.events.add(ctx, p, msg, w)
+}
+
+// room waits until fewer than maxKV publishes are in flight.
+func (p *publisher) room(ctx context.Context) error {
+	for len(p.kv) >= p.maxKV {
+		if err := p.reapKV(ctx); err != nil {
+			return err
 		}
-		fut, err := p.js.PublishMsgAsync(msg)
-		if err != nil {
-			return p.fail(fmt.Errorf("publish %s: %w", subject, err))
-		}
-		p.kv = append(p.kv, inflight{fut: fut, write: w})
-		return nil
-	}
-	p.batch = append(p.batch, pendingEvent{msg: msg, write: w})
-	if len(p.batch) >= maxBatch {
-		return p.commit(ctx)
 	}
 	return nil
 }
 
-// batchAck is the server's answer to a batch commit.
-type batchAck struct {
-	Stream    string `json:"stream"`
-	Seq       uint64 `json:"seq"`
-	Duplicate bool   `json:"duplicate"`
-	BatchID   string `json:"batch"`
-	Count     int    `json:"count"`
-	Error     *struct {
-		Code        int    `json:"code"`
-		ErrCode     int    `json:"err_code"`
-		Description string `json:"description"`
-	} `json:"error"`
+// asyncEvents publishes each event asynchronously, a bounded number in
+// flight with the snapshot writes, and starts an event's snapshot write when
+// its acknowledgement arrives. The stream's duplicate window, keyed by the
+// event id, makes a republished event harmless.
+type asyncEvents struct{}
+
+func (asyncEvents) add(ctx context.Context, p *publisher, msg *nats.Msg, w *kvWrite) error {
+	if err := p.room(ctx); err != nil {
+		return err
+	}
+	fut, err := p.js.PublishMsgAsync(msg)
+	if err != nil {
+		return p.fail(fmt.Errorf("publish %s: %w", msg.Subject, err))
+	}
+	p.kv = append(p.kv, inflight{fut: fut, write: w})
+	return nil
 }
 
-// commit sends the current batch atomically and waits for the server to
-// store it, then starts the snapshot writes of its events.
-func (p *publisher) commit(ctx context.Context) error {
-	if len(p.batch) == 0 || p.err != nil {
+func (asyncEvents) commit(context.Context, *publisher) error { return nil }
+
+// fencedBatches publishes events in atomic batches whose first message
+// expects the last stream sequence of the report's subjects to be the one
+// this producer last saw: a producer that lost its lease, or was paused past
+// it, cannot add anything once another has written the report, however late
+// its bytes arrive. gate, checked before each batch, refuses when the lease
+// is not held.
+type fencedBatches struct {
+	nc      *nats.Conn
+	fence   string // the report's subject filter
+	gate    func() error
+	timeout time.Duration
+	batch   []pendingEvent
+}
+
+type pendingEvent struct {
+	msg   *nats.Msg
+	write *kvWrite // started once the batch is committed
+}
+
+// maxBatch is the largest atomic batch the server accepts by default.
+const maxBatch = 1000
+
+// batchAck is the server's answer to a batch commit.
+type batchAck struct {
+	jetstream.PubAck
+	Batch string              `json:"batch"`
+	Count int                 `json:"count"`
+	Error *jetstream.APIError `json:"error"`
+}
+
+func (f *fencedBatches) add(ctx context.Context, p *publisher, msg *nats.Msg, w *kvWrite) error {
+	f.batch = append(f.batch, pendingEvent{msg: msg, write: w})
+	if len(f.batch) >= maxBatch {
+		return f.commit(ctx, p)
+	}
+	return nil
+}
+
+// commit sends the batch atomically, waits for the server to store it, then
+// starts the snapshot writes of its events.
+func (f *fencedBatches) commit(ctx context.Context, p *publisher) error {
+	if len(f.batch) == 0 || p.err != nil {
+		f.batch = nil
 		return p.err
 	}
-	if p.gate != nil {
-		if err := p.gate(); err != nil {
-			return p.fail(err)
-		}
+	if err := f.gate(); err != nil {
+		return p.fail(err)
 	}
-	batch := p.batch
-	p.batch = nil
+	batch := f.batch
+	f.batch = nil
 	id := nuid.Next()
 	for i, pe := range batch {
 		h := pe.msg.Header
-		h.Set("Nats-Batch-Id", id)
-		h.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		h.Set(batchIDHeader, id)
+		h.Set(batchSequenceHeader, strconv.Itoa(i+1))
 		if i == 0 {
 			h.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(*p.lastSeq, 10))
-			h.Set("Nats-Expected-Last-Subject-Sequence-Subject", p.fence)
+			h.Set(jetstream.ExpectedLastSubjSeqSubjHeader, f.fence)
 		}
 		if i < len(batch)-1 {
-			if err := p.nc.PublishMsg(pe.msg); err != nil {
+			if err := f.nc.PublishMsg(pe.msg); err != nil {
 				return p.fail(fmt.Errorf("publish %s: %w", pe.msg.Subject, err))
 			}
 		}
 	}
 	last := batch[len(batch)-1].msg
-	last.Header.Set("Nats-Batch-Commit", "1")
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
+	last.Header.Set(batchCommitHeader, "1")
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.timeout)
 	defer cancel()
-	resp, err := p.nc.RequestMsgWithContext(rctx, last)
+	resp, err := f.nc.RequestMsgWithContext(rctx, last)
 	if err != nil {
 		return p.fail(fmt.Errorf("commit %d events: %w", len(batch), err))
 	}
@@ -198,13 +233,12 @@ func (p *publisher) commit(ctx context.Context) error {
 		return p.fail(fmt.Errorf("commit %d events: unreadable acknowledgement: %w", len(batch), err))
 	}
 	if ack.Error != nil {
-		if wrongLastSequence(jetstream.ErrorCode(ack.Error.ErrCode)) || ack.Error.ErrCode == errCodeBatchDuplicate {
+		if wrongLastSequence(ack.Error.ErrorCode) || ack.Error.ErrorCode == errCodeBatchDuplicate {
 			return p.fail(fmt.Errorf("%w (%s)", ErrFenced, ack.Error.Description))
 		}
-		return p.fail(fmt.Errorf("commit %d events: %s (code %d)", len(batch), ack.Error.Description, ack.Error.ErrCode))
+		return p.fail(fmt.Errorf("commit %d events: %s (code %d)", len(batch), ack.Error.Description, ack.Error.ErrorCode))
 	}
-	*p.lastSeq = ack.Seq
-	p.published = max(p.published, ack.Seq)
+	*p.lastSeq = ack.Sequence
 	for _, pe := range batch {
 		if pe.write != nil {
 			if err := p.sendKV(ctx, pe.write); err != nil {
@@ -224,10 +258,8 @@ func (p *publisher) sendKV(ctx context.Context, w *kvWrite) error {
 			return err
 		}
 	}
-	for len(p.kv) >= p.maxKV {
-		if err := p.reapKV(ctx); err != nil {
-			return err
-		}
+	if err := p.room(ctx); err != nil {
+		return err
 	}
 	msg := nats.NewMsg(p.kvPrefix + w.token)
 	if w.delete {
@@ -246,8 +278,8 @@ func (p *publisher) sendKV(ctx context.Context, w *kvWrite) error {
 	return nil
 }
 
-// reapKV waits for the oldest publish in flight: a snapshot write, or (unfenced) an
-// event, whose snapshot write it then starts.
+// reapKV waits for the oldest publish in flight: a snapshot write, or
+// (asyncEvents) an event, whose snapshot write it then starts.
 func (p *publisher) reapKV(ctx context.Context) error {
 	f := p.kv[0]
 	p.kv = p.kv[1:]
@@ -255,10 +287,6 @@ func (p *publisher) reapKV(ctx context.Context) error {
 		select {
 		case ack := <-f.fut.Ok():
 			*p.lastSeq = max(*p.lastSeq, ack.Sequence)
-			p.published = max(p.published, ack.Sequence)
-			if ack.Duplicate {
-				p.duplicates++
-			}
 			if f.write != nil && p.err == nil {
 				return p.sendKV(ctx, f.write)
 			}
@@ -294,11 +322,11 @@ func (p *publisher) drainKV(ctx context.Context) error {
 	return nil
 }
 
-// flush commits the current batch and waits for every snapshot write.
+// flush sends every event added and waits for every snapshot write.
 // After a failure it still waits for every outstanding write to resolve, so
 // nothing is in flight when the caller reads the stream to recover.
 func (p *publisher) flush(ctx context.Context) error {
-	if err := p.commit(ctx); err == nil {
+	if err := p.events.commit(ctx, p); err == nil {
 		_ = p.drainKV(ctx)
 	}
 	if p.err != nil {
@@ -309,7 +337,7 @@ func (p *publisher) flush(ctx context.Context) error {
 			case <-ctx.Done():
 			}
 		}
-		p.kv, p.batch = nil, nil
+		p.kv = nil
 		clear(p.busy)
 	}
 	return p.err
