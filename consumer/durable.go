@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/retry"
 )
 
 // Config configures a durable Consumer.
@@ -257,7 +257,7 @@ func (c *Consumer) retry(ctx context.Context, h Handler, batch []*Message) error
 		if errors.Is(err, ErrPermanent) || m.Delivered >= c.cfg.MaxDeliver {
 			return c.deadLetter(ctx, m.msg, m.Delivered, err)
 		}
-		wait := jitter(c.cfg.Backoff[min(attempt, len(c.cfg.Backoff))-1])
+		wait := retry.Jitter(c.cfg.Backoff[min(attempt, len(c.cfg.Backoff))-1], 0.5)
 		c.log.Warn("handler failed; retrying", "seq", m.Seq, "subject", m.Subject, "delivered", m.Delivered, "retry_in", wait, "err", err)
 		if !sleep(ctx, wait) {
 			_ = m.msg.Nak()
@@ -266,9 +266,6 @@ func (c *Consumer) retry(ctx context.Context, h Handler, batch []*Message) error
 		m.Delivered++
 	}
 }
-
-// jitter spreads d over 0.5d to 1.5d.
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d+1) }
 
 // sleep waits d, or returns false when ctx ends first.
 func sleep(ctx context.Context, d time.Duration) bool {

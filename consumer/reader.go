@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/retry"
 )
 
 // ReaderConfig configures a Reader.
@@ -117,7 +118,7 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 			if err == nil {
 				break
 			}
-			wait := jitter(r.cfg.Backoff[min(attempt, len(r.cfg.Backoff))-1])
+			wait := retry.Jitter(r.cfg.Backoff[min(attempt, len(r.cfg.Backoff))-1], 0.5)
 			r.log.Warn("handler failed; retrying the batch", "first_seq", u.batch[0].Seq, "messages", len(u.batch), "retry_in", wait, "err", err)
 			if !sleep(ctx, wait) {
 				return nil

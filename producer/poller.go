@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cometstream/cometstream/internal/comet"
+	"github.com/cometstream/cometstream/internal/retry"
 )
 
 // confirmDelay is how soon a pass that found rows missing is followed by the
@@ -60,20 +61,16 @@ func (p *Producer) nextWait(r *reporter, err error) time.Duration {
 			r.confirmSoon, r.confirming = false, true
 			return confirmDelay
 		}
-		return jitter(r.cfg.Interval)
+		return retry.Jitter(r.cfg.Interval, 0.1)
 	}
 	if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrFenced) {
 		// Not the report's fault: the lease holder changed. The unit stops
 		// this loop when the lease is gone; recover and retry soon otherwise.
-		return jitter(min(r.cfg.Interval, 5*time.Second))
+		return retry.Jitter(min(r.cfg.Interval, 5*time.Second), 0.1)
 	}
 	r.failures++
 	p.m.failures.WithLabelValues(name).Set(float64(r.failures))
-	// Back off exponentially from the interval up to half an hour (or the
-	// interval, when that is longer).
-	backoff := r.cfg.Interval << min(r.failures-1, 10)
-	backoff = min(backoff, max(30*time.Minute, r.cfg.Interval))
-	wait := jitter(backoff)
+	wait := retry.Jitter(failureBackoff(r.cfg.Interval, r.failures), 0.1)
 	attrs := []any{"failures", r.failures, "retry_in", wait.Round(time.Second), "err", err}
 	switch {
 	case Permanent(err):
@@ -86,11 +83,13 @@ func (p *Producer) nextWait(r *reporter, err error) time.Duration {
 	return wait
 }
 
-// jitter spreads d by ±10%.
-func jitter(d time.Duration) time.Duration {
-	spread := int64(d) / 5
-	if spread <= 0 {
-		return d
+// failureBackoff is the wait after the failures-th failure in a row:
+// doubling from the interval up to half an hour, or the interval when that
+// is longer.
+func failureBackoff(interval time.Duration, failures int) time.Duration {
+	ceiling := max(30*time.Minute, interval)
+	if failures <= 1 {
+		return min(interval, ceiling)
 	}
-	return d - time.Duration(spread/2) + time.Duration(rand.Int64N(spread))
+	return min(interval<<min(failures-1, 10), ceiling)
 }

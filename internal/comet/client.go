@@ -20,6 +20,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/cometstream/cometstream/internal/jsonscan"
+	"github.com/cometstream/cometstream/internal/retry"
 )
 
 // Defaults for Config fields left zero.
@@ -379,12 +380,12 @@ func (c *Client) attempt(ctx context.Context, page, size int) (p *Page, retryAft
 		return fail(ErrReportUnavailable, fmt.Errorf("COMET refused the API key with HTTP %d", status))
 	case status == http.StatusTooManyRequests:
 		drain(resp.Body)
-		retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), time.Second)
+		retryAfter = retryAfterOr(resp.Header.Get("Retry-After"), time.Second)
 		return fail(ErrRateLimited, fmt.Errorf("HTTP 429, Retry-After %s", retryAfter))
 	case status >= 500:
 		head := c.describeBody(resp)
 		if status == http.StatusServiceUnavailable {
-			retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now(), 0)
+			retryAfter = retryAfterOr(resp.Header.Get("Retry-After"), 0)
 		}
 		return fail(ErrTransient, fmt.Errorf("HTTP %d%s", status, head))
 	case status >= 300 && status < 400:
@@ -483,15 +484,11 @@ func (c *Client) bodyHead(contentType string, body []byte) string {
 	return fmt.Sprintf("%s: %q", c.redact.string(jsonscan.Truncate(contentType, 80)), strings.TrimSpace(b.String()))
 }
 
-// parseRetryAfter reads a Retry-After header (seconds or an HTTP date),
-// returning def when it is absent or unreadable, capped at maxRetryAfter.
-func parseRetryAfter(h string, now time.Time, def time.Duration) time.Duration {
-	h = strings.TrimSpace(h)
-	d := def
-	if secs, err := strconv.Atoi(h); err == nil && secs >= 0 {
-		d = time.Duration(secs) * time.Second
-	} else if t, err := http.ParseTime(h); err == nil {
-		d = max(t.Sub(now), 0)
+// retryAfterOr reads a Retry-After header, returning def when it is absent
+// or unreadable, capped at maxRetryAfter.
+func retryAfterOr(h string, def time.Duration) time.Duration {
+	if d, ok := retry.RetryAfter(h, time.Now(), maxRetryAfter); ok {
+		return d
 	}
-	return min(d, maxRetryAfter)
+	return min(def, maxRetryAfter)
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/statekv"
 	"github.com/cometstream/cometstream/internal/replay"
+	"github.com/cometstream/cometstream/internal/statekv"
 )
 
 // source reads what the producer wrote: state records, snapshot buckets
