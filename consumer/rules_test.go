@@ -1,0 +1,90 @@
+package consumer
+
+import (
+	"slices"
+	"testing"
+
+	"github.com/cometstream/cometstream/event"
+)
+
+func TestFilterSubjects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    Filter
+		want []string
+	}{
+		{"zero filter: everything", Filter{}, []string{"comet.>"}},
+		{"one report", Filter{Reports: []string{"persons"}}, []string{"comet.persons.>"}},
+		{"two reports", Filter{Reports: []string{"persons", "fees"}}, []string{"comet.persons.>", "comet.fees.>"}},
+		{"updates only: no report events", Filter{Ops: []event.Op{event.OpUpdated}}, []string{"comet.*.row.updated.>"}},
+		{"report events only", Filter{Kinds: []event.ReportKind{event.KindSynced}}, []string{"comet.*.report.synced"}},
+		{"both, sorted", Filter{Reports: []string{"persons"}, Ops: []event.Op{event.OpDeleted, event.OpCreated}, Kinds: []event.ReportKind{event.KindSchema}},
+			[]string{"comet.persons.report.schema", "comet.persons.row.created.>", "comet.persons.row.deleted.>"}},
+		{"repeats collapse", Filter{Reports: []string{"fees", "fees"}, Ops: []event.Op{event.OpUpdated, event.OpUpdated}}, []string{"comet.fees.row.updated.>"}},
+	} {
+		got, err := tc.f.Subjects("comet")
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: Subjects = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	for _, bad := range []Filter{
+		{Reports: []string{"Persons"}},
+		{Reports: []string{"a.b"}},
+		{Reports: []string{">"}},
+		{Reports: []string{""}},
+		{Ops: []event.Op{"upserted"}},
+		{Kinds: []event.ReportKind{"row"}},
+	} {
+		if got, err := bad.Subjects("comet"); err == nil {
+			t.Errorf("Subjects(%+v) = %q, want an error", bad, got)
+		}
+	}
+}
+
+// TestColumnWidening: a table only ever gains columns; a column keeps its
+// first type; columns a row brings that the table lacks are typed by value.
+func TestColumnWidening(t *testing.T) {
+	base := &Table{Report: "persons", Key: []string{"id"}, Columns: []event.Column{
+		{Key: "id", Name: "Id", Type: event.TypeNumber},
+		{Key: "name", Name: "Name", Type: event.TypeString},
+	}}
+	keys := func(t *Table) []string {
+		var out []string
+		for _, c := range t.Columns {
+			out = append(out, c.Key+":"+string(c.Type))
+		}
+		return out
+	}
+
+	m := base.merged([]event.Column{
+		{Key: "name", Name: "Name", Type: event.TypeNumber}, // retyped: keeps STRING
+		{Key: "born", Name: "Born", Type: event.TypeDate},
+	})
+	if want := []string{"id:NUMBER", "name:STRING", "born:DATE"}; !slices.Equal(keys(m), want) {
+		t.Errorf("merged = %q, want %q", keys(m), want)
+	}
+	if want := []string{"id:NUMBER", "name:STRING"}; !slices.Equal(keys(base), want) {
+		t.Errorf("merged changed its receiver: %q", keys(base))
+	}
+	if m := base.merged(nil); !slices.Equal(keys(m), keys(base)) {
+		t.Errorf("merged(nil) = %q", keys(m))
+	}
+
+	same, grew := withColumns(base, event.Row{"id": event.NumberValue("1"), "name": event.TextValue("A")})
+	if grew || same != base {
+		t.Errorf("a row with the table's columns widened it: %q", keys(same))
+	}
+	wide, grew := withColumns(base, event.Row{"id": event.NumberValue("1"), "zeta": event.NumberValue("2"), "alpha": event.TextValue("x"), "nil": event.NullValue()})
+	if want := []string{"id:NUMBER", "name:STRING", "alpha:STRING", "nil:STRING", "zeta:NUMBER"}; !grew || !slices.Equal(keys(wide), want) {
+		t.Errorf("withColumns = %q (grew %v), want %q", keys(wide), grew, want)
+	}
+
+	row := withNulls(wide, event.Row{"id": event.NumberValue("1")})
+	if len(row) != len(wide.Columns) || !row["zeta"].IsNull() || row["id"].Raw != "1" {
+		t.Errorf("withNulls = %v", row)
+	}
+}
