@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/replay"
+	"github.com/cometstream/cometstream/internal/streamrange"
 )
 
 // ReadBucket calls fn with the row key token and the row of every key of a
@@ -25,7 +25,7 @@ import (
 func ReadBucket(ctx context.Context, js jetstream.JetStream, prefix, report string, fn func(token string, row event.Row) error) error {
 	bucket := event.BucketName(prefix, report)
 	keys := event.KVSubjectPrefix(bucket)
-	_, err := replay.Read(ctx, js, event.KVStream(bucket), jetstream.OrderedConsumerConfig{
+	_, err := streamrange.Read(ctx, js, event.KVStream(bucket), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{keys + ">"},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 	}, func(msg jetstream.Msg) error {

@@ -14,8 +14,8 @@ import (
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/natsserver"
-	"github.com/cometstream/cometstream/internal/replay"
 	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/streamrange"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
@@ -81,7 +81,7 @@ func capture(b *testing.B, nc *nats.Conn) []captured {
 	js, _ := jetstream.New(nc)
 	var out []captured
 	for _, stream := range []string{"COMET", "KV_" + event.BucketName("comet", "persons")} {
-		_, err := replay.Read(context.Background(), js, stream, jetstream.OrderedConsumerConfig{}, func(m jetstream.Msg) error {
+		_, err := streamrange.Read(context.Background(), js, stream, jetstream.OrderedConsumerConfig{}, func(m jetstream.Msg) error {
 			out = append(out, captured{subject: m.Subject(), header: m.Headers(), data: m.Data()})
 			return nil
 		})

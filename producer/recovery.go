@@ -13,7 +13,7 @@ import (
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/replay"
+	"github.com/cometstream/cometstream/internal/streamrange"
 )
 
 // recover rebuilds the report's index and state from what the stream says:
@@ -63,7 +63,7 @@ func (r *reporter) recover(ctx context.Context) error {
 	last := st.Checkpoint
 	tail := false
 	applied := 0
-	_, err = replay.Read(ctx, r.p.js, r.p.cfg.Stream, jetstream.OrderedConsumerConfig{
+	_, err = streamrange.Read(ctx, r.p.js, r.p.cfg.Stream, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name)},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    st.Checkpoint + 1,

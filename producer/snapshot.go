@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/replay"
+	"github.com/cometstream/cometstream/internal/streamrange"
 )
 
 // entry is what the producer remembers of one row key: enough to diff
@@ -102,7 +102,7 @@ func (s *snapshot) load(ctx context.Context, js jetstream.JetStream) error {
 	s.reset()
 	prefix := event.KVSubjectPrefix(s.bucket)
 	var missing []string
-	_, err := replay.Read(ctx, js, event.KVStream(s.bucket), jetstream.OrderedConsumerConfig{
+	_, err := streamrange.Read(ctx, js, event.KVStream(s.bucket), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{prefix + ">"},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 		HeadersOnly:    true,

@@ -17,8 +17,8 @@ import (
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/natsconn"
-	"github.com/cometstream/cometstream/internal/statekv"
 	"github.com/cometstream/cometstream/internal/plan"
+	"github.com/cometstream/cometstream/internal/statekv"
 )
 
 // planOutput is what `cometstream plan --json` prints.

@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/replay"
+	"github.com/cometstream/cometstream/internal/streamrange"
 )
 
 // ReplayResult counts what Replay did.
@@ -39,7 +39,7 @@ func (b *Bridge) Replay(ctx context.Context, endpoint string) (map[string]Replay
 		found = true
 		t := &target{b: b, ep: ep, log: b.o.Logger.With("endpoint", ep.Name), client: b.client(ep)}
 		var res ReplayResult
-		_, err := replay.Read(ctx, b.o.JetStream, b.cfg.DeadLetterStream, jetstream.OrderedConsumerConfig{
+		_, err := streamrange.Read(ctx, b.o.JetStream, b.cfg.DeadLetterStream, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{b.DeadLetterSubject(ep.Name)},
 		}, func(m jetstream.Msg) error {
 			md, err := m.Metadata()

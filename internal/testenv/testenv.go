@@ -32,8 +32,8 @@ import (
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/natsserver"
-	"github.com/cometstream/cometstream/internal/replay"
 	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/streamrange"
 )
 
 // StartNATS starts an embedded server with JetStream stored in dir, on a
@@ -89,7 +89,7 @@ type Event struct {
 func Events(t testing.TB, js jetstream.JetStream, stream string, after uint64) []Event {
 	t.Helper()
 	var out []Event
-	_, err := replay.Read(context.Background(), js, stream, jetstream.OrderedConsumerConfig{
+	_, err := streamrange.Read(context.Background(), js, stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: after + 1,
 	}, func(m jetstream.Msg) error {
 		md, _ := m.Metadata()

@@ -9,8 +9,8 @@ import (
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/replay"
 	"github.com/cometstream/cometstream/internal/statekv"
+	"github.com/cometstream/cometstream/internal/streamrange"
 )
 
 // source reads what the producer wrote: state records, snapshot buckets
@@ -92,7 +92,7 @@ func (s *source) apply(ctx context.Context, report string, rows map[string]event
 	if first := info.State.FirstSeq; first > from+1 {
 		return fmt.Errorf("%w: events %d to %d of the stream are gone (it starts at %d)", ErrTrimmed, from+1, first-1, first)
 	}
-	_, err = replay.Read(ctx, s.js, s.streamName, jetstream.OrderedConsumerConfig{
+	_, err = streamrange.Read(ctx, s.js, s.streamName, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{event.ReportFilter(s.prefix, report)},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from + 1,
