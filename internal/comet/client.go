@@ -395,7 +395,7 @@ func (c *Client) attempt(ctx context.Context, page, size int) (p *Page, retryAft
 		drain(resp.Body)
 		return fail(ErrInvalidResponse, fmt.Errorf("unexpected HTTP %d", status))
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.cfg.MaxBodyBytes+1))
+	body, err := readBody(resp, c.cfg.MaxBodyBytes)
 	if err != nil {
 		return fail(ErrTransient, fmt.Errorf("read body: %w", err))
 	}
@@ -410,7 +410,7 @@ func (c *Client) attempt(ctx context.Context, page, size int) (p *Page, retryAft
 		// worth saying what it was.
 		return fail(ErrTransient, fmt.Errorf("COMET answered HTTP 200 with a body that is not JSON (%s)", c.bodyHead(resp.Header.Get("Content-Type"), body)))
 	}
-	p, err = DecodePage(body, page, size)
+	p, err = decodePage(body, page, size, true)
 	if err != nil {
 		class := ErrInvalidResponse
 		if errors.Is(err, ErrTransient) {
@@ -433,6 +433,20 @@ func (c *Client) redactLocation(loc string) string {
 }
 
 func drain(r io.Reader) { _, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10)) }
+
+// readBody reads a response body of at most limit bytes (one more tells it
+// was larger) into one buffer sized by Content-Length when COMET sends it,
+// rather than one grown by doubling.
+func readBody(resp *http.Response, limit int64) ([]byte, error) {
+	n := resp.ContentLength
+	if n < 0 || n > limit {
+		return io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(n) + 1) // +1: ReadFrom wants room to see the end
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, limit+1))
+	return buf.Bytes(), err
+}
 
 // looksLikeJSON reports whether a body starts like a JSON object.
 func looksLikeJSON(body []byte) bool {

@@ -26,10 +26,11 @@ type Page struct {
 	// values are left out of the rows.
 	Undeclared []string
 
-	rows   int
-	width  int
-	values []event.Value // rows*width cells, row-major, aligned with Columns
-	cells  []CellError   // cells that could not be converted, by row order
+	rows     int
+	width    int
+	sizeHint int           // the rows asked for: room for the values is made once
+	values   []event.Value // rows*width cells, row-major, aligned with Columns
+	cells    []CellError   // cells that could not be converted, by row order
 }
 
 // CellError says why one cell could not be converted to its column's type.
@@ -91,7 +92,14 @@ func LastPageOf(total, size int) int {
 // columnKeys does not list (left out, named in Undeclared), and cells that do
 // not convert to their column type (null, reported by CellErrors).
 func DecodePage(body []byte, page, size int) (*Page, error) {
-	p, resultsAt, err := decodeEnvelope(body)
+	return decodePage(body, page, size, false)
+}
+
+// decodePage is DecodePage; with owned, the body is handed over (the client
+// read it and never touches it again): values are substrings of it, with no
+// copy of the page.
+func decodePage(body []byte, page, size int, owned bool) (*Page, error) {
+	p, resultsAt, err := decodeEnvelope(body, size, owned)
 	if err != nil {
 		return nil, err
 	}
@@ -127,10 +135,18 @@ const (
 
 var fieldNames = []string{"columnTypes", "columnNames", "columnKeys", "results", "totalSize", "page", "pageSize", "lastPage"}
 
-func decodeEnvelope(body []byte) (*Page, int, error) {
-	// One copy of the body as a string lets every value be a substring of it.
-	s := jsonscan.New(body)
-	p := &Page{}
+func decodeEnvelope(body []byte, size int, owned bool) (*Page, int, error) {
+	// One copy of the body as a string (none when the body is ours) lets
+	// every value be a substring of it.
+	s := jsonscan.New
+	if owned {
+		s = jsonscan.NewOwned
+	}
+	return decodeEnvelopeWith(s(body), size)
+}
+
+func decodeEnvelopeWith(s *jsonscan.Scanner, size int) (*Page, int, error) {
+	p := &Page{sizeHint: size}
 	var types, names, keys []string
 	seen, resultsAt := 0, -1
 	syntax := func(err error) (*Page, int, error) {
@@ -297,6 +313,9 @@ func (p *Page) validate(page, size int) error {
 // decodeResults reads the results array, converting each row.
 func (p *Page) decodeResults(s *jsonscan.Scanner) error {
 	p.width = len(p.Columns)
+	if p.values == nil && p.sizeHint > 0 {
+		p.values = make([]event.Value, 0, min(p.sizeHint, MaxPageSize)*p.width)
+	}
 	index := make(map[string]int, p.width)
 	for i, c := range p.Columns {
 		index[c.Key] = i

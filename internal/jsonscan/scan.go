@@ -1,8 +1,3 @@
-// Package jsonscan is a small JSON reader over a byte slice, for the two
-// hot decoders of cometstream: COMET pages and events. It reads exactly the
-// shapes they have, keeps numbers as their literal digits, takes strings as
-// substrings of one copy of the input when it can, and never recurses, so
-// hostile nesting cannot exhaust the stack.
 package jsonscan
 
 import (
@@ -11,12 +6,20 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // New returns a scanner over b that takes strings and numbers as substrings
 // of one string copy of b.
 func New(b []byte) *Scanner {
 	return &Scanner{B: b, Src: string(b), Valid: utf8.Valid(b)}
+}
+
+// NewOwned is New without the copy: strings are substrings of b itself. The
+// caller hands b over: it must never change b again, or the strings taken
+// from it would change too.
+func NewOwned(b []byte) *Scanner {
+	return &Scanner{B: b, Src: unsafe.String(unsafe.SliceData(b), len(b)), Valid: utf8.Valid(b)}
 }
 
 // IsSyntax reports whether err says the input is not well-formed or ends
