@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/statekv"
@@ -41,6 +42,13 @@ type MaterializeConfig struct {
 	// OnReady, when set, is called once the bootstrap is done and the
 	// stream is being consumed.
 	OnReady func()
+	// Registerer receives the sink's metrics: cometstream_sink_events_total
+	// {report,op}, cometstream_sink_position{report} and
+	// cometstream_sink_lag_events{report}. Nil keeps them in a private
+	// registry, gathered by nobody. Materialize started again on the same
+	// Registerer goes on in the same series; two at once on one Registerer
+	// would share them (wrap it with prometheus.WrapRegistererWith).
+	Registerer prometheus.Registerer
 }
 
 type materializer struct {
@@ -49,6 +57,7 @@ type materializer struct {
 	state     jetstream.KeyValue
 	positions map[string]uint64
 	tables    map[string]*Table
+	metrics   *sinkMetrics
 }
 
 // Materialize keeps cfg.Store equal to the producer's snapshot until ctx
@@ -84,10 +93,13 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	m := &materializer{cfg: cfg, log: cfg.Logger}
+	var err error
+	if m.metrics, err = newSinkMetrics(cfg.Registerer, cfg.Reports); err != nil {
+		return fmt.Errorf("materialize: metrics: %w", err)
+	}
 	if err := waitForStream(ctx, cfg.JetStream, cfg.Stream, cfg.Logger); err != nil {
 		return err
 	}
-	var err error
 	if m.state, err = statekv.Open(ctx, cfg.JetStream, cfg.Prefix); errors.Is(err, statekv.ErrNoBucket) {
 		m.state = nil // the producer has not run yet
 	} else if err != nil {
@@ -151,6 +163,9 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	if err != nil {
 		return err
 	}
+	m.metrics.handled(start-1, m.positions)
+	stop := m.metrics.follow(ctx, cfg.JetStream, cfg.Stream, cfg.Prefix)
+	defer stop()
 	m.log.Info("consuming the stream", "from_seq", start, "reports", len(reports))
 	if cfg.OnReady != nil {
 		cfg.OnReady()
@@ -338,6 +353,7 @@ func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 	positions := map[string]uint64{}
 	tables := map[string]*Table{}
 	b := &Batch{Positions: positions}
+	applied := m.metrics.batch()
 	commit := func() error {
 		if len(b.Changes) == 0 && len(positions) == 0 {
 			return nil
@@ -345,6 +361,7 @@ func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 		if err := m.cfg.Store.Apply(ctx, b); err != nil {
 			return err
 		}
+		applied.committed()
 		maps.Copy(m.positions, positions)
 		maps.Copy(m.tables, tables)
 		clear(positions)
@@ -417,10 +434,12 @@ func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 			}
 		}
 		positions[r] = msg.Seq
+		applied.add(subj)
 	}
 	if err := commit(); err != nil {
 		return err
 	}
+	m.metrics.handled(lastSeq(msgs), m.positions)
 	if m.cfg.OnApplied != nil {
 		m.cfg.OnApplied(msgs)
 	}

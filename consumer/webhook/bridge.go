@@ -182,6 +182,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 		return nil // asked to stop while starting
 	}
 	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.followMetrics(ctx)
+	}()
 	if w != nil {
 		wg.Add(1)
 		go func() {

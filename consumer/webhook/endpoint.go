@@ -230,7 +230,6 @@ func (b *Bridge) runEndpoint(ctx context.Context, st *endpointState) error {
 	if st.ep.RateLimit > 0 {
 		limiter = rate.NewLimiter(rate.Limit(st.ep.RateLimit), max(1, st.ep.Concurrency))
 	}
-	b.m.dlqDepth(ctx, b.o.JetStream, b.cfg.DeadLetterStream, st.ep.Name, b.DeadLetterSubject(st.ep.Name))
 	workers, _ := st.ep.window()
 	for {
 		if !st.waitEnabled(ctx) {
