@@ -1,5 +1,8 @@
 # cometstream: a static binary on a distroless image, running as non-root.
 #   docker build -t cometstream .
+# .dockerignore keeps the context to the sources (no .git: the binary records
+# no commit, and `cometstream version` says "commit unknown"). The image has
+# no shell: health checks run `/usr/local/bin/cometstream health --url …`.
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./

@@ -52,6 +52,8 @@ func commands() []command {
 		{"simulate", "serve a COMET API simulator", runSimulate},
 		{"demo", "simulator, embedded NATS, producer and SQLite sink in one process", runDemo},
 		{"verify", "verify sqlite|postgres: compare a sink's tables with the snapshot, row by row", runVerify},
+		{"health", "probe an operations endpoint: exit 0 when its /healthz (or /readyz) answers 200", runHealth},
+		{"version", "print the version and the commit of this build", runVersion},
 	}
 }
 
@@ -62,6 +64,9 @@ func run(ctx context.Context, args []string) error {
 			return usagef("no command given")
 		}
 		return errHelp
+	}
+	if args[0] == "--version" {
+		return runVersion(ctx, args[1:])
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -129,9 +134,20 @@ func (l *logFlags) logger() (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
 	case "json":
+		opts.ReplaceAttr = durationSeconds
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, usagef("--log-format: %q is not text, json or auto", l.format)
+}
+
+// durationSeconds renders a time.Duration as seconds (a float), for the
+// JSON handler: it would write nanoseconds, which log pipelines take for a
+// plain number. The text handler keeps Go's form (1.5s).
+func durationSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.Float64Value(a.Value.Duration().Seconds())
+	}
+	return a
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }

@@ -132,9 +132,9 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 		return err
 	}
 	if cfg.HTTP.Listen != "" {
-		srv, err := ops.Start(cfg.HTTP.Listen, reg, p.Ready, log)
+		srv, err := ops.Start(ops.Config{Addr: cfg.HTTP.Listen, Registry: reg, Ready: p.Ready, Pprof: cfg.HTTP.Pprof, Logger: log})
 		if err != nil {
-			return err
+			return fmt.Errorf("http.listen: %w", err)
 		}
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -169,6 +169,9 @@ const internalUser = "cometstream-producer-internal"
 // returns its password in *internal.
 func startEmbedded(cfg *config.Config, url string, unsafeListen bool, internal *string, log *slog.Logger) (*server.Server, string, error) {
 	if url != "" {
+		if cfg.NATS.Monitor != "" {
+			log.Warn("nats.monitor is the embedded server's: ignored with a NATS URL", "nats.monitor", cfg.NATS.Monitor)
+		}
 		return nil, url, nil
 	}
 	dir := filepath.Join(cfg.DataDir, "nats")
@@ -190,11 +193,13 @@ func startEmbedded(cfg *config.Config, url string, unsafeListen bool, internal *
 		tls = &natsserver.TLS{Cert: t.Cert, Key: t.Key, CA: t.CA, Verify: t.Verify}
 	}
 	s, err := natsserver.Start(natsserver.Options{
-		StoreDir: dir, Listen: cfg.NATS.Listen, SyncAlways: cfg.NATS.Sync == "always", Logger: log,
+		StoreDir: dir, Listen: cfg.NATS.Listen, Monitor: cfg.NATS.Monitor, SyncAlways: cfg.NATS.Sync == "always", Logger: log,
 		Users: users, Stream: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, TLS: tls, AllowInsecureListen: unsafeListen,
 	})
 	if err != nil {
 		switch {
+		case errors.Is(err, natsserver.ErrMonitor):
+			return nil, "", &usageError{err: fmt.Errorf("nats.monitor: %w", err)}
 		case errors.Is(err, natsserver.ErrUnsafeListen):
 			return nil, "", &usageError{err: fmt.Errorf("nats.listen: %w", err)}
 		case errors.Is(err, natsserver.ErrAddressInUse):
@@ -203,6 +208,12 @@ func startEmbedded(cfg *config.Config, url string, unsafeListen bool, internal *
 		return nil, "", fmt.Errorf("nats.listen %s: %w", cfg.NATS.Listen, err)
 	}
 	log.Info("embedded NATS server", "url", s.ClientURL(), "store", dir, "sync", cfg.NATS.Sync)
+	if addr := s.MonitorAddr(); addr != nil {
+		log.Info("embedded NATS monitoring", "url", "http://"+addr.String(), "paths", "/varz /jsz /connz /healthz")
+		if !addr.IP.IsLoopback() {
+			log.Warn("the embedded server's monitoring listener asks nobody for credentials: whoever reaches it sees its connections and streams", "nats.monitor", cfg.NATS.Monitor)
+		}
+	}
 	return s, s.ClientURL(), nil
 }
 
@@ -211,7 +222,7 @@ func embeddedUsers(e config.Embedded, log *slog.Logger) ([]natsserver.User, erro
 	var out []natsserver.User
 	for i, u := range e.Users {
 		field := fmt.Sprintf("nats.embedded.users[%d]", i)
-		nu := natsserver.User{Name: u.Name, NKey: u.NKey, Role: u.Role, Password: u.PasswordHash}
+		nu := natsserver.User{Name: u.Name, NKey: u.NKey, Role: u.Role, Password: u.PasswordHash, System: u.SystemAccount}
 		switch {
 		case u.PasswordEnv != "":
 			v, err := config.Secret(field+".password", "", u.PasswordEnv)

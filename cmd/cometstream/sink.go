@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/consumer/postgres"
@@ -50,6 +49,7 @@ type sinkFlags struct {
 	stream    string
 	prefix    string
 	http      string
+	pprof     bool // Go's profiles on the --http endpoint
 	log       logFlags
 	batch     int // events per transaction; 0: the library's default
 }
@@ -62,6 +62,7 @@ func (f *sinkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.stream, "stream", config.DefaultStream, "stream name")
 	fs.StringVar(&f.prefix, "prefix", config.DefaultSubjectPrefix, "subject prefix")
 	fs.StringVar(&f.http, "http", "", "address of /metrics, /healthz and /readyz (default: none)")
+	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --http")
 	f.log.register(fs)
 }
 
@@ -108,45 +109,11 @@ func connectSink(f *natsconn.Options, name string, log *slog.Logger) (*nats.Conn
 	return nc, js, nil
 }
 
-// sinkMetrics counts what a materializing sink applies.
-type sinkMetrics struct {
-	events   *prometheus.CounterVec
-	position *prometheus.GaugeVec
-}
-
-func newSinkMetrics(reg prometheus.Registerer) *sinkMetrics {
-	m := &sinkMetrics{
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cometstream_sink_events_total", Help: "Events applied by the sink, by report and type.",
-		}, []string{"report", "type"}),
-		position: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_sink_position", Help: "Stream sequence of the last event applied, by report.",
-		}, []string{"report"}),
-	}
-	reg.MustRegister(m.events, m.position)
-	return m
-}
-
-func (m *sinkMetrics) applied(msgs []*consumer.Message) {
-	for _, msg := range msgs {
-		report := ""
-		switch {
-		case msg.Row != nil:
-			report = msg.Row.Report
-		case msg.Synced != nil:
-			report = msg.Synced.Report
-		case msg.Schema != nil:
-			report = msg.Schema.Report
-		}
-		if report != "" {
-			m.events.WithLabelValues(report, string(msg.Type)).Inc()
-			m.position.WithLabelValues(report).Set(float64(msg.Seq))
-		}
-	}
-}
-
 // materialize runs a store's sink until ctx ends.
 func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, store consumer.Store, log *slog.Logger, onApplied func([]*consumer.Message)) error {
+	if f.pprof && f.http == "" {
+		return usagef("--pprof serves the profiles on the --http endpoint: give --http too")
+	}
 	nc, js, err := connectSink(&f.nats, "cometstream sink "+kind, log)
 	if err != nil {
 		return err
@@ -157,12 +124,11 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 		durable = defaultDurable(kind, label, target)
 	}
 	reg := ops.NewRegistry()
-	metrics := newSinkMetrics(reg)
 	ready := false
 	if f.http != "" {
-		srv, err := ops.Start(f.http, reg, func() bool { return ready && nc.IsConnected() }, log)
+		srv, err := ops.Start(ops.Config{Addr: f.http, Registry: reg, Ready: func() bool { return ready && nc.IsConnected() }, Pprof: f.pprof, Logger: log})
 		if err != nil {
-			return &usageError{err: err}
+			return &usageError{err: fmt.Errorf("--http: %w", err)}
 		}
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -174,13 +140,7 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 	err = consumer.Materialize(ctx, consumer.MaterializeConfig{
 		JetStream: js, Stream: f.stream, Prefix: f.prefix, Durable: durable,
 		Reports: splitList(f.reports), FromStart: f.fromStart, Store: store, Logger: log, BatchSize: f.batch,
-		OnReady: func() { ready = true },
-		OnApplied: func(msgs []*consumer.Message) {
-			metrics.applied(msgs)
-			if onApplied != nil {
-				onApplied(msgs)
-			}
-		},
+		Registerer: reg, OnReady: func() { ready = true }, OnApplied: onApplied,
 	})
 	if err != nil && ctx.Err() == nil {
 		return err

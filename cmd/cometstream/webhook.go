@@ -75,6 +75,7 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 		durable()
 	default:
 		fs.StringVar(&f.http, "http", "", "address of /metrics, /healthz and /readyz (ready: NATS connected and an endpoint enabled; default: none)")
+		fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --http")
 		fs.StringVar(&f.reports, "reports", "", "comma-separated reports to deliver, within each endpoint's own reports (default: each endpoint's)")
 		durable()
 		fs.BoolVar(&f.fromStart, "from-start", false, "endpoints whose consumer does not exist yet start at the beginning of the stream (as start: all); existing consumers keep their position")
@@ -87,6 +88,9 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 	}
 	if (sub == "enable" || sub == "reset") && endpoint == "" {
 		return usagef("--endpoint is required")
+	}
+	if f.pprof && f.http == "" {
+		return usagef("--pprof serves the profiles on the --http endpoint: give --http too")
 	}
 	log, err := f.log.logger()
 	if err != nil {
@@ -126,9 +130,9 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 		return natsRefusal(nc, webhookReset(ctx, b, cfg, endpoint))
 	}
 	if f.http != "" {
-		srv, err := ops.Start(f.http, reg, b.Ready, log)
+		srv, err := ops.Start(ops.Config{Addr: f.http, Registry: reg, Ready: b.Ready, Pprof: f.pprof, Logger: log})
 		if err != nil {
-			return &usageError{err: err}
+			return &usageError{err: fmt.Errorf("--http: %w", err)}
 		}
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +61,10 @@ type NATS struct {
 	TokenEnv        string        `yaml:"token_env"`
 	NKeyFile        string        `yaml:"nkey_file"`
 	TLS             TLS           `yaml:"tls"`
+	// Monitor is the embedded server's HTTP monitoring listener, host:port
+	// (/varz, /jsz, /connz, /healthz); "" serves none. Like Listen, an
+	// address other than loopback needs Embedded.Users.
+	Monitor string `yaml:"monitor"`
 	// Embedded configures the embedded server: who may connect, and TLS.
 	Embedded Embedded `yaml:"embedded"`
 }
@@ -82,6 +87,10 @@ type EmbeddedUser struct {
 	PasswordFile string `yaml:"password_file"`
 	NKey         string `yaml:"nkey"` // a public user nkey (U…) instead of a password
 	Role         string `yaml:"role"`
+	// SystemAccount places an admin in the embedded server's system
+	// account, for `nats server info` and `nats server report jetstream`;
+	// such a user cannot use the stream or the buckets.
+	SystemAccount bool `yaml:"system_account"`
 }
 
 // ServerTLS is the embedded server's client-port certificate. With Verify,
@@ -106,6 +115,8 @@ type TLS struct {
 // HTTP configures the operations endpoint.
 type HTTP struct {
 	Listen string `yaml:"listen"`
+	// Pprof also serves Go's profiles under /debug/pprof/ on Listen.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Source is one COMET installation.
@@ -301,6 +312,15 @@ func (c *Config) Validate() error {
 	if err := n.Embedded.validate(); err != nil {
 		return err
 	}
+	if n.Monitor != "" {
+		_, port, err := net.SplitHostPort(n.Monitor)
+		if p, perr := strconv.Atoi(port); err != nil || perr != nil || p < 0 || p > 65535 {
+			return fieldErr("nats.monitor", "%q is not host:port", n.Monitor)
+		}
+		if n.Monitor == n.Listen && !strings.HasSuffix(n.Monitor, ":0") {
+			return fieldErr("nats.monitor", "%q is nats.listen's address too: give the monitoring listener a port of its own", n.Monitor)
+		}
+	}
 	if c.HA.LeaseTTL != 0 && c.HA.LeaseTTL < 3*time.Second {
 		return fieldErr("ha.lease_ttl", "%s is shorter than 3s", c.HA.LeaseTTL)
 	}
@@ -420,6 +440,9 @@ func (e Embedded) validate() error {
 		at := fmt.Sprintf("nats.embedded.users[%d]", i)
 		if !slices.Contains(Roles, u.Role) {
 			return fieldErr(at+".role", "%q must be producer, subscriber or admin", u.Role)
+		}
+		if u.SystemAccount && u.Role != "admin" {
+			return fieldErr(at+".system_account", "only an admin may use the system account, not a %s", u.Role)
 		}
 		secrets := 0
 		for _, s := range []string{u.PasswordHash, u.PasswordEnv, u.PasswordFile, u.NKey} {

@@ -157,3 +157,41 @@ func TestResolveAPIKey(t *testing.T) {
 		t.Errorf("unset env: %v", err)
 	}
 }
+
+// TestParseOpsFields: nats.monitor and http.pprof are off unless set, and
+// their errors, and system_account's, name the field.
+func TestParseOpsFields(t *testing.T) {
+	c, err := Parse(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.Monitor != "" || c.HTTP.Pprof {
+		t.Errorf("defaults: nats.monitor %q, http.pprof %v; want off", c.NATS.Monitor, c.HTTP.Pprof)
+	}
+	on := strings.Replace(good, "stream: COMET", "stream: COMET\n  monitor: 127.0.0.1:8222\n  embedded:\n    users:\n      - {name: sys, password_env: SYS_PW, role: admin, system_account: true}", 1) +
+		"http:\n  pprof: true\n"
+	c, err = Parse(strings.NewReader(on))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.Monitor != "127.0.0.1:8222" || !c.HTTP.Pprof || c.HTTP.Listen != DefaultHTTPListen || !c.NATS.Embedded.Users[0].SystemAccount {
+		t.Errorf("set: nats.monitor %q, http %+v, users %+v", c.NATS.Monitor, c.HTTP, c.NATS.Embedded.Users)
+	}
+
+	tests := []struct{ name, yaml, says string }{
+		{"monitor not host:port", strings.Replace(good, "stream: COMET", "stream: COMET\n  monitor: 8222", 1), `nats.monitor: "8222" is not host:port`},
+		{"monitor bad port", strings.Replace(good, "stream: COMET", "stream: COMET\n  monitor: 127.0.0.1:http", 1), `nats.monitor: "127.0.0.1:http" is not host:port`},
+		{"monitor on the client port", strings.Replace(good, "stream: COMET", "stream: COMET\n  monitor: 127.0.0.1:4222", 1), `nats.monitor: "127.0.0.1:4222" is nats.listen's address too`},
+		{"pprof not a bool", good + "http:\n  pprof: sometimes\n", "http.pprof"},
+		{"system account for a subscriber", strings.Replace(good, "stream: COMET", "stream: COMET\n  embedded:\n    users:\n      - {name: sink, password_env: P, role: subscriber, system_account: true}", 1),
+			"nats.embedded.users[0].system_account: only an admin may use the system account, not a subscriber"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(tt.yaml))
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.says) {
+				t.Errorf("error %v, want ErrInvalid saying %q", err, tt.says)
+			}
+		})
+	}
+}

@@ -17,6 +17,12 @@ type User struct {
 	NKey string
 	// Role is producer, subscriber or admin.
 	Role string
+	// System places an admin in the server's system account instead of the
+	// account that holds the stream: it may then run the server's own
+	// requests (`nats server info`, `nats server report jetstream`, the
+	// $SYS.REQ.SERVER.> subjects) but not use the stream or the buckets.
+	// Only an admin may.
+	System bool
 }
 
 // Permissions returns what a role may do, over the stream and subject

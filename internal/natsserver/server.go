@@ -24,6 +24,12 @@ type Options struct {
 	StoreDir string
 	// Listen is the client address, host:port; port 0 picks a free port.
 	Listen string
+	// Monitor, when set, is the address (host:port) of the server's HTTP
+	// monitoring listener (/varz, /jsz, /connz, /healthz, …); port 0 picks
+	// a free port (the server's MonitorAddr says which). Like Listen, an
+	// address other than loopback needs Users or AllowInsecureListen: the
+	// monitoring endpoint itself asks nobody for credentials.
+	Monitor string
 	// SyncAlways makes JetStream fsync every write before acknowledging it.
 	// By default it fsyncs every two minutes, and a machine crash (not a
 	// process crash) can lose acknowledged messages written since.
@@ -35,8 +41,8 @@ type Options struct {
 	Stream, Prefix string
 	// TLS, when set, is the client port's TLS configuration.
 	TLS *TLS
-	// AllowInsecureListen permits a non-loopback address without
-	// authentication.
+	// AllowInsecureListen permits a non-loopback client or monitoring
+	// address without authentication.
 	AllowInsecureListen bool
 	// Cluster, when set, makes the server one node of a JetStream cluster.
 	Cluster *Cluster
@@ -68,6 +74,11 @@ var ErrAddressInUse = errors.New("the address is in use, or cannot be listened o
 // authentication.
 var ErrUnsafeListen = errors.New("refusing to listen on a non-loopback address without authentication")
 
+// ErrMonitor is wrapped, together with ErrUnsafeListen, ErrAddressInUse
+// or a parse error, by the errors about Options.Monitor, so that callers
+// can name the setting it came from.
+var ErrMonitor = errors.New("monitoring listener")
+
 // Start starts the server and waits until it accepts connections.
 func Start(o Options) (*server.Server, error) {
 	host, portStr, err := net.SplitHostPort(o.Listen)
@@ -93,6 +104,10 @@ func Start(o Options) (*server.Server, error) {
 		}
 		ln.Close()
 	}
+	monHost, monPort, err := monitorAddr(o)
+	if err != nil {
+		return nil, err
+	}
 	opts := &server.Options{
 		ServerName:         "cometstream",
 		Host:               host,
@@ -103,6 +118,20 @@ func Start(o Options) (*server.Server, error) {
 		NoSigs:             true,
 		MaxPayload:         8 << 20,
 		JetStreamMaxMemory: 256 << 20,
+		HTTPHost:           monHost,
+		HTTPPort:           monPort,
+	}
+	if hasSystemUser(o.Users) {
+		// A system account with users and no authorization block makes the
+		// server let clients without credentials into the global account
+		// (nats-server's convenience for a configuration that only adds
+		// system users). Declaring the block, empty, keeps every client
+		// authenticated; the users themselves are set below.
+		if err := opts.ProcessConfigString("authorization {}"); err != nil {
+			return nil, fmt.Errorf("embedded NATS: %w", err)
+		}
+		opts.Accounts = []*server.Account{server.NewAccount(server.DEFAULT_SYSTEM_ACCOUNT)}
+		opts.SystemAccount = server.DEFAULT_SYSTEM_ACCOUNT
 	}
 	if o.Stream == "" {
 		o.Stream = event.DefaultStream
@@ -115,10 +144,17 @@ func Start(o Options) (*server.Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		var acc *server.Account // nil: the global account, which holds the stream
+		if u.System {
+			if u.Role != "admin" {
+				return nil, fmt.Errorf("user %q: only an admin may use the system account", u.Name)
+			}
+			acc = opts.Accounts[0]
+		}
 		if u.NKey != "" {
-			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms})
+			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms, Account: acc})
 		} else {
-			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: perms})
+			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: perms, Account: acc})
 		}
 	}
 	if c := o.Cluster; c != nil {
@@ -160,6 +196,49 @@ func Start(o Options) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded NATS did not start listening on %s", o.Listen)
 	}
 	return s, nil
+}
+
+// monitorAddr checks Options.Monitor and returns the host and port of
+// server.Options (port 0: monitoring off).
+func monitorAddr(o Options) (string, int, error) {
+	if o.Monitor == "" {
+		return "", 0, nil
+	}
+	host, portStr, err := net.SplitHostPort(o.Monitor)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: address %q: %w", ErrMonitor, o.Monitor, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("%w: address %q: bad port", ErrMonitor, o.Monitor)
+	}
+	if !isLoopback(host) && len(o.Users) == 0 && !o.AllowInsecureListen {
+		return "", 0, fmt.Errorf("%w: %w: %q (configure nats.embedded.users, or pass --unsafe-listen-without-auth)", ErrMonitor, ErrUnsafeListen, o.Monitor)
+	}
+	if host == "" {
+		// nats-server would take the client address's host instead.
+		host = "0.0.0.0"
+	}
+	if port == 0 {
+		return host, server.RANDOM_PORT, nil
+	}
+	// A monitoring port the server cannot listen on stops it without a
+	// word: find out first.
+	ln, err := net.Listen("tcp", o.Monitor)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: %w: %s: %w", ErrMonitor, ErrAddressInUse, o.Monitor, err)
+	}
+	ln.Close()
+	return host, port, nil
+}
+
+func hasSystemUser(users []User) bool {
+	for _, u := range users {
+		if u.System {
+			return true
+		}
+	}
+	return false
 }
 
 func isLoopback(host string) bool {

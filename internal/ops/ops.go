@@ -1,7 +1,9 @@
 // Package ops serves the operations endpoint every long-running command
 // exposes: /metrics (Prometheus), /healthz (the process is alive), /readyz
-// (it has done its start-up work and can reach NATS) and /debug/pprof/ (Go
-// profiles; the endpoint listens on loopback by default).
+// (it has done its start-up work and can reach NATS) and, when asked for,
+// /debug/pprof/ (Go's profiles). The endpoint listens on loopback by
+// default; profiles are off by default because they let anyone who reaches
+// the endpoint read the process's memory and stacks and make it work.
 package ops
 
 import (
@@ -19,6 +21,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Paths of the endpoint: what `cometstream health` and probes ask for.
+const (
+	HealthPath = "/healthz"
+	ReadyPath  = "/readyz"
+	PprofPath  = "/debug/pprof/"
+)
+
+// Config configures an operations endpoint.
+type Config struct {
+	// Addr is the host:port to listen on; port 0 picks a free port (Addr
+	// of the Server says which).
+	Addr string
+	// Registry is served at /metrics; nil serves NewRegistry's collectors.
+	Registry prometheus.Gatherer
+	// Ready answers /readyz; nil is always ready.
+	Ready func() bool
+	// Pprof serves Go's profiles under /debug/pprof/; without it those
+	// paths answer 404. (The command line is not served: flags may hold
+	// secrets.)
+	Pprof bool
+	// Logger says where the endpoint listens; nil discards.
+	Logger *slog.Logger
+}
+
 // Server is a running operations endpoint.
 type Server struct {
 	srv  *http.Server
@@ -26,42 +52,68 @@ type Server struct {
 	done chan error
 }
 
-// NewRegistry returns a registry with the Go and process collectors.
+// NewRegistry returns a registry with the Go and process collectors and
+// cometstream_build_info (RegisterBuildInfo).
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	RegisterBuildInfo(reg)
 	return reg
 }
 
-// Start listens on addr and serves until Close. ready reports readiness.
-func Start(addr string, reg *prometheus.Registry, ready func() bool, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Start listens on c.Addr and serves until Close. It returns an error when
+// the address cannot be listened on.
+func Start(c Config) (*Server, error) {
+	if c.Registry == nil {
+		c.Registry = NewRegistry()
+	}
+	if c.Ready == nil {
+		c.Ready = func() bool { return true }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("http.listen %s: %w", addr, err)
+		return nil, fmt.Errorf("operations endpoint: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ready() {
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET "+HealthPath, func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET "+ReadyPath, func(w http.ResponseWriter, _ *http.Request) {
+		if c.Ready() {
 			fmt.Fprintln(w, "ready")
 			return
 		}
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 	})
+	paths := "/metrics " + HealthPath + " " + ReadyPath
+	if c.Pprof {
+		// Index serves the named profiles too (/debug/pprof/heap, …).
+		mux.HandleFunc("GET "+PprofPath, pprof.Index)
+		mux.HandleFunc("GET "+PprofPath+"profile", pprof.Profile)
+		mux.HandleFunc("GET "+PprofPath+"trace", pprof.Trace)
+		mux.HandleFunc("GET "+PprofPath+"symbol", pprof.Symbol)
+		paths += " " + PprofPath
+	}
 	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, ln: ln, done: make(chan error, 1)}
 	go func() { s.done <- s.srv.Serve(ln) }()
-	log.Info("operations endpoint", "addr", ln.Addr().String(), "paths", "/metrics /healthz /readyz")
+	c.Logger.Info("operations endpoint", "addr", ln.Addr().String(), "paths", paths)
+	if c.Pprof && !isLoopback(ln.Addr()) {
+		c.Logger.Warn("Go's profiles are served beyond loopback: anyone who reaches the endpoint can read the process's memory", "addr", ln.Addr().String())
+	}
 	return s, nil
+}
+
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // Addr is the address it listens on.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Close stops serving.
+// Close stops serving, waiting for requests under way until ctx ends.
 func (s *Server) Close(ctx context.Context) error {
 	err := s.srv.Shutdown(ctx)
 	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
