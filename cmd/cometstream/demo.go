@@ -9,17 +9,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"go.yaml.in/yaml/v3"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/consumer/sqlite"
-	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/datadir"
 	"github.com/cometstream/cometstream/internal/simulator"
-	"github.com/cometstream/cometstream/producer"
 )
 
 func runDemo(ctx context.Context, args []string) error {
@@ -79,11 +78,7 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln)
-	defer hs.Close()
 	base := "http://" + ln.Addr().String()
-	go sim.Churn(ctx, *changes)
 
 	natsListen := *listen
 	if l, err := net.Listen("tcp", natsListen); err != nil {
@@ -91,24 +86,20 @@ func runDemo(ctx context.Context, args []string) error {
 	} else {
 		l.Close()
 	}
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(*dir, "data")
-	cfg.NATS.Listen = natsListen
-	cfg.HTTP.Listen = ""
-	limiters := map[string]*comet.Limiter{} // one per COMET user, as in production
-	var preports []producer.ReportConfig
-	for _, r := range sim.Reports() {
-		if limiters[r.User] == nil {
-			limiters[r.User] = comet.NewLimiter(10)
-		}
-		cc := comet.Config{BaseURL: base, APIKey: r.APIKey, Limiter: limiters[r.User], Params: r.Shapes.Params}
-		if r.Shapes.TemplatePath {
-			cc.Path = fmt.Sprintf("%s%d/{page}/{size}/", simulator.ReportPath, r.TemplateID)
-		}
-		preports = append(preports, producer.ReportConfig{
-			Name: r.Name, Key: sim.KeyColumns(r.Name), Interval: *interval, PageSize: 1000, MaxDeleteFraction: 0.5,
-			Comet: cc,
-		})
+	// The producer runs as `cometstream produce` would with this file: the
+	// same parsing, defaults, key files and one limiter per COMET user.
+	cfgPath, err := writeDemoConfig(*dir, base, natsListen, *interval, sim)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		return err
+	}
+	cfg.HTTP.Listen = "" // the demo's one addition: no operations endpoint
+	preports, err := producerReports(cfg, log)
+	if err != nil {
+		return err
 	}
 
 	store, err := sqlite.Open(ctx, dbPath)
@@ -117,54 +108,100 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	defer store.Close()
 
-	// The sink stops first, then the producer, which stops the embedded
-	// server last: nothing is cut off mid-way.
-	sinkCtx, stopSink := context.WithCancel(ctx)
-	defer stopSink()
-	prodCtx, stopProducer := context.WithCancel(context.Background())
+	// Stages stop in order, each once the one before has returned: the sink
+	// (on Ctrl-C, or when any stage fails), then the producer, which stops
+	// the embedded server, then the COMET stand-in. Nothing is cut off
+	// mid-way, and every goroutine is joined before runDemo returns.
+	g, gctx := errgroup.WithContext(ctx)
+	prodCtx, stopProducer := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProducer()
-	sinkDone := make(chan error, 1)
-	prodDone := make(chan error, 1)
-	var sinkStarted sync.Once
-	var sinkRunning atomic.Bool
+	simCtx, stopSim := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSim()
+	hs := &http.Server{Handler: sim.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	g.Go(func() error {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("the COMET simulator: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-simCtx.Done()
+		return hs.Close()
+	})
+	g.Go(func() error {
+		sim.Churn(simCtx, *changes)
+		return nil
+	})
+	ready := make(chan string, 1)
 	onReady := func(url string) {
 		abs, _ := filepath.Abs(dbPath)
-		fmt.Printf("cometstream demo\n  COMET simulator   %s (reports: persons, matches, fees; %.0f changes a second)\n  NATS (embedded)   %s  (try: nats --server %s stream view COMET)\n  SQLite            %s  (try: sqlite3 %s 'select count(*) from persons')\nPress Ctrl-C to stop.\n\n",
-			base, *changes, url, url, abs, abs)
-		sinkStarted.Do(func() {
-			sinkRunning.Store(true)
-			go func() { sinkDone <- demoSink(sinkCtx, url, store, log) }()
-		})
-	}
-	go func() {
-		prodDone <- produce(prodCtx, cfg, "", preports, nil, log, produceOptions{onReady: onReady, command: "cometstream demo --dir " + *dir})
-	}()
-
-	var sinkErr, prodErr error
-	sinkFinished, prodFinished := false, false
-	select {
-	case <-ctx.Done():
-	case sinkErr = <-sinkDone:
-		sinkFinished = true
-	case prodErr = <-prodDone:
-		prodFinished = true
-	}
-	stopSink()
-	if sinkRunning.Load() && !sinkFinished {
+		absCfg, _ := filepath.Abs(cfgPath)
+		fmt.Printf("cometstream demo\n  COMET simulator   %s (reports: persons, matches, fees; %.0f changes a second)\n  configuration     %s\n  NATS (embedded)   %s  (try: nats --server %s stream info COMET)\n  SQLite            %s  (try: sqlite3 %s 'select count(*) from persons')\nPress Ctrl-C to stop.\n\n",
+			base, *changes, absCfg, url, url, abs, abs)
 		select {
-		case sinkErr = <-sinkDone:
-		case <-time.After(10 * time.Second):
-			log.Warn("demo: the sink did not stop within 10s")
+		case ready <- url:
+		default:
 		}
 	}
-	stopProducer()
-	if !prodFinished {
-		prodErr = <-prodDone
-	}
-	if err := errors.Join(sinkErr, prodErr); err != nil && !errors.Is(err, context.Canceled) {
+	g.Go(func() error {
+		defer stopSim()
+		return produce(prodCtx, cfg, "", preports, nil, log, produceOptions{onReady: onReady, command: "cometstream demo --dir " + *dir})
+	})
+	g.Go(func() error {
+		defer stopProducer()
+		select {
+		case url := <-ready:
+			return demoSink(gctx, url, store, log)
+		case <-gctx.Done():
+			return nil
+		}
+	})
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// writeDemoConfig writes the configuration file of the demo's producer, and
+// the simulated reports' API keys as key files beside it.
+func writeDemoConfig(dir, base, natsListen string, interval time.Duration, sim *simulator.Simulator) (string, error) {
+	keys := filepath.Join(dir, "keys")
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		return "", fmt.Errorf("demo key files: %w", err)
+	}
+	var reps []map[string]any
+	for _, r := range sim.Reports() {
+		keyFile := filepath.Join(keys, r.Name)
+		if err := os.WriteFile(keyFile, []byte(r.APIKey+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("demo key files: %w", err)
+		}
+		rep := map[string]any{
+			"name": r.Name, "api_key_file": keyFile, "user": r.User, "key": sim.KeyColumns(r.Name),
+			"interval": interval.String(), "page_size": 1000, "max_delete_fraction": 0.5,
+		}
+		if r.Shapes.TemplatePath {
+			rep["path"] = fmt.Sprintf("%s%d/{page}/{size}/", simulator.ReportPath, r.TemplateID)
+		}
+		if len(r.Shapes.Params) > 0 {
+			rep["params"] = r.Shapes.Params
+		}
+		reps = append(reps, rep)
+	}
+	doc := map[string]any{
+		"data_dir": filepath.Join(dir, "data"),
+		"nats":     map[string]any{"listen": natsListen},
+		"sources":  []map[string]any{{"name": "simulator", "base_url": base, "rate_limit": 10, "reports": reps}},
+	}
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "cometstream.yaml")
+	head := "# Written by cometstream demo for its simulated COMET; rewritten by every run.\n"
+	if err := os.WriteFile(path, append([]byte(head), b...), 0o600); err != nil {
+		return "", fmt.Errorf("demo configuration: %w", err)
+	}
+	return path, nil
 }
 
 // demoSink materializes into SQLite and prints the changes as they land.
