@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -124,9 +125,9 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 		durable = defaultDurable(kind, label, target)
 	}
 	reg := ops.NewRegistry()
-	ready := false
+	var ready atomic.Bool // set by Materialize's goroutine, read by /readyz
 	if f.http != "" {
-		srv, err := ops.Start(ops.Config{Addr: f.http, Registry: reg, Ready: func() bool { return ready && nc.IsConnected() }, Pprof: f.pprof, Logger: log})
+		srv, err := ops.Start(ops.Config{Addr: f.http, Registry: reg, Ready: func() bool { return ready.Load() && nc.IsConnected() }, Pprof: f.pprof, Logger: log})
 		if err != nil {
 			return &usageError{err: fmt.Errorf("--http: %w", err)}
 		}
@@ -140,7 +141,7 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 	err = consumer.Materialize(ctx, consumer.MaterializeConfig{
 		JetStream: js, Stream: f.stream, Prefix: f.prefix, Durable: durable,
 		Reports: splitList(f.reports), FromStart: f.fromStart, Store: store, Logger: log, BatchSize: f.batch,
-		Registerer: reg, OnReady: func() { ready = true }, OnApplied: onApplied,
+		Registerer: reg, OnReady: func() { ready.Store(true) }, OnApplied: onApplied,
 	})
 	if err != nil && ctx.Err() == nil {
 		return err
