@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL server on loopback, on a free port, and
-# prints its DSN on the last line of stdout. Installs the server from
-# Debian's packages when it is missing. Stop it with: .ci/postgres.sh stop DIR
+# prints PGDATA=<its data directory> and then, on the last line of stdout,
+# its DSN.
+#
+# When PostgreSQL is missing (no /usr/lib/postgresql/*/bin/postgres), it
+# first installs Debian's postgresql package (apt-get update, then apt-get
+# install postgresql), which needs root and the network, and says so on
+# stderr. Run as root, it also creates a system user postgres if there is
+# none, and runs the server as that user (PostgreSQL refuses root).
+#
+# Stop it, and remove its data directory, with: .ci/postgres.sh stop DIR
 set -euo pipefail
 
 if [ "${1:-}" = "stop" ]; then
@@ -14,7 +22,7 @@ fi
 
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
 if [ -z "$pgbin" ] || [ ! -x "$pgbin/postgres" ]; then
-  echo "installing PostgreSQL from Debian's packages" >&2
+  echo "postgres.sh: PostgreSQL is not installed: installing Debian's postgresql package (apt-get update; apt-get install postgresql)" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2
   apt-get install -y -qq postgresql >&2
