@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -94,6 +95,7 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 		return err
 	}
 	defer lock.Release()
+	setMemoryLimit(cfg, log)
 	embedded, url, err := startEmbedded(cfg, url, po.unsafeListen, &internal, log)
 	if err != nil {
 		return err
@@ -158,6 +160,21 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	}
 	log.Info("stopped: every pass finished or abandoned, acknowledgements received")
 	return nil
+}
+
+// setMemoryLimit applies memory_limit as Go's soft memory limit, unless
+// GOMEMLIMIT in the environment already set one.
+func setMemoryLimit(cfg *config.Config, log *slog.Logger) {
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		log.Info("memory limit from GOMEMLIMIT (memory_limit ignored)", "limit", env)
+		return
+	}
+	n := cfg.MemoryLimitBytes()
+	if n == 0 {
+		return
+	}
+	debug.SetMemoryLimit(n)
+	log.Info("memory limit", "memory_limit", config.ByteSize(n).String())
 }
 
 // internalUser is the producer's own account on an embedded server with

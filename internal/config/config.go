@@ -22,14 +22,20 @@ import (
 
 // Config is the producer's configuration file.
 type Config struct {
-	DataDir string   `yaml:"data_dir"`
-	NATS    NATS     `yaml:"nats"`
-	HTTP    HTTP     `yaml:"http"`
-	HA      HA       `yaml:"ha"`
-	Sources []Source `yaml:"sources"`
+	DataDir string `yaml:"data_dir"`
+	// MemoryLimit is the producer's soft memory limit (Go's GOMEMLIMIT),
+	// embedded NATS server included: a size such as 720MiB, or "off".
+	// Empty means DefaultMemoryLimit. GOMEMLIMIT in the environment wins.
+	MemoryLimit string   `yaml:"memory_limit"`
+	NATS        NATS     `yaml:"nats"`
+	HTTP        HTTP     `yaml:"http"`
+	HA          HA       `yaml:"ha"`
+	Sources     []Source `yaml:"sources"`
 
 	// draft: reports may lack a key (ParseDraft).
 	draft bool
+	// memoryLimit is MemoryLimit in bytes, 0 for off.
+	memoryLimit ByteSize
 }
 
 // HA lets several producers with the same configuration share the reports:
@@ -162,8 +168,11 @@ const (
 	DefaultPageSize          = 1000
 	DefaultMaxDeleteFraction = 0.5
 	DefaultTimeout           = 60 * time.Second
-	MinInterval              = time.Second
-	MaxTimeout               = 30 * time.Minute
+	// DefaultMemoryLimit keeps a first pass of a million rows, producer
+	// and embedded server together, under 800 MB (docs/memory.md).
+	DefaultMemoryLimit = "720MiB"
+	MinInterval        = time.Second
+	MaxTimeout         = 30 * time.Minute
 )
 
 // DefaultPath is the report path of most deployments.
@@ -280,10 +289,29 @@ func (c *Config) fillDefaults() {
 
 var streamNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// MemoryLimitBytes is the soft memory limit memory_limit sets, 0 for none.
+func (c *Config) MemoryLimitBytes() int64 { return int64(c.memoryLimit) }
+
 // Validate checks every field and returns the first problem, naming the field.
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fieldErr("data_dir", "must not be empty")
+	}
+	switch ml := strings.TrimSpace(c.MemoryLimit); ml {
+	case "off", "0":
+		c.memoryLimit = 0
+	default:
+		if ml == "" {
+			ml = DefaultMemoryLimit
+		}
+		b, err := ParseByteSize(ml)
+		if err != nil {
+			return fieldErr("memory_limit", "%v (or off)", err)
+		}
+		if b < 64<<20 {
+			return fieldErr("memory_limit", "%s is below 64MiB: the producer could not hold its own index; raise it, or write off", ml)
+		}
+		c.memoryLimit = b
 	}
 	n := c.NATS
 	if n.URL == "" {

@@ -108,6 +108,8 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		{"params not strings", strings.Replace(good, "interval: 90s", "interval: 90s\n        params: {status: [a, b]}", 1), "sources[0].reports[0].params.status (line 14): must be a string, not a list"},
 		{"misspelt field", strings.Replace(good, "interval: 90s", "intervall: 90s", 1), `sources[0].reports[0].intervall (line 13): unknown field "intervall"`},
 		{"duration without unit", strings.Replace(good, "interval: 90s", "interval: 10", 1), "sources[0].reports[0].interval (line 13): must be a duration such as 90s or 5m, not \"10\" (write a unit: 10s)"},
+		{"memory limit unit", "memory_limit: 720 megs\n" + good, "memory_limit"},
+		{"memory limit tiny", "memory_limit: 1MiB\n" + good, "memory_limit: 1MiB is below 64MiB"},
 		{"timeout", strings.Replace(good, "base_url: https://comet.faw.cymru/", "base_url: https://comet.faw.cymru/\n    timeout: -1s", 1), "sources[0].timeout"},
 	}
 	for _, tt := range tests {
@@ -193,5 +195,39 @@ func TestParseOpsFields(t *testing.T) {
 				t.Errorf("error %v, want ErrInvalid saying %q", err, tt.says)
 			}
 		})
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want int64
+	}{
+		{"", 720 << 20}, // the default
+		{"memory_limit: 720MiB", 720 << 20},
+		{"memory_limit: 1GiB", 1 << 30},
+		{"memory_limit: 1.5GiB", 3 << 29},
+		{"memory_limit: 800MB", 800e6},
+		{"memory_limit: 512 MiB", 512 << 20},
+		{"memory_limit: 100000000", 100000000},
+		{"memory_limit: off", 0},
+		{"memory_limit: 0", 0},
+	} {
+		c, err := Parse(strings.NewReader(tc.line + "\n" + good))
+		if err != nil {
+			t.Errorf("%q: %v", tc.line, err)
+			continue
+		}
+		if got := c.MemoryLimitBytes(); got != tc.want {
+			t.Errorf("%q: MemoryLimitBytes = %d, want %d", tc.line, got, tc.want)
+		}
+	}
+}
+
+func TestByteSizeString(t *testing.T) {
+	for b, want := range map[ByteSize]string{720 << 20: "720MiB", 1 << 30: "1GiB", 1536 << 20: "1536MiB", 800e6: "781250KiB", 1000: "1000B", 0: "0B", 3 << 10: "3KiB"} {
+		if got := b.String(); got != want {
+			t.Errorf("ByteSize(%d) = %q, want %q", int64(b), got, want)
+		}
 	}
 }
