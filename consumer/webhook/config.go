@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -14,11 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/config"
+	"github.com/cometstream/cometstream/internal/strictyaml"
 )
 
 // Config is the bridge's configuration file.
@@ -80,10 +78,8 @@ func Parse(r io.Reader, log *slog.Logger) (*Config, error) {
 		return nil, err
 	}
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%w: %s", ErrInvalidConfig, strings.TrimPrefix(err.Error(), "yaml: "))
+	if err := strictyaml.Decode(data, c); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
