@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"regexp"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/retry"
 )
 
 // MaxResponseBody is how much of a receiver's response is read.
@@ -340,7 +340,7 @@ func (t *target) handle(ctx context.Context, m *consumer.Message) {
 			t.log.Error("delivery dead-lettered", "event", m.ID, "attempts", attempt, "last", r.String())
 			return
 		}
-		wait := jitter(t.ep.Retry[attempt-1])
+		wait := retry.Jitter(t.ep.Retry[attempt-1], 0.2)
 		if r.retryAfter > wait {
 			wait = r.retryAfter
 		}
@@ -389,11 +389,6 @@ func (t *target) settle(err error) {
 	if err != nil {
 		t.log.Warn("settling a message with the server failed; it will be redelivered", "err", err)
 	}
-}
-
-// jitter spreads d by ±20%.
-func jitter(d time.Duration) time.Duration {
-	return d - d/5 + time.Duration(rand.Int64N(int64(d)*2/5+1))
 }
 
 // attempt makes one signed POST.
@@ -451,16 +446,8 @@ func unwrapURL(err error) error {
 	return err
 }
 
-// retryAfter reads a Retry-After header, capped at a day.
+// retryAfter reads a Retry-After header, capped at a day; 0 when absent.
 func retryAfter(h string, now time.Time) time.Duration {
-	if h == "" {
-		return 0
-	}
-	d := time.Duration(0)
-	if secs, err := strconv.Atoi(strings.TrimSpace(h)); err == nil && secs > 0 {
-		d = time.Duration(secs) * time.Second
-	} else if at, err := http.ParseTime(h); err == nil {
-		d = at.Sub(now)
-	}
-	return max(0, min(d, 24*time.Hour))
+	d, _ := retry.RetryAfter(h, now, 24*time.Hour)
+	return d
 }
