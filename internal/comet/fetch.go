@@ -68,7 +68,9 @@ type pageResult struct {
 // assumed, those are discarded and requested again at the served size.
 func (c *Client) Fetch(ctx context.Context, opts FetchOptions, fn func(*Page) error) (Summary, error) {
 	pg := &pager{c: c, opts: opts, page0: make(chan struct{})}
-	pg.ctx, pg.cancel = context.WithCancel(ctx)
+	// One lane for the pass: its requests and retries hold one place in
+	// the user's queue at a time, so other reports' passes take turns with it.
+	pg.ctx, pg.cancel = context.WithCancel(withLane(ctx))
 	sum := Summary{Started: time.Now(), TotalSizeStable: true, RowCountsMatch: true}
 	err := pg.run(&sum, fn)
 	pg.cancel()

@@ -2,8 +2,10 @@ package comet
 
 import (
 	"context"
+	"errors"
 	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -23,6 +25,12 @@ import (
 // connection being dialled, a busy machine. Pacing alone, even with a wide
 // margin, loses to a request that leaves 100 ms after its token while the
 // ones behind it leave on time.
+//
+// Tokens go out in the order they were asked for, and each pass (one
+// Fetch, its retries included) holds at most one place in that queue at a
+// time (see lane): the reports of a user take turns, so a 1-page report
+// waits for at most one request of each other pass under way, never for
+// the rest of a 300-page pass.
 type Limiter struct {
 	rate   *rate.Limiter
 	n      int // requests allowed in any second
@@ -30,6 +38,10 @@ type Limiter struct {
 	ring   []time.Time // when the last n admitted requests were written (or are due)
 	next   int
 	window time.Duration
+
+	// now and sleepUntil are the pacing's clock; tests replace them.
+	now        func() time.Time
+	sleepUntil func(ctx context.Context, t time.Time) error
 }
 
 // LimiterMargin is the share of COMET's limit that pacing leaves unused,
@@ -44,18 +56,108 @@ const (
 func NewLimiter(callsPerSecond float64) *Limiter {
 	n := int(math.Floor(callsPerSecond))
 	return &Limiter{
-		rate:   rate.NewLimiter(rate.Limit(callsPerSecond*(1-LimiterMargin)), 1),
-		n:      max(n, 1),
-		ring:   make([]time.Time, max(n, 1)),
-		window: time.Second + windowMargin,
+		rate:       rate.NewLimiter(rate.Limit(callsPerSecond*(1-LimiterMargin)), 1),
+		n:          max(n, 1),
+		ring:       make([]time.Time, max(n, 1)),
+		window:     time.Second + windowMargin,
+		now:        time.Now,
+		sleepUntil: sleepUntil,
 	}
 }
 
 // Limit is the calls per second the limiter keeps under (COMET's limit).
 func (l *Limiter) Limit() float64 { return float64(l.rate.Limit()) / (1 - LimiterMargin) }
 
-// Wait takes a token, waiting for one; it fails when ctx ends first.
-func (l *Limiter) Wait(ctx context.Context) error { return l.rate.Wait(ctx) }
+// errPastDeadline says a token would come after the context's deadline.
+var errPastDeadline = errors.New("rate limiter: the next token comes after the context's deadline")
+
+// Wait takes a token, waiting for one; it fails when ctx ends first, or at
+// once when ctx's deadline comes before the token would. When ctx belongs
+// to a pass (withLane), Wait first waits for the pass's earlier requests
+// to have taken theirs.
+func (l *Limiter) Wait(ctx context.Context) error {
+	if ln, _ := ctx.Value(laneKey{}).(*lane); ln != nil {
+		if err := ln.take(ctx); err != nil {
+			return err
+		}
+		defer ln.give()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	now := l.now()
+	wait := rate.InfDuration
+	if deadline, ok := ctx.Deadline(); ok {
+		wait = deadline.Sub(now)
+	}
+	r := l.rate.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	if d > wait {
+		r.CancelAt(now)
+		return errPastDeadline
+	}
+	if d == 0 {
+		return nil
+	}
+	if err := l.sleepUntil(ctx, now.Add(d)); err != nil {
+		// Give the token back: the requests behind may go sooner.
+		r.CancelAt(l.now())
+		return err
+	}
+	return nil
+}
+
+// sleepUntil waits until t, or until ctx ends.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}
+
+// A lane is one pass's place in its user's queue. Without it, every
+// request of a pass waiting for a token would hold a place: a pass whose
+// pages are being retried, or a fetcher that asked for tokens ahead, would
+// put all of them before a small report's one request. With it, a pass
+// holds one place at a time and its next request queues again behind those
+// that asked meanwhile: the passes of a user take turns.
+type lane struct {
+	turn chan struct{} // full while one of the pass's requests holds a place
+	// waiting counts the requests waiting for the turn (for tests).
+	waiting atomic.Int32
+}
+
+type laneKey struct{}
+
+// withLane returns ctx carrying a new lane: the requests made with it, or
+// with a context derived from it, take their turn in the limiter one at a
+// time.
+func withLane(ctx context.Context) context.Context {
+	return context.WithValue(ctx, laneKey{}, &lane{turn: make(chan struct{}, 1)})
+}
+
+// take waits for the lane's turn.
+func (ln *lane) take(ctx context.Context) error {
+	select {
+	case ln.turn <- struct{}{}:
+		return nil
+	default:
+	}
+	ln.waiting.Add(1)
+	defer ln.waiting.Add(-1)
+	select {
+	case ln.turn <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (ln *lane) give() { <-ln.turn }
 
 // slot is an admitted request's place in the ring.
 type slot struct {
