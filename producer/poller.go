@@ -14,10 +14,22 @@ import (
 // pass that confirms their deletion.
 const confirmDelay = time.Second
 
-// loop polls one report until ctx ends: on its interval with a little
-// jitter, counted from the start of one pass to the start of the next (a
-// pass that overruns its interval is followed at once), sooner to confirm
-// deletes, and backing off while it fails.
+// maxEarly bounds how much sooner than its interval a pass may start.
+const maxEarly = time.Second
+
+// passWait is the wait from one pass's start to the next: the interval
+// less a little jitter, so that reports with the same interval do not fall
+// into step (up to a tenth of it, at most maxEarly), and never more, so that
+// a report is never staler than its interval and one pass.
+func passWait(interval time.Duration) time.Duration {
+	early := min(interval/10, maxEarly) / 2
+	return interval - retry.Jitter(early, 1)
+}
+
+// loop polls one report until ctx ends: on its interval (a little sooner,
+// see passWait), counted from the start of one pass to the start of the
+// next (a pass that overruns its interval is followed at once), sooner to
+// confirm deletes, and backing off while it fails.
 func (p *Producer) loop(ctx context.Context, name string) {
 	r := p.reports[name]
 	r.watch.begin()
@@ -61,7 +73,7 @@ func (p *Producer) nextWait(r *reporter, err error) time.Duration {
 			r.confirmSoon, r.confirming = false, true
 			return confirmDelay
 		}
-		return retry.Jitter(r.cfg.Interval, 0.1)
+		return passWait(r.cfg.Interval)
 	}
 	if errors.Is(err, ErrLeaseLost) || errors.Is(err, ErrFenced) {
 		// Not the report's fault: the lease holder changed. The unit stops

@@ -29,3 +29,31 @@ func TestFailureBackoff(t *testing.T) {
 		}
 	}
 }
+
+// TestPassWaitNeverLate: the next pass starts no later than the interval
+// after the last one started, and at most a tenth of it (and a second)
+// sooner, spread over that band.
+func TestPassWaitNeverLate(t *testing.T) {
+	for _, tc := range []struct {
+		interval, earliest time.Duration
+	}{
+		{time.Minute, time.Minute - time.Second},
+		{5 * time.Second, 4500 * time.Millisecond},
+		{time.Second, 900 * time.Millisecond},
+		{time.Hour, time.Hour - time.Second},
+	} {
+		var sawEarly, sawLate bool
+		for range 2000 {
+			got := passWait(tc.interval)
+			if got > tc.interval || got < tc.earliest {
+				t.Fatalf("passWait(%s) = %s, outside [%s, %s]", tc.interval, got, tc.earliest, tc.interval)
+			}
+			mid := tc.earliest + (tc.interval-tc.earliest)/2
+			sawEarly = sawEarly || got < mid
+			sawLate = sawLate || got > mid
+		}
+		if !sawEarly || !sawLate {
+			t.Errorf("passWait(%s) never spread over its band in 2000 draws", tc.interval)
+		}
+	}
+}
