@@ -36,6 +36,9 @@ type Config struct {
 	draft bool
 	// memoryLimit is MemoryLimit in bytes, 0 for off.
 	memoryLimit ByteSize
+	// listenSet records that the file wrote nats.listen (the default does
+	// not count): an explicit embedded server wins over $NATS_URL.
+	listenSet bool
 }
 
 // HA lets several producers with the same configuration share the reports:
@@ -73,7 +76,25 @@ type NATS struct {
 	Monitor string `yaml:"monitor"`
 	// Embedded configures the embedded server: who may connect, and TLS.
 	Embedded Embedded `yaml:"embedded"`
+	// MaxAge is the stream's retention by age (0: unlimited): events older
+	// than it are removed. The snapshot buckets are not trimmed: they are
+	// where sinks start from, and the producer's recovery reads only the
+	// events past a report's checkpoint. A durable consumer (a webhook
+	// endpoint, a sink) that falls further behind loses the events trimmed
+	// before it read them.
+	MaxAge time.Duration `yaml:"max_age"`
+	// MaxBytes is the stream's retention by size, such as 10GiB (empty or
+	// 0: unlimited): the oldest events are removed beyond it. What MaxAge
+	// says of consumers holds for it too.
+	MaxBytes string `yaml:"max_bytes"`
+
+	// maxBytes is MaxBytes in bytes, 0 for unlimited.
+	maxBytes ByteSize
 }
+
+// MaxBytesValue is the stream's size limit nats.max_bytes sets, in bytes
+// (0: unlimited).
+func (n NATS) MaxBytesValue() int64 { return int64(n.maxBytes) }
 
 // Embedded configures the embedded NATS server's users and TLS. With no
 // users it accepts anyone, and then only on a loopback address.
@@ -231,6 +252,7 @@ func parse(r io.Reader, draft bool) (*Config, error) {
 	}
 	c.fillDefaults()
 	c.draft = draft
+	c.listenSet = listenWritten(data)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -289,6 +311,26 @@ func (c *Config) fillDefaults() {
 
 var streamNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
+// listenWritten reports whether the document sets nats.listen itself.
+// The strict decode has already accepted it, so errors here mean nothing
+// new and count as not set.
+func listenWritten(data []byte) bool {
+	var probe struct {
+		NATS struct {
+			Listen *string `yaml:"listen"`
+		} `yaml:"nats"`
+	}
+	if err := yaml.Unmarshal(data, &probe); err != nil {
+		return false
+	}
+	return probe.NATS.Listen != nil
+}
+
+// ListenSet reports whether the configuration file wrote nats.listen, as
+// opposed to taking the default: an embedded server asked for explicitly
+// is started even when $NATS_URL is set (nats.url and --nats still win).
+func (c *Config) ListenSet() bool { return c.listenSet }
+
 // MemoryLimitBytes is the soft memory limit memory_limit sets, 0 for none.
 func (c *Config) MemoryLimitBytes() int64 { return int64(c.memoryLimit) }
 
@@ -330,6 +372,26 @@ func (c *Config) Validate() error {
 	}
 	if n.DuplicateWindow <= 0 {
 		return fieldErr("nats.duplicate_window", "%s must be positive", n.DuplicateWindow)
+	}
+	if n.MaxAge < 0 {
+		return fieldErr("nats.max_age", "%s must not be negative (0: unlimited)", n.MaxAge)
+	}
+	if n.MaxAge > 0 && n.MaxAge < n.DuplicateWindow {
+		// JetStream refuses a duplicate window longer than the retention.
+		return fieldErr("nats.max_age", "%s is shorter than nats.duplicate_window (%s): keep events at least as long as duplicates are recognised", n.MaxAge, n.DuplicateWindow)
+	}
+	switch mb := strings.TrimSpace(n.MaxBytes); mb {
+	case "", "0":
+		c.NATS.maxBytes = 0
+	default:
+		b, err := ParseByteSize(mb)
+		if err != nil {
+			return fieldErr("nats.max_bytes", "%v (or 0 for unlimited)", err)
+		}
+		if b < 1<<20 {
+			return fieldErr("nats.max_bytes", "%s is below 1MiB: the stream could not hold one pass's events; raise it, or write 0 for unlimited", mb)
+		}
+		c.NATS.maxBytes = b
 	}
 	if n.Sync != "default" && n.Sync != "always" {
 		return fieldErr("nats.sync", "%q must be \"default\" or \"always\"", n.Sync)

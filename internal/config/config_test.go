@@ -231,3 +231,72 @@ func TestByteSizeString(t *testing.T) {
 		}
 	}
 }
+
+// TestRetention: nats.max_age and nats.max_bytes are off unless set, take a
+// duration and a size, and their errors name the field.
+func TestRetention(t *testing.T) {
+	c, err := Parse(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.NATS.MaxAge != 0 || c.NATS.MaxBytesValue() != 0 {
+		t.Errorf("defaults: max_age %s, max_bytes %d; want 0 (unlimited)", c.NATS.MaxAge, c.NATS.MaxBytesValue())
+	}
+	for _, tc := range []struct {
+		lines string
+		age   time.Duration
+		bytes int64
+	}{
+		{"  max_age: 168h\n  max_bytes: 10GiB", 168 * time.Hour, 10 << 30},
+		{"  max_age: 30s\n  max_bytes: 5000000", 30 * time.Second, 5e6},
+		{"  max_bytes: 0", 0, 0},
+		{"  max_bytes: 2 MB", 0, 2e6},
+	} {
+		c, err := Parse(strings.NewReader(strings.Replace(good, "stream: COMET", "stream: COMET\n"+tc.lines, 1)))
+		if err != nil {
+			t.Errorf("%q: %v", tc.lines, err)
+			continue
+		}
+		if c.NATS.MaxAge != tc.age || c.NATS.MaxBytesValue() != tc.bytes {
+			t.Errorf("%q: max_age %s, max_bytes %d; want %s, %d", tc.lines, c.NATS.MaxAge, c.NATS.MaxBytesValue(), tc.age, tc.bytes)
+		}
+	}
+	for _, tc := range []struct{ name, lines, says string }{
+		{"negative age", "  max_age: -1h", "nats.max_age: -1h0m0s must not be negative"},
+		{"age below the duplicate window", "  max_age: 10s", "nats.max_age: 10s is shorter than nats.duplicate_window (30s)"},
+		{"age without unit", "  max_age: 3600", "nats.max_age (line 5): must be a duration"},
+		{"size without a number", "  max_bytes: lots", `nats.max_bytes: "lots" is not a size`},
+		{"tiny size", "  max_bytes: 1KiB", "nats.max_bytes: 1KiB is below 1MiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(strings.NewReader(strings.Replace(good, "stream: COMET", "stream: COMET\n"+tc.lines, 1)))
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.says) {
+				t.Errorf("error %v, want ErrInvalid saying %q", err, tc.says)
+			}
+		})
+	}
+}
+
+// TestListenSet tells an explicit nats.listen from the default, which
+// decides whether $NATS_URL may replace the embedded server.
+func TestListenSet(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       bool
+	}{
+		{"default", good, false},
+		{"written", strings.Replace(good, "stream: COMET", "stream: COMET\n  listen: 127.0.0.1:4333", 1), true},
+		{"written as the default", strings.Replace(good, "stream: COMET", "stream: COMET\n  listen: "+DefaultListen, 1), true},
+		{"another field", strings.Replace(good, "stream: COMET", "stream: COMET\n  monitor: 127.0.0.1:8222", 1), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse(strings.NewReader(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.ListenSet(); got != tc.want {
+				t.Errorf("ListenSet() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
