@@ -16,6 +16,13 @@ import (
 	"github.com/cometstream/cometstream/internal/streamrange"
 )
 
+// ConsumerNamePrefix begins the name of every consumer the producer
+// creates: "cometstream-producer-snapshot-<bucket>-…" loads a report's
+// snapshot index (on the bucket's stream) and "cometstream-producer-recovery-<report>-…" applies the
+// stream's tail past its checkpoint. Each is deleted as soon as it has been
+// read, so `nats consumer ls` shows one only while a report is recovering.
+const ConsumerNamePrefix = "cometstream-producer-"
+
 // recover rebuilds the report's index and state from what the stream says:
 // the snapshot bucket, then every event of the report past the checkpoint,
 // applied to the bucket. It runs at start and after any failed publish.
@@ -63,7 +70,7 @@ func (r *reporter) recover(ctx context.Context) error {
 	last := st.Checkpoint
 	tail := false
 	applied := 0
-	_, err = streamrange.Read(ctx, r.p.js, r.p.cfg.Stream, jetstream.OrderedConsumerConfig{
+	_, err = streamrange.Named(ctx, r.p.js, r.p.cfg.Stream, ConsumerNamePrefix+"recovery-"+r.cfg.Name, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name)},
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    st.Checkpoint + 1,

@@ -102,7 +102,7 @@ func (s *snapshot) load(ctx context.Context, js jetstream.JetStream) error {
 	s.reset()
 	prefix := event.KVSubjectPrefix(s.bucket)
 	var missing []string
-	_, err := streamrange.Read(ctx, js, event.KVStream(s.bucket), jetstream.OrderedConsumerConfig{
+	_, err := streamrange.Named(ctx, js, event.KVStream(s.bucket), ConsumerNamePrefix+"snapshot-"+s.bucket, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{prefix + ">"},
 		DeliverPolicy:  jetstream.DeliverLastPerSubjectPolicy,
 		HeadersOnly:    true,
