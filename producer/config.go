@@ -24,6 +24,14 @@ type Config struct {
 	Replicas int
 	// DuplicateWindow of the stream.
 	DuplicateWindow time.Duration
+	// MaxAge and MaxBytes limit the stream's retention (0: unlimited); Open
+	// applies them to an existing stream too. The oldest events are removed
+	// beyond them. Recovery needs only the events past a report's
+	// checkpoint, and sinks start from the snapshot buckets (never trimmed),
+	// but a durable consumer that falls further behind than the limits
+	// loses the events trimmed before it read them.
+	MaxAge   time.Duration
+	MaxBytes int64
 	// Reports to poll.
 	Reports []ReportConfig
 	// MaxInFlight bounds unacknowledged publishes (events and snapshot
@@ -82,6 +90,12 @@ func (c *Config) fill() error {
 	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.MaxAge < 0 || c.MaxBytes < 0 {
+		return fmt.Errorf("producer: stream limits must not be negative (max age %s, max bytes %d)", c.MaxAge, c.MaxBytes)
+	}
+	if c.MaxAge > 0 && c.MaxAge < c.DuplicateWindow {
+		return fmt.Errorf("producer: stream max age %s is shorter than the duplicate window %s", c.MaxAge, c.DuplicateWindow)
 	}
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 4096

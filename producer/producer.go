@@ -61,7 +61,7 @@ func New(cfg Config) (*Producer, error) {
 // Open creates the stream and buckets when missing, refuses conflicting
 // ones, and recovers every report's index and state from the stream.
 func (p *Producer) Open(ctx context.Context) error {
-	s, err := ensureStream(ctx, p.js, p.cfg.Stream, p.cfg.Prefix, p.cfg.Replicas, p.cfg.DuplicateWindow)
+	s, err := ensureStream(ctx, p.js, &p.cfg)
 	if err != nil {
 		return err
 	}

@@ -131,9 +131,15 @@ func (r *reporter) lastEventSeq(ctx context.Context) (uint64, error) {
 	return m.Sequence, nil
 }
 
-// checkTail warns when the stream no longer holds every event past the
-// checkpoint: the snapshot may then be behind what consumers saw, and the
-// next pass may publish some changes again (with the same ids).
+// checkTail says when the stream no longer holds every event past the
+// checkpoint. Events of the report published after it by a pass that did
+// not finish (the producer was killed) may then be gone: the snapshot may
+// lack them, and the next pass publishes those changes again, with their
+// original ids. After a clean stop there are none, and nothing is lost.
+//
+// With retention limits (MaxAge, MaxBytes) the stream starts past an idle
+// report's checkpoint as a matter of course: that is said at info level.
+// Without them someone removed events, and that is a warning.
 func (r *reporter) checkTail(ctx context.Context) error {
 	if r.state.Checkpoint == 0 {
 		return nil
@@ -142,10 +148,17 @@ func (r *reporter) checkTail(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("stream info: %w", err)
 	}
-	if first := info.State.FirstSeq; first > r.state.Checkpoint+1 {
-		r.log.Warn("the stream no longer holds every event past the report's checkpoint; changes in the gap may be published again, with their original ids",
-			"checkpoint", r.state.Checkpoint, "stream_first_seq", first)
+	first := info.State.FirstSeq
+	if first <= r.state.Checkpoint+1 {
+		return nil
 	}
+	if r.p.cfg.MaxAge > 0 || r.p.cfg.MaxBytes > 0 {
+		r.log.Info("the stream's retention has removed events past the report's checkpoint; after a clean stop none of them was the report's, after a crash mid-pass the next pass may publish some changes again, with their original ids",
+			"checkpoint", r.state.Checkpoint, "stream_first_seq", first)
+		return nil
+	}
+	r.log.Warn("the stream no longer holds every event past the report's checkpoint (purged, or limited outside cometstream); changes in the gap may be published again, with their original ids",
+		"checkpoint", r.state.Checkpoint, "stream_first_seq", first)
 	return nil
 }
 

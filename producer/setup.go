@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -13,9 +14,12 @@ import (
 )
 
 // ensureStream creates the stream, or checks that an existing one carries
-// our subjects with our replicas and duplicate window. Settings a user may
-// tune (limits by age or size) are left alone.
-func ensureStream(ctx context.Context, js jetstream.JetStream, name, prefix string, replicas int, dup time.Duration) (jetstream.Stream, error) {
+// our subjects with our replicas and duplicate window. Its retention
+// limits (max age and size) are the configuration's: a stream created with
+// others, or changed with the nats CLI, is updated to them and the change
+// logged. The snapshot buckets have no such limits: they are the snapshot.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg *Config) (jetstream.Stream, error) {
+	name, prefix, replicas, dup := cfg.Stream, cfg.Prefix, cfg.Replicas, cfg.DuplicateWindow
 	want := jetstream.StreamConfig{
 		Name:        name,
 		Description: "cometstream change events",
@@ -25,6 +29,8 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, name, prefix stri
 		Discard:     jetstream.DiscardOld,
 		Replicas:    replicas,
 		Duplicates:  dup,
+		MaxAge:      cfg.MaxAge,
+		MaxBytes:    limitBytes(cfg.MaxBytes),
 		AllowDirect: true,
 		// Batches are stored all or nothing, and fenced (see publisher).
 		AllowAtomicPublish: true,
@@ -59,8 +65,41 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, name, prefix stri
 		if s, err = js.UpdateStream(ctx, have); err != nil {
 			return nil, fmt.Errorf("enable atomic batches on stream %s: %w", name, err)
 		}
+		have = s.CachedInfo().Config
+	}
+	if have.MaxAge != want.MaxAge || have.MaxBytes != want.MaxBytes {
+		was := have
+		have.MaxAge, have.MaxBytes = want.MaxAge, want.MaxBytes
+		if s, err = js.UpdateStream(ctx, have); err != nil {
+			return nil, fmt.Errorf("set the retention of stream %s to max age %s, max bytes %s: %w", name, ageText(want.MaxAge), bytesText(want.MaxBytes), err)
+		}
+		cfg.Logger.Info("stream retention changed to the configuration's",
+			"stream", name, "max_age", ageText(want.MaxAge), "max_bytes", bytesText(want.MaxBytes),
+			"was_max_age", ageText(was.MaxAge), "was_max_bytes", bytesText(was.MaxBytes))
 	}
 	return s, nil
+}
+
+// limitBytes is a size limit as JetStream writes "unlimited": -1.
+func limitBytes(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+func ageText(d time.Duration) string {
+	if d <= 0 {
+		return "unlimited"
+	}
+	return d.String()
+}
+
+func bytesText(n int64) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 // ErrNoFencing means the NATS server cannot fence producers (atomic batch
