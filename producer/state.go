@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
@@ -39,7 +41,10 @@ func (r *reporter) saveState(ctx context.Context) error {
 		rev, err = r.p.state.Update(ctx, r.cfg.Name, b, r.stateRev)
 	}
 	if err != nil {
-		return fmt.Errorf("save state of %s (another producer polling the same report?): %w", r.cfg.Name, err)
+		if why := r.whySaveFailed(err); why != "" {
+			return fmt.Errorf("save state of %s: %s: %w", r.cfg.Name, why, err)
+		}
+		return fmt.Errorf("save state of %s: %w", r.cfg.Name, err)
 	}
 	r.stateRev, r.saved = rev, st
 	return nil
@@ -51,4 +56,18 @@ func stateEqual(a, b event.ReportState) bool {
 	ja, err1 := json.Marshal(a)
 	jb, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
+}
+
+// whySaveFailed says what a failed write of the state record means, when
+// that is known: a record that changed behind our back is another
+// producer's doing; an outage is only an outage.
+func (r *reporter) whySaveFailed(err error) string {
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		return "the record changed behind this producer's back (another producer polling the same report?)"
+	case !r.p.cfg.Conn.IsConnected(), errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return "NATS is unreachable"
+	}
+	return ""
 }

@@ -1,0 +1,46 @@
+package producer
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
+)
+
+// TestStateSaveSaysWhy: a state record changed behind the producer's back
+// is blamed on another producer; a NATS outage is called one, not that.
+func TestStateSaveSaysWhy(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 20})
+	e.open(e.reportConfig("persons"))
+	e.poll("persons")
+	ctx := context.Background()
+
+	state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
+	rec, err := state.Get(ctx, "persons")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := state.Put(ctx, "persons", rec.Value()); err != nil { // another writer
+		t.Fatal(err)
+	}
+	e.sim.Update("persons", 1)
+	_, err = e.p.Poll(ctx, "persons")
+	if err == nil || !strings.Contains(err.Error(), "save state of persons: the record changed behind this producer's back (another producer polling the same report?)") {
+		t.Errorf("a record changed behind the producer's back: %v", err)
+	}
+
+	e.open(e.reportConfig("persons"))
+	e.srv.Shutdown()
+	testenv.WaitFor(t, "the connection to notice the outage", func() bool { return !e.nc.IsConnected() })
+	// The pass's own publishes fail first; the record is what a pass whose
+	// events were stored writes last.
+	r := e.p.reports["persons"]
+	r.state.Pages++
+	err = r.saveState(ctx)
+	if err == nil || !strings.Contains(err.Error(), "save state of persons: NATS is unreachable: ") || strings.Contains(err.Error(), "another producer") {
+		t.Errorf("a NATS outage: %v; want it called one, and no other producer blamed", err)
+	}
+}
