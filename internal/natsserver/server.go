@@ -5,12 +5,14 @@
 package natsserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -178,10 +180,16 @@ func Start(o Options) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
+	var lg *logger
 	if o.Logger != nil {
-		s.SetLoggerV2(&logger{log: o.Logger.With("component", "nats-server")}, false, false, false)
+		lg = &logger{log: o.Logger.With("component", "nats-server")}
+		lg.starting.Store(true)
+		s.SetLoggerV2(lg, false, false, false)
 	}
 	go s.Start()
+	if lg != nil {
+		defer lg.starting.Store(false)
+	}
 	if o.Cluster != nil {
 		// A cluster node answers once routes are up; JetStream waits for
 		// its peers (see testenv.StartCluster).
@@ -249,12 +257,24 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// logger sends the server's log lines to slog.
-type logger struct{ log *slog.Logger }
+// logger sends the server's log lines to slog. While the server starts,
+// its notices (a banner of some 25 lines, every stream restored) are
+// debug: the caller logs one line with what matters once it is up.
+type logger struct {
+	log      *slog.Logger
+	starting atomic.Bool
+}
 
-func (l *logger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
-func (l *logger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *logger) Fatalf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
-func (l *logger) Tracef(format string, v ...any)  {}
+func (l *logger) Noticef(format string, v ...any) {
+	level := slog.LevelInfo
+	if l.starting.Load() {
+		level = slog.LevelDebug
+	}
+	l.log.Log(context.Background(), level, fmt.Sprintf(format, v...))
+}
+
+func (l *logger) Warnf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *logger) Fatalf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
+func (l *logger) Tracef(format string, v ...any) {}
