@@ -100,8 +100,17 @@ func (p *Producer) claimStream(ctx context.Context) (*writer, error) {
 		}
 		var held WriterRecord
 		_ = json.Unmarshal(e.Value(), &held)
+		if held.Instance != w.rec.Instance {
+			p.cfg.Logger.Info("another producer claims the stream: watching whether it renews its claim before taking it over",
+				"holder", held.Instance, "host", held.Host, "for", writerStale)
+		}
 		if held.Instance != w.rec.Instance && p.moving(ctx, e.Revision()) {
 			return nil, &StreamInUseError{Stream: p.cfg.Stream, Holder: held}
+		}
+		if err := ctx.Err(); err != nil {
+			// Stopped while watching the record: it was not seen to stand
+			// still, so it is not ours to take over.
+			return nil, fmt.Errorf("claim stream %s: %w", p.cfg.Stream, err)
 		}
 		if w.rec.HA {
 			// A solo producer died, or it was ourselves: its record goes.

@@ -63,8 +63,12 @@ func runProduce(ctx context.Context, args []string) error {
 			allowDeletes = append(allowDeletes, name)
 		}
 	}
-	url := firstNonEmpty(*natsURL, cfg.NATS.URL, os.Getenv("NATS_URL"))
-	return produce(ctx, cfg, url, reports, allowDeletes, log, produceOptions{unsafeListen: *unsafe, creds: creds, command: "cometstream produce --config " + *path})
+	url, from, envIgnored := producerURL(*natsURL, cfg)
+	if envIgnored {
+		log.Info("nats.listen is set in the configuration: starting the embedded server, not connecting to $NATS_URL (set nats.url or --nats to use another server)",
+			"nats.listen", cfg.NATS.Listen, "NATS_URL", redactURLs(os.Getenv("NATS_URL")))
+	}
+	return produce(ctx, cfg, url, reports, allowDeletes, log, produceOptions{unsafeListen: *unsafe, creds: creds, urlFrom: from, command: "cometstream produce --config " + *path})
 }
 
 // produceOptions are the command line's additions to the configuration.
@@ -77,11 +81,22 @@ type produceOptions struct {
 	onReady func(url string)
 	// command says who holds data_dir (never flags, which may hold secrets).
 	command string
+	// urlFrom says where the NATS URL came from (fromFlag, fromConfig,
+	// fromEnv); default: the embedded server, or nats.url.
+	urlFrom string
 }
 
-// produce runs the producer until ctx ends.
+// produce runs the producer until ctx ends. A stop asked for while it
+// opens the stream (Ctrl-C, SIGTERM) is a clean stop too, not a failure.
 func produce(ctx context.Context, cfg *config.Config, url string, reports []producer.ReportConfig, allowDeletes []string, log *slog.Logger, po produceOptions) error {
 	internal := ""
+	from := po.urlFrom
+	switch {
+	case url == "":
+		from = fromEmbedded
+	case from == "":
+		from = fromConfig
+	}
 	if cfg.HA.LeaseTTL > 0 && url == "" {
 		return usagef("ha.lease_ttl: producers share reports through a NATS server they all reach: set nats.url (or --nats)")
 	}
@@ -115,9 +130,10 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	nopts.Name, nopts.Publisher = "cometstream producer", true
 	nc, err := natsconn.Connect(nopts, log)
 	if err != nil {
-		return err
+		return withURL(err, url, from)
 	}
 	defer nc.Close()
+	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "from", from, "server", nc.ConnectedServerVersion())
 
 	reg := ops.NewRegistry()
 	instance := cfg.HA.Instance
@@ -126,7 +142,8 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	}
 	p, err := producer.New(producer.Config{
 		Conn: nc, Stream: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, Replicas: cfg.NATS.Replicas,
-		DuplicateWindow: cfg.NATS.DuplicateWindow, Reports: reports, AllowDeletes: allowDeletes,
+		DuplicateWindow: cfg.NATS.DuplicateWindow, MaxAge: cfg.NATS.MaxAge, MaxBytes: cfg.NATS.MaxBytesValue(),
+		Reports: reports, AllowDeletes: allowDeletes,
 		Logger: log, Registerer: reg, Progress: progressLine(),
 		LeaseTTL: cfg.HA.LeaseTTL, InstanceID: instance,
 	})
@@ -136,7 +153,9 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	if cfg.HTTP.Listen != "" {
 		srv, err := ops.Start(ops.Config{Addr: cfg.HTTP.Listen, Registry: reg, Ready: p.Ready, Pprof: cfg.HTTP.Pprof, Logger: log})
 		if err != nil {
-			return fmt.Errorf("http.listen: %w", err)
+			// Like a taken nats.listen, or a sink's --http: the operator
+			// must change the configuration.
+			return &usageError{err: fmt.Errorf("http.listen: %w", err)}
 		}
 		defer func() {
 			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -145,13 +164,17 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 		}()
 	}
 	if err := p.Open(ctx); err != nil {
+		if ctx.Err() != nil {
+			log.Info("stopped while starting", "cause", err.Error())
+			return nil
+		}
 		if errors.Is(err, producer.ErrStreamConflict) || errors.Is(err, producer.ErrKeyChanged) || errors.Is(err, producer.ErrReportChanged) ||
 			errors.Is(err, producer.ErrStreamInUse) || errors.Is(err, producer.ErrNothingHeld) || errors.Is(err, producer.ErrNoFencing) {
 			return &usageError{err: err}
 		}
 		return err
 	}
-	log.Info("producing", "nats", url, "stream", cfg.NATS.Stream, "reports", len(reports))
+	log.Info("producing", "nats", redactURLs(url), "from", from, "stream", cfg.NATS.Stream, "reports", len(reports))
 	if po.onReady != nil {
 		po.onReady(url)
 	}
@@ -224,7 +247,7 @@ func startEmbedded(cfg *config.Config, url string, unsafeListen bool, internal *
 		}
 		return nil, "", fmt.Errorf("nats.listen %s: %w", cfg.NATS.Listen, err)
 	}
-	log.Info("embedded NATS server", "url", s.ClientURL(), "store", dir, "sync", cfg.NATS.Sync)
+	log.Info("embedded NATS server", "url", s.ClientURL(), "version", server.VERSION, "store", dir, "sync", cfg.NATS.Sync)
 	if addr := s.MonitorAddr(); addr != nil {
 		log.Info("embedded NATS monitoring", "url", "http://"+addr.String(), "paths", "/varz /jsz /connz /healthz")
 		if !addr.IP.IsLoopback() {

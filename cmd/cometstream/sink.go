@@ -100,7 +100,7 @@ func connectSink(f *natsconn.Options, name string, log *slog.Logger) (*nats.Conn
 		return nil, nil, &usageError{err: err}
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, withURL(err, f.URL, subscriberURLFrom(f.URL))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
