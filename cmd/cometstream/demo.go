@@ -38,6 +38,11 @@ func runDemo(ctx context.Context, args []string) error {
 	if lf.level == "info" {
 		lf.level = "warn" // the demo prints what matters itself
 	}
+	if lf.format == "auto" {
+		// Its warnings go to a person beside its readable output, terminal
+		// or not (a file, | tee): text, not JSON.
+		lf.format = "text"
+	}
 	log, err := lf.logger()
 	if err != nil {
 		return err

@@ -137,6 +137,7 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 			_ = srv.Close(c)
 		}()
 	}
+	warnUnknownReports(ctx, js, f.prefix, splitList(f.reports), log)
 	log.Info("sink starting", "kind", kind, "durable", durable)
 	err = consumer.Materialize(ctx, consumer.MaterializeConfig{
 		JetStream: js, Stream: f.stream, Prefix: f.prefix, Durable: durable,

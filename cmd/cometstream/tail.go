@@ -55,6 +55,7 @@ func runTail(ctx context.Context, args []string) error {
 	if err != nil {
 		return usagef("--reports: %v", err)
 	}
+	warnUnknownReports(ctx, js, *prefix, splitList(*reports), log)
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	return c.Run(ctx, func(_ context.Context, batch []*consumer.Message) error {
@@ -117,7 +118,15 @@ func printHuman(w io.Writer, e *event.Event, colour bool) {
 	case e.Unavailable != nil:
 		fmt.Fprintf(w, "%s %s %s HTTP %d\n", ts, paint(ansiBold, e.Unavailable.Report), paint(ansiRed, "UNAVAILABLE"), e.Unavailable.Status)
 	case e.Held != nil:
-		fmt.Fprintf(w, "%s %s %s %d of %d rows would be deleted\n", ts, paint(ansiBold, e.Held.Report), paint(ansiRed, "DELETES HELD"), e.Held.WouldDelete, e.Held.RowsBefore)
+		h := e.Held
+		switch h.Phase {
+		case event.HoldReleased:
+			fmt.Fprintf(w, "%s %s %s on the operator's release: %d of %d rows deleted\n", ts, paint(ansiBold, h.Report), paint(ansiYellow, "deletes released"), h.WouldDelete, h.RowsBefore)
+		case event.HoldEnded:
+			fmt.Fprintf(w, "%s %s %s under the threshold: %d of %d rows deleted\n", ts, paint(ansiBold, h.Report), paint(ansiGreen, "hold ended"), h.WouldDelete, h.RowsBefore)
+		default: // started (or a producer from before phases)
+			fmt.Fprintf(w, "%s %s %s %d of %d rows would be deleted\n", ts, paint(ansiBold, h.Report), paint(ansiRed, "DELETES HELD"), h.WouldDelete, h.RowsBefore)
+		}
 	case e.Failed != nil:
 		fmt.Fprintf(w, "%s %s %s since %s (%d passes): %s\n", ts, paint(ansiBold, e.Failed.Report), paint(ansiRed, "FAILING"), e.Failed.Since.Local().Format("15:04:05"), e.Failed.Attempts, e.Failed.Error)
 	}
