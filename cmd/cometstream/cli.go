@@ -58,7 +58,7 @@ func commands() []command {
 }
 
 func run(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		printUsage(os.Stderr)
 		if len(args) == 0 {
 			return usagef("no command given")
@@ -101,9 +101,15 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return &usageError{err: err}
 	}
 	if fs.NArg() > 0 {
-		return usagef("%s: unexpected argument %q", fs.Name(), fs.Arg(0))
+		// main says "cometstream: " already.
+		return usagef("%s: unexpected argument %q", strings.TrimPrefix(fs.Name(), "cometstream "), fs.Arg(0))
 	}
 	return nil
+}
+
+// isHelp reports whether a command's first argument asks for its help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "-help" || arg == "help"
 }
 
 // logFlags adds --log-level and --log-format.

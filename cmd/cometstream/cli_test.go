@@ -79,12 +79,20 @@ func TestExitStatus(t *testing.T) {
 		{"no such file", nil, []string{"produce", "--config", filepath.Join(dir, "nope.yaml")}, 2, "nope.yaml"},
 		{"status without nats", []string{"NATS_URL="}, []string{"status"}, 2, "no NATS URL"},
 		{"inspect unknown report", []string{"TEST_PLAYERS_KEY=k"}, []string{"inspect", "--config", good, "--report", "nobody"}, 2, `no report "nobody"`},
+		{"sink help", nil, []string{"sink", "--help"}, 0, "usage: cometstream sink sqlite|postgres|webhook"},
+		{"sink -h", nil, []string{"sink", "-h"}, 0, "usage: cometstream sink sqlite|postgres|webhook"},
+		{"verify help", nil, []string{"verify", "--help"}, 0, "usage: cometstream verify sqlite|postgres"},
+		{"unknown sink", nil, []string{"sink", "mysql"}, 2, `unknown sink "mysql"`},
+		{"unexpected argument", []string{"NATS_URL="}, []string{"tail", "extra"}, 2, `cometstream: tail: unexpected argument "extra"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			status, out := runBin(t, tt.env, tt.args...)
 			if status != tt.status || !strings.Contains(out, tt.says) {
 				t.Errorf("exit %d, want %d; output should say %q:\n%s", status, tt.status, tt.says, out)
+			}
+			if strings.Contains(out, "cometstream: cometstream") {
+				t.Errorf("a doubled prefix:\n%s", out)
 			}
 		})
 	}

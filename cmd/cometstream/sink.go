@@ -26,9 +26,23 @@ import (
 	"github.com/cometstream/cometstream/internal/ops"
 )
 
+// sinkUsage is what `cometstream sink --help` prints.
+const sinkUsage = `usage: cometstream sink sqlite|postgres|webhook [flags]
+
+  sqlite    materialize events into a SQLite file (--db FILE)
+  postgres  materialize events into PostgreSQL (--dsn DSN)
+  webhook   deliver events to HTTP endpoints (--config FILE); also
+            sink webhook replay|enable|reset
+
+Run "cometstream sink <kind> --help" for a kind's flags.`
+
 func runSink(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usagef("sink needs a kind: sqlite, postgres or webhook")
+	}
+	if isHelp(args[0]) {
+		fmt.Fprintln(os.Stderr, sinkUsage)
+		return errHelp
 	}
 	switch args[0] {
 	case "sqlite":

@@ -34,6 +34,10 @@ func runVerify(ctx context.Context, args []string) error {
 	if len(args) == 0 {
 		return usagef("verify needs a kind: sqlite or postgres")
 	}
+	if isHelp(args[0]) {
+		fmt.Fprintln(os.Stderr, verifyUsage)
+		return errHelp
+	}
 	switch args[0] {
 	case "sqlite":
 		return runVerifySQLite(ctx, args[1:])
@@ -42,6 +46,14 @@ func runVerify(ctx context.Context, args []string) error {
 	}
 	return usagef("unknown sink %q to verify: sqlite or postgres", args[0])
 }
+
+// verifyUsage is what `cometstream verify --help` prints.
+const verifyUsage = `usage: cometstream verify sqlite|postgres [flags]
+
+  sqlite    compare the tables of a SQLite sink (--db FILE) with the snapshot buckets
+  postgres  compare the tables of a PostgreSQL sink (--dsn DSN) with the snapshot buckets
+
+Prints the differences; exits 1 on any. Run "cometstream verify <kind> --help" for a kind's flags.`
 
 // verifyFlags are the flags of both verify commands.
 type verifyFlags struct {

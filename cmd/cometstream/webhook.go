@@ -100,7 +100,7 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if endpoint != "" && sub != "replay" {
+	if endpoint != "" {
 		if err := knownEndpoint(cfg, endpoint, *path); err != nil {
 			return err
 		}
@@ -169,6 +169,9 @@ func natsRefusal(nc *nats.Conn, err error) error {
 
 func webhookReplay(ctx context.Context, b *webhook.Bridge, endpoint string, cfg *webhook.Config) error {
 	res, err := b.Replay(ctx, endpoint)
+	if errors.Is(err, webhook.ErrUnknownEndpoint) {
+		return &usageError{err: fmt.Errorf("--endpoint: %w", err)}
+	}
 	if err != nil {
 		return err
 	}

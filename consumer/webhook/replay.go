@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -22,6 +23,12 @@ type ReplayResult struct {
 // stream, a failed one stays. An endpoint not configured is
 // ErrUnknownEndpoint.
 func (b *Bridge) Replay(ctx context.Context, endpoint string) (map[string]ReplayResult, error) {
+	// An unknown endpoint is refused before anything else: with no
+	// dead-letter stream yet, it would otherwise pass for one with
+	// nothing to replay.
+	if endpoint != "" && !slices.ContainsFunc(b.cfg.Endpoints, func(ep Endpoint) bool { return ep.Name == endpoint }) {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEndpoint, endpoint)
+	}
 	out := map[string]ReplayResult{}
 	s, err := b.o.JetStream.Stream(ctx, b.cfg.DeadLetterStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -30,13 +37,11 @@ func (b *Bridge) Replay(ctx context.Context, endpoint string) (map[string]Replay
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter stream: %w", err)
 	}
-	found := false
 	for i := range b.cfg.Endpoints {
 		ep := &b.cfg.Endpoints[i]
 		if endpoint != "" && ep.Name != endpoint {
 			continue
 		}
-		found = true
 		t := &target{b: b, ep: ep, log: b.o.Logger.With("endpoint", ep.Name), client: b.client(ep)}
 		var res ReplayResult
 		_, err := streamrange.Read(ctx, b.o.JetStream, b.cfg.DeadLetterStream, jetstream.OrderedConsumerConfig{
@@ -66,9 +71,6 @@ func (b *Bridge) Replay(ctx context.Context, endpoint string) (map[string]Replay
 		}
 		out[ep.Name] = res
 		b.m.dlqDepth(ctx, b.o.JetStream, b.cfg.DeadLetterStream, ep.Name, b.DeadLetterSubject(ep.Name))
-	}
-	if !found {
-		return nil, fmt.Errorf("%w: %q", ErrUnknownEndpoint, endpoint)
 	}
 	return out, nil
 }
