@@ -49,6 +49,7 @@ func commands() []command {
 		{"status", "print the state of every report", runStatus},
 		{"plan", "check that each report's interval fits its COMET user's budget of calls", runPlan},
 		{"allow-deletes", "release a report's held deletes once", runAllowDeletes},
+		{"key", "a row's key token from its key values (for nats kv get), or --decode one", runKey},
 		{"simulate", "serve a COMET API simulator", runSimulate},
 		{"demo", "simulator, embedded NATS, producer and SQLite sink in one process", runDemo},
 		{"verify", "verify sqlite|postgres: compare a sink's tables with the snapshot, row by row", runVerify},
