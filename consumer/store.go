@@ -113,3 +113,74 @@ type Batch struct {
 	// Positions are the reports' stream sequences after the batch.
 	Positions map[string]uint64
 }
+
+// BulkLoader is a Store that can fill an empty table faster than Apply can,
+// because an empty table needs no merge: a bulk COPY or INSERT instead of
+// an upsert per row. It is optional; Materialize uses it, when the Store
+// implements it, to bootstrap a report from its snapshot bucket, and Apply
+// for everything else.
+type BulkLoader interface {
+	Store
+	// BeginLoad starts the transaction of one report's bulk load: it
+	// removes the report's rows and position and creates its table or adds
+	// the columns it lacks (as a ChangeTable of t would). The load then
+	// holds the store: Materialize calls nothing else on it until the load
+	// ends with Commit or Abort.
+	BeginLoad(ctx context.Context, t *Table) (BulkLoad, error)
+}
+
+// BulkLoad is one report's bulk load, one transaction: nothing of it is
+// visible, to Positions, Tables or another reader of the database, until
+// Commit, and a load that never commits (aborted, failed, or the process
+// killed) leaves the store as it was before BeginLoad. This is what lets a
+// bootstrap killed at any moment start over cleanly: the report has no
+// position until its rows are all in, so the next start loads it again
+// from an empty table.
+type BulkLoad interface {
+	// Write adds a batch of rows. The table starts empty, but a token may
+	// come again (the snapshot bucket is read while the producer writes
+	// it): the last row of a token wins, as with Apply. Write keeps nothing
+	// of b once it returns. After an error, the load can only be aborted.
+	Write(ctx context.Context, b *LoadBatch) error
+	// Commit records the positions and commits the load, atomically.
+	Commit(ctx context.Context, positions map[string]uint64) error
+	// Abort rolls the load back; after Commit it does nothing.
+	Abort(ctx context.Context) error
+}
+
+// LoadBatch is rows of one report for a BulkLoad, by column rather than as
+// Rows, which a million of would cost a million maps.
+type LoadBatch struct {
+	// Table is the report's layout. It may have columns the store's table
+	// lacks (a snapshot row can bring a column the schema has not yet
+	// declared): Write adds them first, as a ChangeTable of it would.
+	Table *Table
+	// Tokens holds each row's key token (the key of a content-keyed
+	// table).
+	Tokens []string
+	// Values holds the rows one after the other, each with one value per
+	// column of Table, in its order; null where a row lacks the column.
+	Values []event.Value
+}
+
+// Len returns the number of rows.
+func (b *LoadBatch) Len() int { return len(b.Tokens) }
+
+// Row returns the values of row i, in the order of Table.Columns.
+func (b *LoadBatch) Row(i int) []event.Value {
+	n := len(b.Table.Columns)
+	return b.Values[i*n : (i+1)*n : (i+1)*n]
+}
+
+// Changes returns the batch as upserts (for a store that writes Changes).
+func (b *LoadBatch) Changes() []Change {
+	out := make([]Change, b.Len())
+	for i := range out {
+		row := make(event.Row, len(b.Table.Columns))
+		for j, v := range b.Row(i) {
+			row[b.Table.Columns[j].Key] = v
+		}
+		out[i] = Change{Kind: ChangeUpsert, Table: b.Table, Token: b.Tokens[i], Row: row}
+	}
+	return out
+}
