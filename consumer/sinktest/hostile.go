@@ -15,7 +15,8 @@ import (
 // convert (a clear log line, the receipt counts it, the row is kept with the
 // cell null, the pass stays consistent), and JSON nested past the limit
 // makes the page malformed (a clear error, a failed event, and that report
-// publishes nothing until it is fixed).
+// publishes nothing until it is fixed). Last, a new database is loaded from
+// the snapshot bucket and comes out the same.
 func Hostile(t *testing.T, target Target) {
 	w := newWorld(t, target, []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: 50},
@@ -75,6 +76,14 @@ func Hostile(t *testing.T, target Target) {
 	}
 	w.sim.Poison("hostile", 1, "a.b", "")
 	w.waitConverged("main", producer, sink)
+	// A new database loads the same from the snapshot bucket, where the
+	// odd keys and values are JSON to decode.
+	fresh := w.sink("fresh")
+	w.waitConverged("fresh", producer, fresh)
+	if !strings.Contains(fresh.Logs(), `"msg":"bootstrapped from the snapshot","report":"hostile"`) {
+		t.Errorf("the new database did not load the hostile report from the snapshot:\n%s", fresh.Tail(3000))
+	}
+	fresh.Stop()
 	sink.Stop()
 	producer.Stop()
 }
