@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -62,6 +63,12 @@ func Open(ctx context.Context, dsn, schema string) (*Store, error) {
 	if s.tables, err = s.Tables(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	for _, t := range s.tables {
+		if err := s.comment(ctx, pool, t); err != nil {
+			pool.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -238,6 +245,9 @@ func (s *Store) ensureTable(ctx context.Context, tx pgx.Tx, t *consumer.Table) e
 			return fmt.Errorf("add column %s.%s: %w", r, c.Key, err)
 		}
 	}
+	if err := s.comment(ctx, tx, t); err != nil {
+		return err
+	}
 	key, _ := json.Marshal(t.Key)
 	cols, _ := json.Marshal(t.Columns)
 	if _, err := tx.Exec(ctx, `INSERT INTO `+s.name("_cometstream_table")+` (report, key, columns) VALUES ($1, $2, $3) ON CONFLICT (report) DO UPDATE SET key = excluded.key, columns = excluded.columns`, r, key, cols); err != nil {
@@ -245,6 +255,61 @@ func (s *Store) ensureTable(ctx context.Context, tx pgx.Tx, t *consumer.Table) e
 	}
 	s.tables[r] = t
 	return nil
+}
+
+// querier is a transaction or the pool.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// comment sets the COMMENT ON COLUMN of each column of t's table to the
+// column's COMET display name where the comment says otherwise: on a new
+// table or column, on a name changed, and on a table made before the names
+// were kept.
+func (s *Store) comment(ctx context.Context, q querier, t *consumer.Table) error {
+	rows, err := q.Query(ctx, `SELECT attname, col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, s.name(t.Report))
+	if err != nil {
+		return fmt.Errorf("comments of %s: %w", t.Report, err)
+	}
+	have := map[string]string{}
+	var col string
+	var text *string
+	if _, err := pgx.ForEachRow(rows, []any{&col, &text}, func() error {
+		have[col] = ""
+		if text != nil {
+			have[col] = *text
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("comments of %s: %w", t.Report, err)
+	}
+	var sql strings.Builder
+	for _, c := range t.Columns {
+		if was, ok := have[c.Key]; ok && was != commentName(c.Name) {
+			fmt.Fprintf(&sql, "COMMENT ON COLUMN %s.%s IS %s;", s.name(t.Report), Ident(c.Key), commentText(c.Name))
+		}
+	}
+	if sql.Len() == 0 {
+		return nil
+	}
+	if _, err := q.Exec(ctx, sql.String()); err != nil {
+		return fmt.Errorf("comment on the columns of %s: %w", t.Report, err)
+	}
+	return nil
+}
+
+// commentName is a display name as a comment holds it: PostgreSQL strings
+// cannot hold NUL.
+func commentName(name string) string { return strings.ReplaceAll(name, "\x00", "") }
+
+// commentText is a column's display name as an SQL literal, whatever
+// standard_conforming_strings says; NULL (no comment) for none.
+func commentText(name string) string {
+	if name = commentName(name); name == "" {
+		return "NULL"
+	}
+	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(name) + "'"
 }
 
 // upsert writes a run of rows of one table with one column set: COPY into a
