@@ -228,6 +228,8 @@ func TestPlainDecimal(t *testing.T) {
 }
 func TestHostile(t *testing.T) { sinktest.Hostile(t, target(t)) }
 
+func TestBootstrapKilled(t *testing.T) { sinktest.BootstrapKilled(t, target(t)) }
+
 // TestStoreSuite runs the suite every consumer.Store passes against the
 // PostgreSQL store, in-process.
 func TestStoreSuite(t *testing.T) {

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -35,7 +36,8 @@ type Store struct {
 	pool   *pgxpool.Pool
 	schema string
 	mu     sync.Mutex
-	tables map[string]*consumer.Table // layouts as created
+	tables map[string]*consumer.Table   // layouts as created
+	oids   map[string]map[string]uint32 // column types read, by table; nil: none
 }
 
 var _ consumer.Store = (*Store)(nil)
@@ -157,46 +159,101 @@ func (s *Store) Apply(ctx context.Context, b *consumer.Batch) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		changes := b.Changes
 		for len(changes) > 0 {
-			ch := changes[0]
-			switch ch.Kind {
-			case consumer.ChangeTable:
-				if err := s.ensureTable(ctx, tx, ch.Table); err != nil {
+			if changes[0].Kind == consumer.ChangeTable {
+				if err := s.ensureTable(ctx, tx, changes[0].Table); err != nil {
 					return err
 				}
 				changes = changes[1:]
-			case consumer.ChangeUpsert:
-				// A run of upserts to one table with one column set goes in
-				// one COPY and one merge.
-				n := 1
-				for n < len(changes) && changes[n].Kind == consumer.ChangeUpsert && changes[n].Table.Report == ch.Table.Report && sameColumns(changes[n].Row, ch.Row) {
-					n++
-				}
-				if err := s.upsert(ctx, tx, changes[:n]); err != nil {
-					return err
-				}
-				changes = changes[n:]
-			case consumer.ChangeDelete:
-				if err := s.delete(ctx, tx, ch); err != nil {
-					return err
-				}
-				changes = changes[1:]
+				continue
 			}
+			n := slices.IndexFunc(changes, func(ch consumer.Change) bool { return ch.Kind == consumer.ChangeTable })
+			if n < 0 {
+				n = len(changes)
+			}
+			if err := s.applyRows(ctx, tx, changes[:n]); err != nil {
+				return err
+			}
+			changes = changes[n:]
 		}
-		if len(b.Positions) > 0 {
-			batch := &pgx.Batch{}
-			for r, seq := range b.Positions {
-				batch.Queue(`INSERT INTO `+s.name("_cometstream_position")+` (report, seq) VALUES ($1, $2) ON CONFLICT (report) DO UPDATE SET seq = excluded.seq`, r, int64(seq))
-			}
-			if err := tx.SendBatch(ctx, batch).Close(); err != nil {
-				return fmt.Errorf("positions: %w", err)
-			}
-		}
-		return nil
+		return s.writePositions(ctx, tx, b.Positions)
 	})
 	if err != nil {
-		s.tables = saved
+		s.tables, s.oids = saved, nil // what the database holds is read again
 	}
 	return err
+}
+
+// applyRows applies upserts and deletes. Only the last change of each row
+// decides what the row becomes, so the changes need not go one by one: the
+// rows of one table with one column set go in one upsert, the rows deleted
+// from one table in one DELETE.
+func (s *Store) applyRows(ctx context.Context, tx pgx.Tx, changes []consumer.Change) error {
+	type row struct{ report, key string }
+	last := make(map[row]int, len(changes))
+	for i, ch := range changes {
+		last[row{ch.Table.Report, rowKey(ch)}] = i
+	}
+	var groups [][]consumer.Change // in the order of their first row
+	at := map[string]int{}
+	for i, ch := range changes {
+		if last[row{ch.Table.Report, rowKey(ch)}] != i {
+			continue
+		}
+		g := ch.Table.Report + "\x00"
+		if ch.Kind == consumer.ChangeDelete {
+			g += "\x00delete"
+		} else {
+			g += strings.Join(slices.Sorted(maps.Keys(ch.Row)), "\x00")
+		}
+		j, ok := at[g]
+		if !ok {
+			j = len(groups)
+			at[g] = j
+			groups = append(groups, nil)
+		}
+		groups[j] = append(groups[j], ch)
+	}
+	for _, g := range groups {
+		var err error
+		if g[0].Kind == consumer.ChangeDelete {
+			err = s.delete(ctx, tx, g)
+		} else {
+			err = s.upsert(ctx, tx, g)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowKey identifies a change's row in its table: by the token for a
+// content-keyed table, else by the key values.
+func rowKey(ch consumer.Change) string {
+	if ch.Table.ContentKeyed() {
+		return ch.Token
+	}
+	var b strings.Builder
+	for _, k := range ch.Table.Key {
+		b.WriteString(ch.Row[k].Raw)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// writePositions records the reports' positions.
+func (s *Store) writePositions(ctx context.Context, tx pgx.Tx, positions map[string]uint64) error {
+	if len(positions) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	for r, seq := range positions {
+		batch.Queue(`INSERT INTO `+s.name("_cometstream_position")+` (report, seq) VALUES ($1, $2) ON CONFLICT (report) DO UPDATE SET seq = excluded.seq`, r, int64(seq))
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("positions: %w", err)
+	}
+	return nil
 }
 
 func sameColumns(a, b event.Row) bool {
@@ -214,6 +271,7 @@ func sameColumns(a, b event.Row) bool {
 // ensureTable creates a report's table or adds the columns it lacks.
 func (s *Store) ensureTable(ctx context.Context, tx pgx.Tx, t *consumer.Table) error {
 	r := t.Report
+	delete(s.oids, r)
 	if old, ok := s.tables[r]; ok && !slices.Equal(old.Key, t.Key) {
 		// Re-keyed by the producer: rebuilt by the events that follow.
 		if _, err := tx.Exec(ctx, `DROP TABLE IF EXISTS `+s.name(r)); err != nil {
@@ -312,9 +370,12 @@ func commentText(name string) string {
 	return "E'" + strings.NewReplacer(`\`, `\\`, `'`, `''`).Replace(name) + "'"
 }
 
-// upsert writes a run of rows of one table with one column set: COPY into a
-// temporary table, then one INSERT … ON CONFLICT. Within the run the last
-// row of a key wins, as it would applied one by one.
+// upsert writes a run of rows of one table with one column set. Rows new
+// to the table go straight in with a binary COPY, which stores rows in
+// bulk; the others are COPYed into a temporary table and merged with one
+// INSERT … ON CONFLICT. Which rows the table has is one query, for a table
+// with a one-column key (the others merge every row). Within the run the
+// last row of a key wins, as it would applied one by one.
 func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) error {
 	t := run[0].Table
 	layout := s.tables[t.Report]
@@ -322,57 +383,58 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) er
 		return fmt.Errorf("upsert into %s: no table", t.Report)
 	}
 	cols := slices.Sorted(maps.Keys(run[0].Row))
-	copyCols := slices.Clone(cols)
-	if t.ContentKeyed() {
-		copyCols = append(copyCols, KeyColumn)
+	enc := &rowEncoder{report: t.Report, cols: cols, token: t.ContentKeyed(), types: pgtype.NewMap()}
+	if enc.token {
+		enc.cols = append(slices.Clip(cols), KeyColumn)
 	}
-	types := make([]event.ColumnType, len(cols))
-	for i, c := range cols {
-		types[i] = event.TypeString
-		if col, ok := layout.Column(c); ok {
-			types[i] = col.Type
+	key := t.Key
+	if t.ContentKeyed() {
+		key = []string{KeyColumn}
+	}
+	for _, k := range key {
+		if !slices.Contains(enc.cols, k) {
+			return errors.New("upsert into " + t.Report + ": the row lacks key column " + k)
 		}
+	}
+	var defs, names []string
+	types := make([]string, len(enc.cols))
+	for i, c := range enc.cols {
+		types[i] = "text"
+		if col, ok := layout.Column(c); ok && c != KeyColumn {
+			types[i] = SQLType(col.Type)
+		}
+		enc.oids = append(enc.oids, sqlOID[types[i]])
+		defs = append(defs, Ident(c)+" "+types[i])
+		names = append(names, Ident(c))
 	}
 	// The last change of each key, in order.
-	keyOf := func(ch consumer.Change) string {
-		if t.ContentKeyed() {
-			return ch.Token
-		}
-		var b strings.Builder
-		for _, k := range t.Key {
-			b.WriteString(ch.Row[k].Raw)
-			b.WriteByte(0)
-		}
-		return b.String()
-	}
 	last := make(map[string]int, len(run))
 	for i, ch := range run {
-		last[keyOf(ch)] = i
+		last[rowKey(ch)] = i
 	}
-	rows := make([][]any, 0, len(last))
+	rows := make([]consumer.Change, 0, len(last))
 	for i, ch := range run {
-		if last[keyOf(ch)] != i {
-			continue
+		if last[rowKey(ch)] == i {
+			rows = append(rows, ch)
 		}
-		row := make([]any, len(copyCols))
-		for j, c := range cols {
-			v, err := pgValue(types[j], ch.Row[c])
-			if err != nil {
-				return fmt.Errorf("%s.%s: %w", t.Report, c, err)
+	}
+	if len(key) == 1 {
+		direct, err := s.copyable(ctx, tx, t.Report, enc)
+		if err != nil {
+			return err
+		}
+		if direct {
+			var fresh []consumer.Change
+			if fresh, rows, err = s.partition(ctx, tx, t, key[0], types[slices.Index(enc.cols, key[0])], rows); err != nil {
+				return err
 			}
-			row[j] = v
+			if err := s.copyRows(ctx, tx, s.name(t.Report), names, enc, fresh); err != nil {
+				return err
+			}
 		}
-		if t.ContentKeyed() {
-			row[len(cols)] = ch.Token
-		}
-		rows = append(rows, row)
 	}
-	var defs []string
-	for i, c := range cols {
-		defs = append(defs, Ident(c)+" "+SQLType(types[i]))
-	}
-	if t.ContentKeyed() {
-		defs = append(defs, Ident(KeyColumn)+" text")
+	if len(rows) == 0 {
+		return nil
 	}
 	// One staging table per session and column layout, emptied at every
 	// commit: no DDL per batch once it exists.
@@ -382,24 +444,22 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) er
 	if _, err := tx.Exec(ctx, `CREATE TEMPORARY TABLE IF NOT EXISTS `+stage+` (`+strings.Join(defs, ", ")+`) ON COMMIT DELETE ROWS; TRUNCATE `+stage); err != nil {
 		return fmt.Errorf("staging for %s: %w", t.Report, err)
 	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{stage}, copyCols, pgx.CopyFromRows(rows)); err != nil {
-		return fmt.Errorf("copy into %s: %w", t.Report, err)
+	if err := s.copyRows(ctx, tx, stage, names, enc, rows); err != nil {
+		return err
 	}
-	var names, sets, conflict []string
-	for _, c := range copyCols {
-		names = append(names, Ident(c))
-	}
-	for _, c := range cols {
-		sets = append(sets, Ident(c)+" = excluded."+Ident(c))
-	}
-	if t.ContentKeyed() {
-		conflict = []string{Ident(KeyColumn)}
-	} else {
-		for _, k := range t.Key {
-			conflict = append(conflict, Ident(k))
+	var sets, conflict []string
+	for _, c := range enc.cols {
+		if !slices.Contains(key, c) {
+			sets = append(sets, Ident(c)+" = excluded."+Ident(c))
 		}
 	}
-	action := "DO UPDATE SET " + strings.Join(sets, ", ")
+	for _, k := range key {
+		conflict = append(conflict, Ident(k))
+	}
+	action := "DO NOTHING"
+	if len(sets) > 0 {
+		action = "DO UPDATE SET " + strings.Join(sets, ", ")
+	}
 	q := `INSERT INTO ` + s.name(t.Report) + ` (` + strings.Join(names, ", ") + `) SELECT ` + strings.Join(names, ", ") + ` FROM ` + stage +
 		` ON CONFLICT (` + strings.Join(conflict, ", ") + `) ` + action
 	if _, err := tx.Exec(ctx, q); err != nil {
@@ -408,35 +468,150 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) er
 	return nil
 }
 
-func (s *Store) delete(ctx context.Context, tx pgx.Tx, ch consumer.Change) error {
-	t := ch.Table
-	layout := s.tables[t.Report]
-	if layout == nil {
+// copyRows COPYs rows into a table, in binary.
+func (s *Store) copyRows(ctx context.Context, tx pgx.Tx, table string, names []string, enc *rowEncoder, rows []consumer.Change) error {
+	if len(rows) == 0 {
 		return nil
 	}
-	var where []string
-	var args []any
-	if t.ContentKeyed() {
-		where, args = []string{Ident(KeyColumn) + " = $1"}, []any{ch.Token}
-	} else {
-		for i, k := range t.Key {
-			v, ok := ch.Row[k]
-			if !ok {
-				return errors.New("delete from " + t.Report + ": the event lacks key column " + k)
-			}
-			typ := event.TypeString
-			if col, ok := layout.Column(k); ok {
-				typ = col.Type
-			}
-			pv, err := pgValue(typ, v)
-			if err != nil {
-				return err
-			}
-			where = append(where, fmt.Sprintf("%s = $%d", Ident(k), i+1))
-			args = append(args, pv)
+	data := append(make([]byte, 0, 64<<10), copyHeader...)
+	n := len(enc.cols)
+	if enc.token {
+		n--
+	}
+	vals := make([]event.Value, n)
+	for _, ch := range rows {
+		for j, c := range enc.cols[:n] {
+			vals[j] = ch.Row[c]
+		}
+		var err error
+		if data, err = enc.append(data, vals, ch.Token); err != nil {
+			return err
 		}
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM `+s.name(t.Report)+` WHERE `+strings.Join(where, " AND "), args...); err != nil {
+	data = appendTrailer(data)
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(data), `COPY `+table+` (`+strings.Join(names, ", ")+`) FROM STDIN BINARY`); err != nil {
+		return fmt.Errorf("copy into %s: %w", enc.report, err)
+	}
+	return nil
+}
+
+// partition splits rows (one per key) into those whose key the table does
+// not have yet and those it has, with one index lookup per row: the LATERAL
+// … LIMIT 1 leaves the planner no other way, where a join might read the
+// whole table for a few rows.
+func (s *Store) partition(ctx context.Context, tx pgx.Tx, t *consumer.Table, key, typ string, rows []consumer.Change) (fresh, old []consumer.Change, err error) {
+	keys := make([]*string, len(rows))
+	for i, ch := range rows {
+		if t.ContentKeyed() {
+			keys[i] = &ch.Token
+		} else if v := ch.Row[key]; !v.IsNull() {
+			keys[i] = &v.Raw
+		}
+	}
+	q := `SELECT d.i FROM unnest($1::text[]) WITH ORDINALITY AS d(k, i) CROSS JOIN LATERAL (SELECT FROM ` + s.name(t.Report) +
+		` WHERE ` + Ident(key) + ` = d.k::` + typ + ` LIMIT 1) AS e`
+	res, err := tx.Query(ctx, q, keys)
+	if err != nil {
+		return nil, nil, fmt.Errorf("upsert into %s: %w", t.Report, err)
+	}
+	has := make([]bool, len(rows))
+	var i int64
+	if _, err := pgx.ForEachRow(res, []any{&i}, func() error { has[i-1] = true; return nil }); err != nil {
+		return nil, nil, fmt.Errorf("upsert into %s: %w", t.Report, err)
+	}
+	for j, ch := range rows {
+		if has[j] {
+			old = append(old, ch)
+		} else {
+			fresh = append(fresh, ch)
+		}
+	}
+	return fresh, old, nil
+}
+
+// copyable reports whether the table's columns have the types enc encodes
+// (as the store made them): a column retyped by hand takes its values only
+// through SQL's casts.
+func (s *Store) copyable(ctx context.Context, tx pgx.Tx, report string, enc *rowEncoder) (bool, error) {
+	have := s.oids[report]
+	if have == nil {
+		if s.oids == nil {
+			s.oids = map[string]map[string]uint32{}
+		}
+		rows, err := tx.Query(ctx, `SELECT attname, atttypid FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped`, s.name(report))
+		if err != nil {
+			return false, fmt.Errorf("column types of %s: %w", report, err)
+		}
+		have = map[string]uint32{}
+		var col string
+		var oid uint32
+		if _, err := pgx.ForEachRow(rows, []any{&col, &oid}, func() error { have[col] = oid; return nil }); err != nil {
+			return false, fmt.Errorf("column types of %s: %w", report, err)
+		}
+		s.oids[report] = have
+	}
+	for i, c := range enc.cols {
+		if have[c] != enc.oids[i] {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// sqlOID is the type of each SQLType.
+var sqlOID = map[string]uint32{"numeric": pgtype.NumericOID, "date": pgtype.DateOID, "timestamptz": pgtype.TimestamptzOID, "text": pgtype.TextOID}
+
+// delete removes rows of one table, in one statement: the key values go as
+// text arrays, which SQL casts to the key columns' types.
+func (s *Store) delete(ctx context.Context, tx pgx.Tx, run []consumer.Change) error {
+	t := run[0].Table
+	layout := s.tables[t.Report]
+	if layout == nil {
+		return nil // nothing to delete from
+	}
+	key := t.Key
+	if t.ContentKeyed() {
+		key = []string{KeyColumn}
+	}
+	rows := make([]consumer.Change, 0, len(run))
+	for _, ch := range run {
+		matches := true
+		for _, k := range t.Key {
+			v, ok := ch.Row[k]
+			if !ok && !t.ContentKeyed() {
+				return errors.New("delete from " + t.Report + ": the event lacks key column " + k)
+			}
+			matches = matches && !v.IsNull() // a null key is no row's
+		}
+		if matches || t.ContentKeyed() {
+			rows = append(rows, ch)
+		}
+	}
+	args := make([]any, len(key))
+	var arrays, match []string
+	for i, k := range key {
+		vals := make([]string, 0, len(rows))
+		for _, ch := range rows {
+			if t.ContentKeyed() {
+				vals = append(vals, ch.Token)
+			} else {
+				vals = append(vals, ch.Row[k].Raw)
+			}
+		}
+		typ := "text"
+		if col, ok := layout.Column(k); ok && k != KeyColumn {
+			typ = SQLType(col.Type)
+		}
+		args[i] = vals
+		arrays = append(arrays, fmt.Sprintf("$%d::text[]", i+1))
+		match = append(match, fmt.Sprintf("t.%s = d.k%d::%s", Ident(k), i, typ))
+	}
+	names := make([]string, len(key))
+	for i := range key {
+		names[i] = fmt.Sprintf("k%d", i)
+	}
+	q := `DELETE FROM ` + s.name(t.Report) + ` t USING unnest(` + strings.Join(arrays, ", ") + `) AS d(` + strings.Join(names, ", ") + `) WHERE ` + strings.Join(match, " AND ")
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
 		return fmt.Errorf("delete from %s: %w", t.Report, err)
 	}
 	return nil
