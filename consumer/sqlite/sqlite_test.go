@@ -84,3 +84,5 @@ func TestStoreSuite(t *testing.T) {
 		},
 	})
 }
+
+func TestBootstrapKilled(t *testing.T) { sinktest.BootstrapKilled(t, target()) }

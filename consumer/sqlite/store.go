@@ -211,21 +211,23 @@ func (s *Store) Apply(ctx context.Context, b *consumer.Batch) error {
 			}
 		}
 	}
-	if len(b.Positions) > 0 {
-		st, err := stmt("\x00position", `INSERT INTO _cometstream_position (report, seq) VALUES (?, ?) ON CONFLICT (report) DO UPDATE SET seq = excluded.seq`)
-		if err != nil {
-			return err
-		}
-		for r, seq := range b.Positions {
-			if _, err := st.ExecContext(ctx, r, int64(seq)); err != nil {
-				return fmt.Errorf("position of %s: %w", r, err)
-			}
-		}
+	if err := s.writePositions(ctx, tx, b.Positions); err != nil {
+		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
 	ok = true
+	return nil
+}
+
+// writePositions records the reports' positions.
+func (s *Store) writePositions(ctx context.Context, tx *sql.Tx, positions map[string]uint64) error {
+	for r, seq := range positions {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO _cometstream_position (report, seq) VALUES (?, ?) ON CONFLICT (report) DO UPDATE SET seq = excluded.seq`, r, int64(seq)); err != nil {
+			return fmt.Errorf("position of %s: %w", r, err)
+		}
+	}
 	return nil
 }
 
