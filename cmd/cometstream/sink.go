@@ -156,13 +156,48 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 	err = consumer.Materialize(ctx, consumer.MaterializeConfig{
 		JetStream: js, Stream: f.stream, Prefix: f.prefix, Durable: durable,
 		Reports: splitList(f.reports), FromStart: f.fromStart, Store: store, Logger: log, BatchSize: f.batch,
-		Registerer: reg, OnReady: func() { ready.Store(true) }, OnApplied: onApplied,
+		Registerer: reg, OnReady: func() { ready.Store(true) }, OnApplied: onApplied, OnBootstrap: bootstrapLine(),
 	})
 	if err != nil && ctx.Err() == nil {
 		return err
 	}
 	log.Info("sink stopped")
 	return nil
+}
+
+// bootstrapLine shows a long bootstrap's rows, rate and time left on a
+// terminal, once it has run for a second.
+func bootstrapLine() func(consumer.BootstrapProgress) {
+	if !isTerminal(os.Stderr) {
+		return nil
+	}
+	var start, last time.Time
+	shown := false
+	return func(p consumer.BootstrapProgress) {
+		now := time.Now()
+		if p.Loaded == 0 && !p.Done {
+			start, shown = now, false
+		}
+		elapsed := now.Sub(start)
+		if elapsed < time.Second || !p.Done && now.Sub(last) < 250*time.Millisecond {
+			return
+		}
+		if p.Done && !shown {
+			return // it took a second only to commit
+		}
+		last, shown = now, true
+		rate := float64(p.Loaded) / elapsed.Seconds()
+		line := fmt.Sprintf("\r%s: %d/%d rows, %.0f rows/s", p.Report, p.Loaded, p.Total, rate)
+		if p.Done {
+			line += fmt.Sprintf(", done in %s", elapsed.Round(time.Second))
+		} else if rate > 0 {
+			line += fmt.Sprintf(", %s left", time.Duration(float64(p.Total-p.Loaded)/rate*float64(time.Second)).Round(time.Second))
+		}
+		fmt.Fprint(os.Stderr, line+"\x1b[K") // erase what a longer line left
+		if p.Done {
+			fmt.Fprintln(os.Stderr)
+		}
+	}
 }
 
 func runSinkSQLite(ctx context.Context, args []string) error {
