@@ -83,9 +83,16 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 }
 
 // Run reads until ctx ends and returns nil; a batch in hand is finished
-// first (its handler sees a context that is not cancelled). It returns an
+// first (its handler sees a context that is not cancelled). A stream that
+// does not exist yet is waited for (said once in the log). It returns an
 // error only when the stream cannot be read at all.
 func (r *Reader) Run(ctx context.Context, h Handler) error {
+	if err := waitForStream(ctx, r.cfg.JetStream, r.cfg.Stream, r.log); err != nil {
+		if ctx.Err() != nil {
+			return nil // asked to stop while waiting
+		}
+		return err
+	}
 	// Unique per run: two readers with one name, or one restarted with
 	// another start, must not meet on the server.
 	oc := jetstream.OrderedConsumerConfig{FilterSubjects: r.subjects, DeliverPolicy: jetstream.DeliverAllPolicy, NamePrefix: r.cfg.Name + "_" + nuid.Next()[12:]}
