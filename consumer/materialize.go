@@ -81,6 +81,13 @@ type materializer struct {
 	positions map[string]uint64
 	tables    map[string]*Table
 	metrics   *sinkMetrics
+	// first is the stream's first sequence when the run started.
+	first uint64
+	// reports are the reports materialized; read is the sequence of the
+	// last event handled, and stopRun ends the run with its cause.
+	reports []string
+	read    uint64
+	stopRun context.CancelCauseFunc
 }
 
 // Materialize keeps cfg.Store equal to the producer's snapshot until ctx
@@ -99,6 +106,11 @@ type materializer struct {
 // little history the stream keeps, as long as it still holds each report's
 // events past its checkpoint — the producer advances checkpoints within a
 // pass.
+//
+// A store whose position in a report is older than the stream's first
+// event may have missed events the stream dropped (its retention): such a
+// report is loaded again from its snapshot, at start and whenever the
+// reading comes to a range the stream has dropped. It never skips them.
 func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	if cfg.Store == nil || cfg.JetStream == nil || cfg.Durable == "" {
 		return errors.New("materialize: store, JetStream and durable name are required")
@@ -128,15 +140,41 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	} else if err != nil {
 		return err
 	}
+	ready := cfg.OnReady
+	for {
+		err := m.run(ctx, ready)
+		if !errors.Is(err, errBehindRetention) {
+			return err
+		}
+		// Started again, the store's positions tell which reports missed
+		// events, and those are loaded again from their snapshots.
+		m.cfg.FromStart, ready = false, nil
+	}
+}
+
+// errBehindRetention stops a run of the materializer whose reading fell
+// behind the stream's retention: events it had not read are gone.
+var errBehindRetention = errors.New("the stream dropped events the store had not applied")
+
+// run materializes from the store's positions until ctx ends or the
+// reading falls behind the stream's retention (errBehindRetention).
+func (m *materializer) run(ctx context.Context, onReady func()) error {
+	cfg := m.cfg
+	var err error
 	if m.positions, err = cfg.Store.Positions(ctx); err != nil {
 		return err
 	}
 	if m.tables, err = cfg.Store.Tables(ctx); err != nil {
 		return err
 	}
-	if err := m.checkStreamIdentity(ctx); err != nil {
+	stream, err := cfg.JetStream.Stream(ctx, cfg.Stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", cfg.Stream, err)
+	}
+	if err := m.checkStreamIdentity(ctx, stream); err != nil {
 		return err
 	}
+	m.first = stream.CachedInfo().State.FirstSeq
 	reports := cfg.Reports
 	if len(reports) == 0 {
 		if reports, err = m.knownReports(ctx); err != nil {
@@ -149,17 +187,20 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 			reset = slices.Sorted(maps.Keys(m.tables))
 			reset = append(reset, reports...)
 		}
-		_, bulk := cfg.Store.(BulkLoader)
-		for _, r := range reset {
-			// A bulk load empties the table in the transaction that fills
-			// it, so until it commits the old rows stay.
-			if !bulk || !slices.Contains(reports, r) {
-				if err := cfg.Store.Reset(ctx, r); err != nil {
-					return err
-				}
-			}
-			delete(m.positions, r)
-			delete(m.tables, r)
+		if err := m.reload(ctx, reset, reports); err != nil {
+			return err
+		}
+	} else {
+		behind, err := m.behindRetention(ctx, stream, m.first, m.positions, reports)
+		if err != nil {
+			return err
+		}
+		for _, r := range behind {
+			m.log.Warn("the stream no longer holds events this database has not applied (its retention, nats.max_age or nats.max_bytes, dropped them); loading the report again from its snapshot",
+				"report", r, "position", m.positions[r], "stream_first_seq", m.first)
+		}
+		if err := m.reload(ctx, behind, reports); err != nil {
+			return err
 		}
 	}
 	for _, r := range reports {
@@ -194,11 +235,81 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	m.metrics.handled(start-1, m.positions)
 	stop := m.metrics.follow(ctx, cfg.JetStream, cfg.Stream, cfg.Prefix)
 	defer stop()
+	m.read, m.reports = start-1, reports
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	m.stopRun = cancel
 	m.log.Info("consuming the stream", "from_seq", start, "reports", len(reports))
-	if cfg.OnReady != nil {
-		cfg.OnReady()
+	if onReady != nil {
+		onReady()
 	}
-	return c.Run(ctx, m.handle)
+	err = c.Run(rctx, m.handle)
+	if cause := context.Cause(rctx); ctx.Err() == nil && errors.Is(cause, errBehindRetention) {
+		return cause
+	}
+	return err
+}
+
+// reload forgets the positions and tables of the reports named, so that
+// they are bootstrapped again: a report still materialized is loaded from
+// its snapshot (a bulk load replaces its rows only once the new ones are
+// in, so until it commits the old rows stay), any other is emptied.
+func (m *materializer) reload(ctx context.Context, names, materialized []string) error {
+	_, bulk := m.cfg.Store.(BulkLoader)
+	for _, r := range names {
+		if !bulk || !slices.Contains(materialized, r) {
+			if err := m.cfg.Store.Reset(ctx, r); err != nil {
+				return err
+			}
+		}
+		delete(m.positions, r)
+		delete(m.tables, r)
+	}
+	return nil
+}
+
+// behindRetention lists the reports that may have missed events the
+// stream no longer holds, given the stream's first sequence and the
+// reports' positions: the first event is past the report's position + 1,
+// and the report's last event is not at or below its position (it has
+// events after it, or none left to tell). Their deletes, updates and
+// inserts in between cannot be replayed: their tables must be loaded again
+// from the snapshot.
+func (m *materializer) behindRetention(ctx context.Context, s jetstream.Stream, first uint64, positions map[string]uint64, reports []string) ([]string, error) {
+	var behind []string
+	for _, r := range reports {
+		p, ok := positions[r]
+		if !ok || r == streamKey || p+1 >= first {
+			continue
+		}
+		last, err := s.GetLastMsgForSubject(ctx, event.ReportFilter(m.cfg.Prefix, r))
+		if err == nil && last.Sequence <= p {
+			continue // its last event is applied: it missed nothing
+		}
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, fmt.Errorf("stream %s: last event of %s: %w", m.cfg.Stream, r, err)
+		}
+		behind = append(behind, r)
+	}
+	return behind, nil
+}
+
+// droppedBefore tells, for a batch whose first event comes after a gap in
+// the sequences read, whether the stream has dropped events in the gap that
+// a report may have missed (its retention passed the sink). A gap is also
+// the events of reports not materialized; only a stream whose first event
+// is past the gap's start is asked about its reports.
+func (m *materializer) droppedBefore(ctx context.Context, reports []string) ([]string, uint64, error) {
+	s, err := m.cfg.JetStream.Stream(ctx, m.cfg.Stream)
+	if err != nil {
+		return nil, 0, fmt.Errorf("stream %s: %w", m.cfg.Stream, err)
+	}
+	first := s.CachedInfo().State.FirstSeq
+	if first <= m.read+1 {
+		return nil, first, nil
+	}
+	behind, err := m.behindRetention(ctx, s, first, m.positions, reports)
+	return behind, first, err
 }
 
 // streamKey is the pseudo-report under which the store remembers which
@@ -208,11 +319,7 @@ const streamKey = "#stream"
 
 // checkStreamIdentity resets the store when its positions belong to another
 // stream (recreated, or another deployment's): they would mean nothing.
-func (m *materializer) checkStreamIdentity(ctx context.Context) error {
-	s, err := m.cfg.JetStream.Stream(ctx, m.cfg.Stream)
-	if err != nil {
-		return fmt.Errorf("stream %s: %w", m.cfg.Stream, err)
-	}
+func (m *materializer) checkStreamIdentity(ctx context.Context, s jetstream.Stream) error {
 	created := uint64(s.CachedInfo().Created.UnixNano())
 	stored, ok := m.positions[streamKey]
 	if ok && stored == created {
@@ -302,13 +409,22 @@ func (m *materializer) bootstrap(ctx context.Context, report string) error {
 			}
 			continue
 		}
-		if err := ld.Commit(ctx, map[string]uint64{report: st.Checkpoint}); err != nil {
+		// The position is the checkpoint, or the event before the stream's
+		// first when the stream has dropped events past the checkpoint: the
+		// snapshot holds their rows (they are the oldest events, written to
+		// the bucket long since), and no later start takes the report for
+		// one that missed them.
+		pos := st.Checkpoint
+		if m.first > 0 && m.first-1 > pos {
+			pos = m.first - 1
+		}
+		if err := ld.Commit(ctx, map[string]uint64{report: pos}); err != nil {
 			return err
 		}
-		m.positions[report], m.tables[report] = st.Checkpoint, table
+		m.positions[report], m.tables[report] = pos, table
 		m.progress(BootstrapProgress{Report: report, Loaded: rows, Total: rows, Done: true})
 		took := time.Since(started)
-		m.log.Info("bootstrapped from the snapshot", "report", report, "rows", rows, "checkpoint", st.Checkpoint,
+		m.log.Info("bootstrapped from the snapshot", "report", report, "rows", rows, "checkpoint", st.Checkpoint, "position", pos,
 			"seconds", took.Round(time.Millisecond).Seconds(), "rows_per_second", math.Round(float64(rows)/took.Seconds()))
 		return nil
 	}
@@ -734,6 +850,18 @@ func withNulls(t *Table, row event.Row) event.Row {
 
 // handle applies a batch of events in one transaction with their positions.
 func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
+	if len(msgs) > 0 && msgs[0].Seq > m.read+1 {
+		behind, first, err := m.droppedBefore(ctx, m.reports)
+		if err != nil {
+			return err
+		}
+		if len(behind) > 0 {
+			m.log.Warn("the stream dropped events before this sink applied them (its retention, nats.max_age or nats.max_bytes, is shorter than the sink's lag); starting again from the store's positions",
+				"reports", behind, "read_seq", m.read, "stream_first_seq", first)
+			m.stopRun(errBehindRetention)
+			return nil // nothing of the batch applied: the next run reads it again
+		}
+	}
 	positions := map[string]uint64{}
 	tables := map[string]*Table{}
 	b := &Batch{Positions: positions}
@@ -824,6 +952,7 @@ func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 		return err
 	}
 	m.metrics.handled(lastSeq(msgs), m.positions)
+	m.read = max(m.read, lastSeq(msgs))
 	if m.cfg.OnApplied != nil {
 		m.cfg.OnApplied(msgs)
 	}

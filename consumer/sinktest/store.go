@@ -41,15 +41,17 @@ type StoreTarget struct {
 // (see its documentation) checked directly, and those of a
 // consumer.BulkLoader for a store that is one, then the store materialized
 // from a real producer while the data changes and the materializer is
-// stopped and restarted, a schema change, a content-keyed report, a replay
-// into a new store after the stream was trimmed, and reports reset and
-// bootstrapped again. Every table must end equal to the simulated COMET row
+// stopped and restarted, a schema change, a content-keyed report, a store
+// that fell behind the stream's retention (stopped, and while running), a
+// replay into a new store after the stream was trimmed, and reports reset
+// and bootstrapped again. Every table must end equal to the simulated COMET row
 // by row.
 func RunStore(t *testing.T, st StoreTarget) {
 	t.Run("rules", func(t *testing.T) { storeRules(t, st) })
 	t.Run("bulk-load", func(t *testing.T) { storeBulkLoad(t, st) })
 	t.Run("bootstrap", func(t *testing.T) { storeBootstrap(t, st) })
 	t.Run("converge", func(t *testing.T) { storeConverge(t, st) })
+	t.Run("behind-while-running", func(t *testing.T) { storeBehindWhileRunning(t, st) })
 }
 
 // storeBootstrap materializes a snapshot bucket that keeps five revisions
@@ -385,18 +387,39 @@ func storeConverge(t *testing.T, st StoreTarget) {
 	}
 	m.stop()
 
+	// A store behind the retention: while its materializer is stopped, rows
+	// change and the stream drops the events, keeping only the last passes'
+	// report events. Started again, it must not skip what it never saw: the
+	// reports it may have missed are loaded again from the snapshot.
+	ctx := context.Background()
+	trim := func(n int64) {
+		t.Helper()
+		stream, err := w.JetStream().Stream(ctx, event.DefaultStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := stream.CachedInfo().Config
+		cfg.MaxMsgs = n
+		if _, err := w.JetStream().UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Update("persons", 4)
+	w.Delete("matches", 2)
+	w.Insert("fees", 3)
+	w.SettleAll()
+	for _, r := range w.Reports() {
+		w.Poll(r) // a pass with nothing to publish but its synced event
+	}
+	trim(int64(len(w.Reports())))
+	s = st.Open(t, "main")
+	m = materialize(t, w, s)
+	waitStore(t, w, st, s)
+	m.stop()
+
 	// Replay into a new store after the stream was trimmed to its tail: the
 	// new store bootstraps from the snapshot and ends equal.
-	ctx := context.Background()
-	stream, err := w.JetStream().Stream(ctx, event.DefaultStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := stream.CachedInfo().Config
-	cfg.MaxMsgs = 10
-	if _, err := w.JetStream().UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	trim(10)
 	w.Update("persons", 3)
 	w.Delete("fees", 1)
 	w.SettleAll()
