@@ -59,7 +59,10 @@ func TestKillMidRetry(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	bridge = testenv.Start(t, "bridge", env, args...)
-	waitFor(t, "every event delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(ok) == 20 })
+	// An event whose first answer the killed bridge had not yet turned
+	// into a delayed retry comes back only after the consumer's AckWait
+	// (the endpoint's timeout, 15s, and 30s).
+	testenv.WaitWithin(t, time.Minute, "every event delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(ok) == 20 })
 	if err := bridge.Stop(); err != nil {
 		t.Errorf("bridge: %v\n%s", err, bridge.Tail(2000))
 	}

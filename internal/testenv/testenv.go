@@ -296,10 +296,17 @@ func (e *buildError) Error() string { return "go build: " + e.err.Error() + "\n"
 // WaitFor polls cond until it holds, failing the test after 20 seconds.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	WaitWithin(t, 20*time.Second, what, cond)
+}
+
+// WaitWithin is WaitFor with its own deadline, for a condition that a
+// server's timer decides (a redelivery after AckWait).
+func WaitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out after %s waiting for %s", d, what)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
