@@ -3,11 +3,9 @@ package producer
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -93,10 +91,7 @@ func (r *reporter) newPublisher() *publisher {
 		events: asyncEvents{},
 	}
 	if r.gate != nil {
-		p.events = &fencedBatches{
-			nc: r.p.cfg.Conn, fence: event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name),
-			gate: r.gate, timeout: r.p.cfg.AckTimeout,
-		}
+		p.events = &fencedBatches{nc: r.p.cfg.Conn, fence: event.ReportFilter(r.p.cfg.Prefix, r.cfg.Name), gate: r.gate}
 	}
 	return p
 }
@@ -161,12 +156,17 @@ func (asyncEvents) commit(context.Context, *publisher) error { return nil }
 // it, cannot add anything once another has written the report, however late
 // its bytes arrive. gate, checked before each batch, refuses when the lease
 // is not held.
+//
+// One batch is in flight at a time, and the next is filled while the
+// server stores it: the next batch is sent only once the one before is
+// acknowledged, because its expectation is that batch's last sequence.
 type fencedBatches struct {
-	nc      *nats.Conn
-	fence   string // the report's subject filter
-	gate    func() error
-	timeout time.Duration
-	batch   []pendingEvent
+	nc    *nats.Conn
+	fence string // the report's subject filter
+	gate  func() error
+	batch []pendingEvent
+	// sent is the batch committed whose acknowledgement is awaited.
+	sent *sentBatch
 }
 
 type pendingEvent struct {
@@ -174,33 +174,49 @@ type pendingEvent struct {
 	write *kvWrite // started once the batch is committed
 }
 
+// sentBatch is a batch sent whole, its commit's acknowledgement awaited.
+type sentBatch struct {
+	events []pendingEvent
+	ack    jetstream.PubAckFuture
+}
+
 // maxBatch is the largest atomic batch the server accepts by default.
 const maxBatch = 1000
 
-// batchAck is the server's answer to a batch commit.
-type batchAck struct {
-	jetstream.PubAck
-	Batch string              `json:"batch"`
-	Count int                 `json:"count"`
-	Error *jetstream.APIError `json:"error"`
-}
+// settleEvery is how many events are added between two looks at whether
+// the batch in flight is acknowledged, to start its snapshot writes.
+const settleEvery = 64
 
 func (f *fencedBatches) add(ctx context.Context, p *publisher, msg *nats.Msg, w *kvWrite) error {
 	f.batch = append(f.batch, pendingEvent{msg: msg, write: w})
 	if len(f.batch) >= maxBatch {
-		return f.commit(ctx, p)
+		return f.send(ctx, p)
+	}
+	if f.sent != nil && len(f.batch)%settleEvery == 0 {
+		return f.settle(ctx, p, false)
 	}
 	return nil
 }
 
-// commit sends the batch atomically, waits for the server to store it, then
-// starts the snapshot writes of its events.
+// commit sends the batch being filled and waits for the server to store
+// it, and starts the snapshot writes of its events.
 func (f *fencedBatches) commit(ctx context.Context, p *publisher) error {
-	if len(f.batch) == 0 || p.err != nil {
+	err := f.send(ctx, p)
+	if serr := f.settle(ctx, p, true); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// send waits for the batch in flight, then sends the batch being filled
+// atomically, expecting the report's last sequence to be that batch's.
+func (f *fencedBatches) send(ctx context.Context, p *publisher) error {
+	if err := f.settle(ctx, p, true); err != nil || len(f.batch) == 0 {
 		f.batch = nil
-		return p.err
+		return err
 	}
 	if err := f.gate(); err != nil {
+		f.batch = nil
 		return p.fail(err)
 	}
 	batch := f.batch
@@ -222,24 +238,56 @@ func (f *fencedBatches) commit(ctx context.Context, p *publisher) error {
 	}
 	last := batch[len(batch)-1].msg
 	last.Header.Set(batchCommitHeader, "1")
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.timeout)
-	defer cancel()
-	resp, err := f.nc.RequestMsgWithContext(rctx, last)
+	// The commit's answer is the batch's acknowledgement: its sequence is
+	// the batch's last, or the error that refused the whole batch.
+	ack, err := p.js.PublishMsgAsync(last)
 	if err != nil {
 		return p.fail(fmt.Errorf("commit %d events: %w", len(batch), err))
 	}
-	var ack batchAck
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return p.fail(fmt.Errorf("commit %d events: unreadable acknowledgement: %w", len(batch), err))
+	f.sent = &sentBatch{events: batch, ack: ack}
+	return nil
+}
+
+// settle takes the acknowledgement of the batch in flight, waiting for it
+// when wait is set: the report's last sequence is then the batch's, and
+// the snapshot writes of its events start. It always waits after a
+// failure, so that nothing is in flight when the report is recovered.
+func (f *fencedBatches) settle(ctx context.Context, p *publisher, wait bool) error {
+	sb := f.sent
+	if sb == nil {
+		return p.err
 	}
-	if ack.Error != nil {
-		if wrongLastSequence(ack.Error.ErrorCode) || ack.Error.ErrorCode == errCodeBatchDuplicate {
-			return p.fail(fmt.Errorf("%w (%s)", ErrFenced, ack.Error.Description))
+	var ack *jetstream.PubAck
+	var err error
+	if wait || p.err != nil {
+		select {
+		case ack = <-sb.ack.Ok():
+		case err = <-sb.ack.Err():
+		case <-ctx.Done():
+			err = ctx.Err()
 		}
-		return p.fail(fmt.Errorf("commit %d events: %s (code %d)", len(batch), ack.Error.Description, ack.Error.ErrorCode))
+	} else {
+		select {
+		case ack = <-sb.ack.Ok():
+		case err = <-sb.ack.Err():
+		default:
+			return nil
+		}
+	}
+	f.sent = nil
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && (wrongLastSequence(apiErr.ErrorCode) || apiErr.ErrorCode == errCodeBatchDuplicate) {
+			return p.fail(fmt.Errorf("%w (%s)", ErrFenced, apiErr.Description))
+		}
+		return p.fail(fmt.Errorf("commit %d events: %w", len(sb.events), err))
 	}
 	*p.lastSeq = ack.Sequence
-	for _, pe := range batch {
+	if p.err != nil {
+		// The events are stored; the recovery brings the snapshot up to them.
+		return p.err
+	}
+	for _, pe := range sb.events {
 		if pe.write != nil {
 			if err := p.sendKV(ctx, pe.write); err != nil {
 				return err
