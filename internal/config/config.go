@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
+	"github.com/cometstream/cometstream/internal/strictyaml"
 )
 
 // Config is the producer's configuration file.
@@ -245,10 +245,8 @@ func parse(r io.Reader, draft bool) (*Config, error) {
 		return nil, fmt.Errorf("read configuration: %w", err)
 	}
 	c := Default()
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
-		return nil, yamlError(data, err)
+	if err := strictyaml.Decode(data, c); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	c.fillDefaults()
 	c.draft = draft
