@@ -88,3 +88,25 @@ func TestColumnWidening(t *testing.T) {
 		t.Errorf("withNulls = %v", row)
 	}
 }
+
+// TestPrimaryKey: the primary key of a report's table in a SQL store.
+func TestPrimaryKey(t *testing.T) {
+	cols := []event.Column{{Key: "personId", Type: event.TypeNumber}, {Key: "season", Type: event.TypeString}}
+	for _, tc := range []struct {
+		name string
+		key  []string
+		want []KeyColumn
+	}{
+		{"one declared column", []string{"personId"}, []KeyColumn{{Name: "personId"}}},
+		{"declared columns, in the key's order", []string{"season", "personId"}, []KeyColumn{{Name: "season"}, {Name: "personId"}}},
+		{"a key column COMET does not declare", []string{"personId", "club"}, []KeyColumn{{Name: "personId"}, {Name: "club", Extra: true}}},
+		{"content-keyed: the token, not null", []string{event.ContentKey}, []KeyColumn{{Name: TokenColumn, Extra: true, NotNull: true}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := (&Table{Report: "r", Columns: cols, Key: tc.key}).PrimaryKey()
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("PrimaryKey() = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

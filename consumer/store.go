@@ -63,6 +63,35 @@ type Table struct {
 // ContentKeyed reports whether rows are identified by their content.
 func (t *Table) ContentKeyed() bool { return len(t.Key) == 1 && t.Key[0] == event.ContentKey }
 
+// TokenColumn is the column a SQL store keys a content-keyed report's
+// table by: the row key token, which the rows' own columns cannot give.
+const TokenColumn = "_cometstream_key"
+
+// KeyColumn is a column of a table's primary key in a SQL store.
+type KeyColumn struct {
+	Name string
+	// Extra is set for a column the report's columns do not list (the
+	// token of a content-keyed table, a key column COMET never declared):
+	// the store adds it, as text, NOT NULL when NotNull is set (the token).
+	Extra, NotNull bool
+}
+
+// PrimaryKey returns the columns of the table's primary key in a SQL store:
+// TokenColumn for a content-keyed table, else the key columns in order.
+// The two built-in stores create their tables by it, and a SQL store of
+// another database should too, so that its rows are identified as theirs.
+func (t *Table) PrimaryKey() []KeyColumn {
+	if t.ContentKeyed() {
+		return []KeyColumn{{Name: TokenColumn, Extra: true, NotNull: true}}
+	}
+	out := make([]KeyColumn, len(t.Key))
+	for i, k := range t.Key {
+		_, declared := t.Column(k)
+		out[i] = KeyColumn{Name: k, Extra: !declared}
+	}
+	return out
+}
+
 // Column returns the column with the given key.
 func (t *Table) Column(key string) (event.Column, bool) {
 	i := slices.IndexFunc(t.Columns, func(c event.Column) bool { return c.Key == key })

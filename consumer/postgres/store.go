@@ -26,7 +26,7 @@ import (
 
 // KeyColumn is the primary key of a report keyed by content: the row key
 // token.
-const KeyColumn = "_cometstream_key"
+const KeyColumn = consumer.TokenColumn
 
 // SchemaRE is what a schema name must match.
 var SchemaRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,62}$`)
@@ -283,15 +283,12 @@ func (s *Store) ensureTable(ctx context.Context, tx pgx.Tx, t *consumer.Table) e
 	for _, c := range t.Columns {
 		defs = append(defs, Ident(c.Key)+" "+SQLType(c.Type))
 	}
-	if t.ContentKeyed() {
-		defs = append(defs, Ident(KeyColumn)+" text NOT NULL")
-		pk = []string{Ident(KeyColumn)}
-	} else {
-		for _, k := range t.Key {
-			pk = append(pk, Ident(k))
-			if _, ok := t.Column(k); !ok {
-				defs = append(defs, Ident(k)+" text")
-			}
+	for _, k := range t.PrimaryKey() {
+		pk = append(pk, Ident(k.Name))
+		if k.Extra && k.NotNull {
+			defs = append(defs, Ident(k.Name)+" text NOT NULL")
+		} else if k.Extra {
+			defs = append(defs, Ident(k.Name)+" text")
 		}
 	}
 	q := `CREATE TABLE IF NOT EXISTS ` + s.name(r) + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`

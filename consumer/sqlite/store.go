@@ -20,7 +20,7 @@ import (
 
 // KeyColumn is the primary key of a report keyed by content: the row key
 // token.
-const KeyColumn = "_cometstream_key"
+const KeyColumn = consumer.TokenColumn
 
 // Store is a SQLite database kept by a sink.
 type Store struct {
@@ -255,17 +255,12 @@ func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) 
 		for _, c := range t.Columns {
 			defs = append(defs, Ident(c.Key)+" "+sqlType(c.Type))
 		}
-		if t.ContentKeyed() {
-			defs = append(defs, Ident(KeyColumn)+" TEXT NOT NULL")
-			pk = []string{Ident(KeyColumn)}
-		} else {
-			for _, k := range t.Key {
-				pk = append(pk, Ident(k))
-			}
-			for _, k := range t.Key {
-				if _, ok := t.Column(k); !ok {
-					defs = append(defs, Ident(k)+" TEXT")
-				}
+		for _, k := range t.PrimaryKey() {
+			pk = append(pk, Ident(k.Name))
+			if k.Extra && k.NotNull {
+				defs = append(defs, Ident(k.Name)+" TEXT NOT NULL")
+			} else if k.Extra {
+				defs = append(defs, Ident(k.Name)+" TEXT")
 			}
 		}
 		q := `CREATE TABLE IF NOT EXISTS ` + Ident(r) + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`
