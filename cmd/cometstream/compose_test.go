@@ -284,7 +284,7 @@ func checkDockerignore(t *testing.T) {
 		}
 	}
 	for _, path := range []string{
-		"go.mod", "go.sum", "cmd/cometstream/main.go", "internal/ops/ops.go", "docs/schemas/v1/row.json", "docs/asyncapi.yaml",
+		"go.mod", "go.sum", "cmd/cometstream/main.go", "internal/opshttp/ops.go", "docs/schemas/v1/row.json", "docs/asyncapi.yaml",
 	} {
 		if ignored(path) {
 			t.Errorf(".dockerignore leaves out %s, which the build needs", path)

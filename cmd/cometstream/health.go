@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cometstream/cometstream/internal/ops"
+	"github.com/cometstream/cometstream/internal/opshttp"
 )
 
 // healthProbe is one request of `cometstream health`.
@@ -30,11 +30,11 @@ bridge, e.g. http://127.0.0.1:9464) for %s, or %s with --ready, and exits 0 when
 1 otherwise, saying what came back: a health check for images without a shell.
 
 flags:
-`, ops.HealthPath, ops.ReadyPath)
+`, opshttp.HealthPath, opshttp.ReadyPath)
 		fs.PrintDefaults()
 	}
 	raw := fs.String("url", "", "base URL of the operations endpoint, e.g. http://127.0.0.1:9464 (required)")
-	ready := fs.Bool("ready", false, "ask "+ops.ReadyPath+" (started and connected) instead of "+ops.HealthPath+" (alive)")
+	ready := fs.Bool("ready", false, "ask "+opshttp.ReadyPath+" (started and connected) instead of "+opshttp.HealthPath+" (alive)")
 	path := fs.String("path", "", "ask this path instead, for an HTTP server without an operations endpoint (the simulator: /_sim/stats)")
 	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
 	if err := parseFlags(fs, args); err != nil {
@@ -50,7 +50,7 @@ flags:
 	if *timeout <= 0 {
 		return healthProbe{}, usagef("--timeout: %s must be positive", *timeout)
 	}
-	p := ops.HealthPath
+	p := opshttp.HealthPath
 	switch {
 	case *path != "" && *ready:
 		return healthProbe{}, usagef("--path and --ready exclude each other")
@@ -60,7 +60,7 @@ flags:
 		}
 		p = *path
 	case *ready:
-		p = ops.ReadyPath
+		p = opshttp.ReadyPath
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/") + p
 	return healthProbe{url: u, timeout: *timeout}, nil

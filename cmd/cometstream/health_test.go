@@ -24,7 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/cometstream/cometstream/internal/ops"
+	"github.com/cometstream/cometstream/internal/opshttp"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
@@ -33,7 +33,7 @@ import (
 // started here, whose readiness the test switches.
 func TestHealth(t *testing.T) {
 	var ready atomic.Bool
-	srv, err := ops.Start(ops.Config{Addr: "127.0.0.1:0", Ready: ready.Load})
+	srv, err := opshttp.Start(opshttp.Config{Addr: "127.0.0.1:0", Ready: ready.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,12 +154,15 @@ sources:
 			t.Run(fmt.Sprintf("%s/pprof=%v", name, on), func(t *testing.T) {
 				p := testenv.Start(t, name, env, append(args, "--log-format", "json")...)
 				addr := logValue(t, p, "operations endpoint", "addr")
-				if status, _ := statusOf(t, "http://"+addr+ops.HealthPath); status != http.StatusOK {
+				if status, _ := statusOf(t, "http://"+addr+opshttp.HealthPath); status != http.StatusOK {
 					t.Errorf("/healthz answered %d", status)
 				}
 				// Stopped once started, so that it stops cleanly.
-				testenv.WaitFor(t, name+" ready", func() bool { status, _ := statusOf(t, "http://"+addr+ops.ReadyPath); return status == http.StatusOK })
-				for _, path := range []string{ops.PprofPath, ops.PprofPath + "goroutine?debug=1"} {
+				testenv.WaitFor(t, name+" ready", func() bool {
+					status, _ := statusOf(t, "http://"+addr+opshttp.ReadyPath)
+					return status == http.StatusOK
+				})
+				for _, path := range []string{opshttp.PprofPath, opshttp.PprofPath + "goroutine?debug=1"} {
 					if status, body := statusOf(t, "http://"+addr+path); status != want {
 						t.Errorf("%s answered %d, want %d: %.100s", path, status, want, body)
 					}

@@ -25,7 +25,7 @@ import (
 	"github.com/cometstream/cometstream/consumer/sqlite"
 	"github.com/cometstream/cometstream/consumer/webhook"
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/ops"
+	"github.com/cometstream/cometstream/internal/opshttp"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
 	"github.com/cometstream/cometstream/internal/version"
@@ -328,8 +328,8 @@ func checkMetricDocs(t *testing.T, exposed []string) {
 // gauge that is 1, registered once however often it is asked.
 func TestBuildInfo(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	ops.RegisterBuildInfo(reg)
-	ops.RegisterBuildInfo(reg) // a second registration is no error and no second series
+	opshttp.RegisterBuildInfo(reg)
+	opshttp.RegisterBuildInfo(reg) // a second registration is no error and no second series
 	v := version.Get()
 	if got := gathered(t, reg, "cometstream_build_info", "version", v.Version, "commit", v.Commit, "goversion", v.Go); got != 1 {
 		t.Errorf("cometstream_build_info{version=%q,commit=%q,goversion=%q} = %v, want 1", v.Version, v.Commit, v.Go, got)

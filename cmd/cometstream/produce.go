@@ -22,7 +22,7 @@ import (
 	"github.com/cometstream/cometstream/internal/datadir"
 	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/natsserver"
-	"github.com/cometstream/cometstream/internal/ops"
+	"github.com/cometstream/cometstream/internal/opshttp"
 	"github.com/cometstream/cometstream/producer"
 )
 
@@ -135,7 +135,7 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	defer nc.Close()
 	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "from", from, "server", nc.ConnectedServerVersion())
 
-	reg := ops.NewRegistry()
+	reg := opshttp.NewRegistry()
 	instance := cfg.HA.Instance
 	if instance == "" {
 		instance = defaultInstance(cfg.DataDir)
@@ -151,7 +151,7 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 		return err
 	}
 	if cfg.HTTP.Listen != "" {
-		srv, err := ops.Start(ops.Config{Addr: cfg.HTTP.Listen, Registry: reg, Ready: p.Ready, Pprof: cfg.HTTP.Pprof, Logger: log})
+		srv, err := opshttp.Start(opshttp.Config{Addr: cfg.HTTP.Listen, Registry: reg, Ready: p.Ready, Pprof: cfg.HTTP.Pprof, Logger: log})
 		if err != nil {
 			// Like a taken nats.listen, or a sink's --http: the operator
 			// must change the configuration.

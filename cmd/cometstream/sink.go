@@ -23,7 +23,7 @@ import (
 	"github.com/cometstream/cometstream/consumer/sqlite"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/natsconn"
-	"github.com/cometstream/cometstream/internal/ops"
+	"github.com/cometstream/cometstream/internal/opshttp"
 )
 
 // sinkUsage is what `cometstream sink --help` prints.
@@ -138,10 +138,10 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 	if durable == "" {
 		durable = defaultDurable(kind, label, target)
 	}
-	reg := ops.NewRegistry()
+	reg := opshttp.NewRegistry()
 	var ready atomic.Bool // set by Materialize's goroutine, read by /readyz
 	if f.http != "" {
-		srv, err := ops.Start(ops.Config{Addr: f.http, Registry: reg, Ready: func() bool { return ready.Load() && nc.IsConnected() }, Pprof: f.pprof, Logger: log})
+		srv, err := opshttp.Start(opshttp.Config{Addr: f.http, Registry: reg, Ready: func() bool { return ready.Load() && nc.IsConnected() }, Pprof: f.pprof, Logger: log})
 		if err != nil {
 			return &usageError{err: fmt.Errorf("--http: %w", err)}
 		}

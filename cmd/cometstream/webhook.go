@@ -13,7 +13,7 @@ import (
 	"github.com/cometstream/cometstream/consumer/webhook"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/natsconn"
-	"github.com/cometstream/cometstream/internal/ops"
+	"github.com/cometstream/cometstream/internal/opshttp"
 )
 
 // webhookHelp is what each `sink webhook` command says it does.
@@ -110,7 +110,7 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 		return err
 	}
 	defer natsconn.Shutdown(nc, 5*time.Second)
-	reg := ops.NewRegistry()
+	reg := opshttp.NewRegistry()
 	b, err := webhook.New(cfg, webhook.Options{
 		JetStream: js, Stream: f.stream, Prefix: f.prefix, Logger: log, Registerer: reg,
 		Durable: f.durable, Reports: splitList(f.reports), FromStart: f.fromStart,
@@ -130,7 +130,7 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 		return natsRefusal(nc, webhookReset(ctx, b, cfg, endpoint))
 	}
 	if f.http != "" {
-		srv, err := ops.Start(ops.Config{Addr: f.http, Registry: reg, Ready: b.Ready, Pprof: f.pprof, Logger: log})
+		srv, err := opshttp.Start(opshttp.Config{Addr: f.http, Registry: reg, Ready: b.Ready, Pprof: f.pprof, Logger: log})
 		if err != nil {
 			return &usageError{err: fmt.Errorf("--http: %w", err)}
 		}
