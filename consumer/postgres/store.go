@@ -189,21 +189,31 @@ func (s *Store) Apply(ctx context.Context, b *consumer.Batch) error {
 // from one table in one DELETE.
 func (s *Store) applyRows(ctx context.Context, tx pgx.Tx, changes []consumer.Change) error {
 	type row struct{ report, key string }
+	keys := make([]row, len(changes))
 	last := make(map[row]int, len(changes))
 	for i, ch := range changes {
-		last[row{ch.Table.Report, rowKey(ch)}] = i
+		keys[i] = row{ch.Table.Report, rowKey(ch)}
+		last[keys[i]] = i
+	}
+	// A group is a table's deletes, or its upserts of one column set: a
+	// row with every column of its table (as the materializer makes them)
+	// needs no sorting of its columns to be told.
+	type group struct {
+		table         *consumer.Table
+		delete, whole bool
+		cols          string
 	}
 	var groups [][]consumer.Change // in the order of their first row
-	at := map[string]int{}
+	at := map[group]int{}
 	for i, ch := range changes {
-		if last[row{ch.Table.Report, rowKey(ch)}] != i {
+		if last[keys[i]] != i {
 			continue
 		}
-		g := ch.Table.Report + "\x00"
-		if ch.Kind == consumer.ChangeDelete {
-			g += "\x00delete"
-		} else {
-			g += strings.Join(slices.Sorted(maps.Keys(ch.Row)), "\x00")
+		g := group{table: ch.Table, delete: ch.Kind == consumer.ChangeDelete}
+		if !g.delete {
+			if g.whole = len(ch.Row) == len(ch.Table.Columns) && hasColumns(ch.Row, ch.Table); !g.whole {
+				g.cols = strings.Join(slices.Sorted(maps.Keys(ch.Row)), "\x00")
+			}
 		}
 		j, ok := at[g]
 		if !ok {
@@ -254,6 +264,16 @@ func (s *Store) writePositions(ctx context.Context, tx pgx.Tx, positions map[str
 		return fmt.Errorf("positions: %w", err)
 	}
 	return nil
+}
+
+// hasColumns reports whether every column of the table is in the row.
+func hasColumns(r event.Row, t *consumer.Table) bool {
+	for _, c := range t.Columns {
+		if _, ok := r[c.Key]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func sameColumns(a, b event.Row) bool {
@@ -405,13 +425,15 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) er
 		names = append(names, Ident(c))
 	}
 	// The last change of each key, in order.
+	keys := make([]string, len(run))
 	last := make(map[string]int, len(run))
 	for i, ch := range run {
-		last[rowKey(ch)] = i
+		keys[i] = rowKey(ch)
+		last[keys[i]] = i
 	}
 	rows := make([]consumer.Change, 0, len(last))
 	for i, ch := range run {
-		if last[rowKey(ch)] == i {
+		if last[keys[i]] == i {
 			rows = append(rows, ch)
 		}
 	}
