@@ -2,7 +2,9 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
@@ -108,4 +110,121 @@ func joinComma(s []string) string {
 		out += v
 	}
 	return out
+}
+
+// bootstrapRows is the size of the snapshot BenchmarkBootstrap1M loads.
+const bootstrapRows = 1_000_000
+
+// BenchmarkBootstrap1M measures how fast the PostgreSQL sink fills a new
+// schema from a snapshot bucket of 1M persons: Materialize from its start
+// until it follows the stream, which is reading the bucket from NATS (a
+// nats-server of go.mod's release, in a process of its own as a sink's
+// server is), decoding the rows and the bulk load. Its baseline, in the
+// same run: a plain pgx COPY of the same rows, already converted, into an
+// empty table of the same layout ("ratio"). "read_rows/s" is the bucket
+// read alone, doing nothing with the messages, and "of_serial" the read and
+// the COPY one after the other over the sink's time.
+//
+//	COMETSTREAM_POSTGRES_DSN=... go test -run XXX -bench Bootstrap1M -benchtime 1x -timeout 30m ./consumer/postgres
+func BenchmarkBootstrap1M(b *testing.B) {
+	d := dsn(b)
+	// The server runs in a process of its own, as a sink's does.
+	_, js := testenv.Connect(b, testenv.StartNATSBinary(b, testenv.CurrentNATSServer(b)))
+	sinktest.PublishSnapshot(b, js, bootstrapRows)
+	ctx := context.Background()
+	var sinkTime, copyTime, readTime time.Duration
+	for i := 0; b.Loop(); i++ {
+		schema := fmt.Sprintf("bench_%d_%d", time.Now().UnixNano()%1e9, i)
+		readTime += sinktest.ReadSnapshot(b, js)
+		rows, cols := sinktest.Persons(b, bootstrapRows)
+		copyTime += copyBaseline(b, d, schema+"_copy", rows, cols)
+		rows = nil
+		runtime.GC() // the baseline's rows are not the sink's garbage
+		store, err := Open(ctx, d, schema)
+		if err != nil {
+			b.Fatal(err)
+		}
+		mctx, cancel := context.WithCancel(ctx)
+		start := time.Now()
+		var end time.Time
+		err = consumer.Materialize(mctx, consumer.MaterializeConfig{
+			JetStream: js, Durable: "bench" + schema, Store: store, BatchSize: 5000,
+			OnReady: func() { end = time.Now(); cancel() },
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			b.Fatal(err)
+		}
+		sinkTime += end.Sub(start)
+		var n int
+		store.pool.QueryRow(ctx, `SELECT count(*) FROM `+Ident(schema)+`.persons`).Scan(&n)
+		if n != bootstrapRows {
+			b.Fatalf("%d rows, want %d", n, bootstrapRows)
+		}
+		store.pool.Exec(ctx, `DROP SCHEMA `+Ident(schema)+` CASCADE; DROP SCHEMA `+Ident(schema+"_copy")+` CASCADE`)
+		store.Close()
+	}
+	total := float64(bootstrapRows * b.N)
+	b.ReportMetric(total/sinkTime.Seconds(), "bootstrap_rows/s")
+	b.ReportMetric(total/copyTime.Seconds(), "copy_rows/s")
+	b.ReportMetric(copyTime.Seconds()/sinkTime.Seconds(), "ratio")
+	b.ReportMetric(total/readTime.Seconds(), "read_rows/s")
+	b.ReportMetric((readTime+copyTime).Seconds()/sinkTime.Seconds(), "of_serial")
+}
+
+// BenchmarkSinkChanges100k measures how fast the PostgreSQL sink applies a
+// pass that changes a 100k-row table: every row updated, every tenth then
+// deleted (110k events), 5,000 to a transaction, against a plain pgx COPY
+// of 100k rows into an empty table of the same layout in the same run.
+//
+//	COMETSTREAM_POSTGRES_DSN=... go test -run XXX -bench SinkChanges100k -benchtime 1x ./consumer/postgres
+func BenchmarkSinkChanges100k(b *testing.B) {
+	d := dsn(b)
+	ctx := context.Background()
+	var sinkTime, copyTime time.Duration
+	events := 0
+	server := testenv.CurrentNATSServer(b) // in a process of its own, as a sink's
+	for i := 0; b.Loop(); i++ {
+		_, js := testenv.Connect(b, testenv.StartNATSBinary(b, server))
+		rows, cols, created := sinktest.PublishPersons(b, js, benchEvents)
+		schema := fmt.Sprintf("bench_%d_%d", time.Now().UnixNano()%1e9, i)
+		copyTime += copyBaseline(b, d, schema+"_copy", rows, cols)
+		store, err := Open(ctx, d, schema)
+		if err != nil {
+			b.Fatal(err)
+		}
+		applyUntil := func(last uint64) time.Duration {
+			mctx, cancel := context.WithCancel(ctx)
+			start := time.Now()
+			var end time.Time
+			err := consumer.Materialize(mctx, consumer.MaterializeConfig{
+				JetStream: js, Durable: "bench" + schema, Store: store, BatchSize: 5000,
+				OnApplied: func(msgs []*consumer.Message) {
+					if msgs[len(msgs)-1].Seq == last {
+						end = time.Now()
+						cancel()
+					}
+				},
+			})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				b.Fatal(err)
+			}
+			return end.Sub(start)
+		}
+		applyUntil(created)
+		n, last := sinktest.PublishChanges(b, js, rows, cols)
+		events += n
+		rows = nil
+		runtime.GC()
+		sinkTime += applyUntil(last)
+		var left, moved int
+		store.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE club LIKE 'Moved %') FROM `+Ident(schema)+`.persons`).Scan(&left, &moved)
+		if want := benchEvents - benchEvents/10; left != want || moved != want {
+			b.Fatalf("%d rows, %d of them changed; want %d and %d", left, moved, want, want)
+		}
+		store.pool.Exec(ctx, `DROP SCHEMA `+Ident(schema)+` CASCADE; DROP SCHEMA `+Ident(schema+"_copy")+` CASCADE`)
+		store.Close()
+	}
+	b.ReportMetric(float64(events)/sinkTime.Seconds(), "events/s")
+	b.ReportMetric(float64(benchEvents*b.N)/copyTime.Seconds(), "copy_rows/s")
+	b.ReportMetric(copyTime.Seconds()/sinkTime.Seconds()*float64(events)/float64(benchEvents*b.N), "ratio")
 }

@@ -181,3 +181,29 @@ func waitPublished(tb testing.TB, js jetstream.JetStream) {
 		tb.Fatal("publishes not acknowledged")
 	}
 }
+
+// ReadSnapshot reads every message of the bucket PublishSnapshot fills, as
+// a bootstrap reads it (an ordered consumer of the bucket's stream, from
+// its start) but doing nothing with them, and returns how long it took:
+// the floor under any bootstrap, for a benchmark to set beside its own.
+func ReadSnapshot(tb testing.TB, js jetstream.JetStream) time.Duration {
+	tb.Helper()
+	ctx := context.Background()
+	stream := event.KVStream(event.BucketName(event.DefaultPrefix, "persons"))
+	start := time.Now()
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(4096))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer msgs.Stop()
+	for left := cons.CachedInfo().NumPending; left > 0; left-- {
+		if _, err := msgs.Next(jetstream.NextMaxWait(10 * time.Second)); err != nil {
+			tb.Fatalf("read %s: %v", stream, err)
+		}
+	}
+	return time.Since(start)
+}

@@ -3,8 +3,10 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -193,4 +195,117 @@ func BenchmarkSinkLatency(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[n/2].Microseconds())/1000, "p50_ms")
 	b.ReportMetric(float64(lat[n*99/100].Microseconds())/1000, "p99_ms")
+}
+
+// bootstrapRows is the size of the snapshot BenchmarkBootstrap1M loads.
+const bootstrapRows = 1_000_000
+
+// BenchmarkBootstrap1M measures how fast the SQLite sink fills a new
+// database from a snapshot bucket of 1M persons: Materialize from its start
+// until it follows the stream, which is reading the bucket from NATS (a
+// nats-server of go.mod's release, in a process of its own as a sink's
+// server is), decoding the rows and the bulk load. Its baseline, in the
+// same run: the same rows, already converted, inserted into an empty table
+// of the same layout in one transaction with a prepared INSERT of 256 rows
+// ("ratio"). "read_rows/s" is the bucket read alone, doing nothing with the
+// messages, and "of_serial" the read and the insert one after the other
+// over the sink's time.
+//
+//	go test -run XXX -bench Bootstrap1M -benchtime 1x ./consumer/sqlite
+func BenchmarkBootstrap1M(b *testing.B) {
+	// The server runs in a process of its own, as a sink's does.
+	_, js := testenv.Connect(b, testenv.StartNATSBinary(b, testenv.CurrentNATSServer(b)))
+	sinktest.PublishSnapshot(b, js, bootstrapRows)
+	var sinkTime, baseTime, readTime time.Duration
+	for i := 0; b.Loop(); i++ {
+		readTime += sinktest.ReadSnapshot(b, js)
+		rows, cols := sinktest.Persons(b, bootstrapRows)
+		baseTime += bulkBaseline(b, filepath.Join(b.TempDir(), "base.db"), rows, cols)
+		rows = nil
+		runtime.GC() // the baseline's rows are not the sink's garbage
+		store, err := Open(context.Background(), filepath.Join(b.TempDir(), "sink.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		start := time.Now()
+		var end time.Time
+		err = consumer.Materialize(ctx, consumer.MaterializeConfig{
+			JetStream: js, Durable: fmt.Sprint("bootstrap", i), Store: store,
+			OnReady: func() { end = time.Now(); cancel() },
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
+			b.Fatal(err)
+		}
+		sinkTime += end.Sub(start)
+		var n int
+		store.DB().QueryRow(`SELECT count(*) FROM persons`).Scan(&n)
+		if n != bootstrapRows {
+			b.Fatalf("%d rows in the sink, want %d", n, bootstrapRows)
+		}
+		store.Close()
+	}
+	total := float64(bootstrapRows * b.N)
+	b.ReportMetric(total/sinkTime.Seconds(), "bootstrap_rows/s")
+	b.ReportMetric(total/baseTime.Seconds(), "baseline_rows/s")
+	b.ReportMetric(baseTime.Seconds()/sinkTime.Seconds(), "ratio")
+	b.ReportMetric(total/readTime.Seconds(), "read_rows/s")
+	b.ReportMetric((readTime+baseTime).Seconds()/sinkTime.Seconds(), "of_serial")
+}
+
+// bulkBaseline inserts the rows into an empty table in one transaction,
+// 256 to a prepared INSERT.
+func bulkBaseline(b *testing.B, path string, rows []event.Row, cols []event.Column) time.Duration {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	var defs, names, marks []string
+	for _, c := range cols {
+		defs = append(defs, Ident(c.Key)+" "+sqlType(c.Type))
+		names = append(names, Ident(c.Key))
+		marks = append(marks, "?")
+	}
+	if _, err := db.Exec(`CREATE TABLE persons (` + strings.Join(defs, ", ") + `, PRIMARY KEY ("personId"))`); err != nil {
+		b.Fatal(err)
+	}
+	const per = 256
+	tuple := "(" + strings.Join(marks, ", ") + ")"
+	insert := func(n int) string {
+		return `INSERT INTO persons (` + strings.Join(names, ", ") + `) VALUES ` + strings.Repeat(tuple+", ", n-1) + tuple
+	}
+	args := make([]any, 0, len(rows)*len(cols))
+	for _, r := range rows {
+		for _, c := range cols {
+			args = append(args, Arg(r[c.Key]))
+		}
+	}
+	start := time.Now()
+	tx, err := db.Begin()
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := tx.Prepare(insert(per))
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := len(cols)
+	for i := 0; i < len(rows); i += per {
+		n := min(per, len(rows)-i)
+		s := st
+		if n < per {
+			if s, err = tx.Prepare(insert(n)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if _, err := s.Exec(args[i*w : (i+n)*w]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	return time.Since(start)
 }

@@ -83,3 +83,16 @@ func StartNATSBinary(t testing.TB, bin string) string {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// CurrentNATSServer returns the path of a nats-server binary of the release
+// this module requires (go.mod's), as OldNATSServer builds one: for a
+// benchmark that keeps the server in a process of its own, as users run a
+// sink or an external server.
+func CurrentNATSServer(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/nats-io/nats-server/v2").Output()
+	if err != nil {
+		t.Fatalf("the nats-server module's version: go list: %v", err)
+	}
+	return OldNATSServer(t, strings.TrimSpace(string(out)))
+}
