@@ -1,12 +1,10 @@
 package producer
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http/httptest"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,32 +29,15 @@ type env struct {
 	js   jetstream.JetStream
 	sim  *simulator.Simulator
 	base string
-	logs *syncBuffer
+	logs *testenv.Buffer
 	reg  *prometheus.Registry
 	p    *Producer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t *testing.T, specs ...simulator.ReportSpec) *env {
 	t.Helper()
 	srv := testenv.StartNATS(t, t.TempDir())
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	nc, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), Publisher: true}, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)

@@ -96,7 +96,7 @@ func TestRecoveryAfterTrimming(t *testing.T) {
 		t.Fatalf("the stream starts at %d after the purge, want %d", info.State.FirstSeq, last)
 	}
 
-	e.logs.b.Reset()
+	e.logs.Reset()
 	e.openWith(retention, reports...)
 	const info1, warning = "the stream's retention has removed events past the report's checkpoint", "the stream no longer holds every event"
 	if logs := e.logs.String(); strings.Contains(logs, warning) || !strings.Contains(logs, `"level":"INFO","msg":"`+info1) || !strings.Contains(logs, `"report":"persons"`) {
@@ -118,7 +118,7 @@ func TestRecoveryAfterTrimming(t *testing.T) {
 	if err := s.Purge(ctx, jetstream.WithPurgeSequence(info.State.LastSeq)); err != nil {
 		t.Fatal(err)
 	}
-	e.logs.b.Reset()
+	e.logs.Reset()
 	e.openWith(func(*Config) {}, reports...)
 	if logs := e.logs.String(); !strings.Contains(logs, `"level":"WARN","msg":"`+warning) {
 		t.Errorf("recovery from a stream purged without configured limits did not warn:\n%s", logs)

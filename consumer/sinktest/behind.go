@@ -1,7 +1,6 @@
 package sinktest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -24,7 +23,7 @@ func storeBehindWhileRunning(t *testing.T, st StoreTarget) {
 	w.SettleAll()
 	s := st.Open(t, "behind")
 	g := &gatedStore{Store: s, blocked: make(chan struct{})}
-	logs := &lockedBuffer{}
+	logs := &testenv.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -102,22 +101,4 @@ func (g *gatedStore) Apply(ctx context.Context, b *consumer.Batch) error {
 		}
 	}
 	return g.Store.Apply(ctx, b)
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a test to share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

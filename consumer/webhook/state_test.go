@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,25 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
-
-// logBuffer collects a bridge's logs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // startBridge runs a bridge with options; done receives what Run returned.
 func startBridge(t *testing.T, js jetstream.JetStream, cfg *Config, o Options) (*Bridge, *prometheus.Registry, <-chan error, func()) {
@@ -134,7 +116,7 @@ func TestGoneIsRemembered(t *testing.T) {
 
 	// Restarted, with a second endpoint as the sentinel.
 	fine := newReceiver(t, nil)
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	cfg := parse(t, only+fmt.Sprintf("  - {name: fine, url: %s, secrets: [%s]}\n", fine.URL, secretNew))
 	b2, reg2, _, stop2 := startBridge(t, js, cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	waitConsumer(t, js, "webhook_fine")
@@ -264,7 +246,7 @@ func TestWithoutTheBucket(t *testing.T) {
 	_, js := stream(t)
 	gone := newReceiver(t, func(delivery, int) (int, http.Header) { return 410, nil })
 	fine := newReceiver(t, nil)
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	cfg := parse(t, endpointYAML("gone", gone.URL, "")+fmt.Sprintf("  - {name: fine, url: %s, secrets: [%s], start: all}\n", fine.URL, secretNew))
 	id := publish(t, js, "players", 1, event.OpCreated)
 	b, reg, done, stop := startBridge(t, noBuckets{js}, cfg, Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})

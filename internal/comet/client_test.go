@@ -18,6 +18,7 @@ import (
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // startSim serves a simulator over real HTTP on loopback.
@@ -32,27 +33,9 @@ func startSim(t testing.TB, cfg simulator.Config) (*simulator.Simulator, string)
 	return sim, srv.URL
 }
 
-// logBuffer collects log output safely across goroutines.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func newClient(t testing.TB, base, key string, mod func(*Config)) (*Client, *logBuffer) {
+func newClient(t testing.TB, base, key string, mod func(*Config)) (*Client, *testenv.Buffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testenv.Buffer{}
 	cfg := Config{
 		BaseURL: base, APIKey: key, Limiter: NewLimiter(1000),
 		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

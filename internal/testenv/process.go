@@ -20,22 +20,31 @@ import (
 type Proc struct {
 	Name string
 	cmd  *exec.Cmd
-	logs *buffer
+	logs *Buffer
 	done chan error
 }
 
-type buffer struct {
+// Buffer is a bytes.Buffer that a logger (or a process's output) and a
+// test may write and read at once.
+type Buffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *buffer) Write(p []byte) (int, error) {
+func (b *Buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *buffer) String() string {
+// Reset empties the buffer.
+func (b *Buffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b.Reset()
+}
+
+func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
@@ -45,7 +54,7 @@ func (b *buffer) String() string {
 // the test ends if it is still running.
 func Start(t testing.TB, name string, env []string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{Name: name, logs: &buffer{}, done: make(chan error, 1)}
+	p := &Proc{Name: name, logs: &Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(Binary(t), args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
