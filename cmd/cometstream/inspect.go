@@ -9,7 +9,6 @@ import (
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/inspect"
 )
 
@@ -18,7 +17,8 @@ var errEnough = errors.New("enough pages")
 
 func runInspect(ctx context.Context, args []string) error {
 	fs := newFlags("inspect")
-	path := fs.String("config", "", "configuration file (required); the report needs no key yet")
+	var cf configFlag
+	cf.register(fs, "configuration file (required); the report needs no key yet")
 	name := fs.String("report", "", "report name (required)")
 	rows := fs.Int("rows", 5, "rows to show")
 	pages := fs.Int("pages", 20, "pages to check for key candidates (0: every page)")
@@ -27,7 +27,7 @@ func runInspect(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
+	if *cf.path == "" {
 		return usagef("--config is required")
 	}
 	if *name == "" {
@@ -40,13 +40,13 @@ func runInspect(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.LoadDraft(*path)
+	cfg, err := cf.load(true)
 	if err != nil {
 		return err
 	}
 	ref, ok := cfg.Find(*name)
 	if !ok {
-		return usagef("--report: no report %q in %s", *name, *path)
+		return usagef("--report: no report %q in %s", *name, *cf.path)
 	}
 	key, err := ref.Report.ResolveAPIKey(ref.Field, log)
 	if err != nil {

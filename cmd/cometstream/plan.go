@@ -42,7 +42,8 @@ const planNATSTimeout = 15 * time.Second
 
 func runPlan(ctx context.Context, args []string) error {
 	fs := newFlags("plan")
-	path := fs.String("config", "", "configuration file (required); the reports need no key columns yet")
+	var cf configFlag
+	cf.register(fs, "configuration file (required); the reports need no key columns yet")
 	natsURL := fs.String("nats", "", "NATS URL holding the producer's state records; default nats.url, then $NATS_URL; without one, every page count comes from page 0")
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
 	var creds natsconn.Options
@@ -52,14 +53,11 @@ func runPlan(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return usagef("--config is required")
-	}
 	log, err := lf.logger()
 	if err != nil {
 		return err
 	}
-	cfg, err := config.LoadDraft(*path)
+	cfg, err := cf.load(true)
 	if err != nil {
 		return err
 	}

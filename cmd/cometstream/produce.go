@@ -28,7 +28,8 @@ import (
 
 func runProduce(ctx context.Context, args []string) error {
 	fs := newFlags("produce")
-	path := fs.String("config", "", "configuration file (required)")
+	var cf configFlag
+	cf.register(fs, "configuration file (required)")
 	natsURL := fs.String("nats", "", "NATS URL; default nats.url, then $NATS_URL; none starts an embedded server")
 	allow := fs.String("allow-deletes", "", "comma-separated reports whose current hold of deletes is released (refused for a report that holds none)")
 	unsafe := fs.Bool("unsafe-listen-without-auth", false, "let the embedded server listen on a non-loopback address with no users configured")
@@ -39,17 +40,15 @@ func runProduce(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
-		return usagef("--config is required")
-	}
 	log, err := lf.logger()
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := cf.load(false)
 	if err != nil {
 		return err
 	}
+	path := cf.path
 	reports, err := producerReports(cfg, log)
 	if err != nil {
 		return err

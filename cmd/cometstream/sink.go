@@ -231,17 +231,15 @@ func runSinkPostgres(ctx context.Context, args []string) error {
 	fs := newFlags("sink postgres")
 	var f sinkFlags
 	f.register(fs)
-	dsn := fs.String("dsn", os.Getenv("COMETSTREAM_POSTGRES_DSN"), "PostgreSQL connection string (env COMETSTREAM_POSTGRES_DSN)")
-	schema := fs.String("schema", "comet", "schema holding the report tables")
+	var pg postgresFlags
+	pg.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *dsn == "" {
-		return usagef("--dsn is required")
+	if err := pg.check(); err != nil {
+		return err
 	}
-	if !postgres.SchemaRE.MatchString(*schema) {
-		return usagef("--schema: %q must match %s", *schema, postgres.SchemaRE)
-	}
+	dsn, schema := pg.dsn, pg.schema
 	log, err := f.log.logger()
 	if err != nil {
 		return err

@@ -120,17 +120,15 @@ func runVerifyPostgres(ctx context.Context, args []string) error {
 	fs := newFlags("verify postgres")
 	var f verifyFlags
 	f.register(fs)
-	dsn := fs.String("dsn", os.Getenv("COMETSTREAM_POSTGRES_DSN"), "PostgreSQL connection string (env COMETSTREAM_POSTGRES_DSN)")
-	schema := fs.String("schema", "comet", "schema holding the report tables")
+	var pg postgresFlags
+	pg.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *dsn == "" {
-		return usagef("--dsn is required")
+	if err := pg.check(); err != nil {
+		return err
 	}
-	if !postgres.SchemaRE.MatchString(*schema) {
-		return usagef("--schema: %q must match %s", *schema, postgres.SchemaRE)
-	}
+	dsn, schema := pg.dsn, pg.schema
 	log, err := f.check()
 	if err != nil {
 		return err
