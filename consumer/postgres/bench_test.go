@@ -144,17 +144,7 @@ func BenchmarkBootstrap1M(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		mctx, cancel := context.WithCancel(ctx)
-		start := time.Now()
-		var end time.Time
-		err = consumer.Materialize(mctx, consumer.MaterializeConfig{
-			JetStream: js, Durable: "bench" + schema, Store: store, BatchSize: 5000,
-			OnReady: func() { end = time.Now(); cancel() },
-		})
-		if err != nil && !errors.Is(err, context.Canceled) {
-			b.Fatal(err)
-		}
-		sinkTime += end.Sub(start)
+		sinkTime += sinktest.Bootstrap(b, js, store, "bench"+schema, 5000)
 		var n int
 		store.pool.QueryRow(ctx, `SELECT count(*) FROM `+Ident(schema)+`.persons`).Scan(&n)
 		if n != bootstrapRows {

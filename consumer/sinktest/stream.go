@@ -3,6 +3,7 @@ package sinktest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/simulator"
 )
@@ -206,4 +208,26 @@ func ReadSnapshot(tb testing.TB, js jetstream.JetStream) time.Duration {
 		}
 	}
 	return time.Since(start)
+}
+
+// Bootstrap runs Materialize on an empty store until it follows the
+// stream, and returns how long that took: the bootstrap of every report
+// the producer's state names.
+func Bootstrap(tb testing.TB, js jetstream.JetStream, store consumer.Store, durable string, batch int) time.Duration {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	start := time.Now()
+	var end time.Time
+	err := consumer.Materialize(ctx, consumer.MaterializeConfig{
+		JetStream: js, Durable: durable, Store: store, BatchSize: batch,
+		OnReady: func() { end = time.Now(); cancel() },
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		tb.Fatal(err)
+	}
+	if end.IsZero() {
+		tb.Fatal("Materialize ended before it followed the stream")
+	}
+	return end.Sub(start)
 }

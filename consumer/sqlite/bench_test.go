@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"path/filepath"
 	"runtime"
@@ -227,17 +226,7 @@ func BenchmarkBootstrap1M(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ctx, cancel := context.WithCancel(context.Background())
-		start := time.Now()
-		var end time.Time
-		err = consumer.Materialize(ctx, consumer.MaterializeConfig{
-			JetStream: js, Durable: fmt.Sprint("bootstrap", i), Store: store,
-			OnReady: func() { end = time.Now(); cancel() },
-		})
-		if err != nil && !errors.Is(err, context.Canceled) {
-			b.Fatal(err)
-		}
-		sinkTime += end.Sub(start)
+		sinkTime += sinktest.Bootstrap(b, js, store, fmt.Sprint("bootstrap", i), 0)
 		var n int
 		store.DB().QueryRow(`SELECT count(*) FROM persons`).Scan(&n)
 		if n != bootstrapRows {
