@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/simulator"
@@ -42,5 +43,20 @@ func TestStateSaveSaysWhy(t *testing.T) {
 	err = r.saveState(ctx)
 	if err == nil || !strings.Contains(err.Error(), "save state of persons: NATS is unreachable: ") || strings.Contains(err.Error(), "another producer") {
 		t.Errorf("a NATS outage: %v; want it called one, and no other producer blamed", err)
+	}
+}
+
+// TestPublishOutageSaysWhy: a pass whose events cannot reach NATS (the
+// server gone) fails naming the outage, not the client's buffer.
+func TestPublishOutageSaysWhy(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 200})
+	e.openWith(func(c *Config) { c.AckTimeout = time.Second }, e.reportConfig("persons"))
+	e.poll("persons")
+	e.srv.Shutdown()
+	testenv.WaitFor(t, "the connection to notice the outage", func() bool { return !e.nc.IsConnected() })
+	e.sim.Update("persons", 50)
+	_, err := e.p.Poll(context.Background(), "persons")
+	if err == nil || !strings.Contains(err.Error(), "NATS is unreachable") {
+		t.Errorf("a pass during a NATS outage: %v; want it to say NATS is unreachable", err)
 	}
 }

@@ -102,6 +102,9 @@ func (p *publisher) Err() error { return p.err }
 
 func (p *publisher) fail(err error) error {
 	if p.err == nil {
+		if natsUnreachable(p.js.Conn(), err) && !errors.Is(err, ErrFenced) {
+			err = fmt.Errorf("NATS is unreachable: %w", err)
+		}
 		p.err = err
 	}
 	return p.err

@@ -65,9 +65,16 @@ func (r *reporter) whySaveFailed(err error) string {
 	switch {
 	case errors.Is(err, jetstream.ErrKeyExists):
 		return "the record changed behind this producer's back (another producer polling the same report?)"
-	case !r.p.cfg.Conn.IsConnected(), errors.Is(err, nats.ErrReconnectBufExceeded), errors.Is(err, nats.ErrConnectionClosed),
-		errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+	case natsUnreachable(r.p.cfg.Conn, err), errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return "NATS is unreachable"
 	}
 	return ""
+}
+
+// natsUnreachable reports whether err comes of the connection to NATS
+// being down: the client holds what is published while it reconnects,
+// and refuses more once that buffer is full ("outbound buffer limit
+// exceeded"), which says nothing of the cause to an operator.
+func natsUnreachable(nc *nats.Conn, err error) bool {
+	return !nc.IsConnected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed)
 }
