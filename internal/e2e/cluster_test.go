@@ -93,6 +93,16 @@ func TestClusterStreamLeaderLoss(t *testing.T) {
 	if ok < 3 {
 		t.Fatal("passes never succeeded again after the leader was lost")
 	}
+	// The passes need the stream's new leader; reading the stream back
+	// creates consumers, which needs the cluster's meta leader, which the
+	// shutdown may also have taken.
+	testenv.WaitFor(t, "the cluster's meta leader and the stream's leader", func() bool {
+		if _, err := js.AccountInfo(ctx); err != nil {
+			return false
+		}
+		_, err := js.Stream(ctx, "COMET")
+		return err == nil
+	})
 	want := testenv.Want(sim, "persons")
 	if d := testenv.Diff(testenv.Bucket(t, js, event.BucketName("comet", "persons")), want); d != "" {
 		t.Errorf("the snapshot differs from the report:\n%s", d)
