@@ -1,14 +1,20 @@
 # cometstream: a static binary on a distroless image, running as non-root.
 #   docker build -t cometstream .
-# .dockerignore keeps the context to the sources (no .git: the binary records
-# no commit, and `cometstream version` says "commit unknown"). The image has
-# no shell: health checks run `/usr/local/bin/cometstream health --url …`.
+# .dockerignore keeps the context to the sources, without .git, so the
+# toolchain records no commit: give it, or `cometstream version` says
+# "commit unknown":
+#   docker build --build-arg COMMIT=$(git rev-parse HEAD) -t cometstream .
+# The image has no shell: health checks run
+# `/usr/local/bin/cometstream health --url …`.
 FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/cometstream ./cmd/cometstream \
+ARG COMMIT=
+RUN CGO_ENABLED=0 go build -trimpath \
+    -ldflags="-s -w -X github.com/cometstream/cometstream/internal/version.commit=${COMMIT}" \
+    -o /out/cometstream ./cmd/cometstream \
  && mkdir -p /out/data
 
 FROM gcr.io/distroless/static-debian12:nonroot
