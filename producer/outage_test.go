@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
@@ -58,5 +59,30 @@ func TestPublishOutageSaysWhy(t *testing.T) {
 	_, err := e.p.Poll(context.Background(), "persons")
 	if err == nil || !strings.Contains(err.Error(), "NATS is unreachable") {
 		t.Errorf("a pass during a NATS outage: %v; want it to say NATS is unreachable", err)
+	}
+}
+
+// TestPassLongerThanAckTimeout: a pass may take far longer than the wait
+// for one acknowledgement (a 1,000-page report at 10 calls a second takes
+// minutes); only a shutdown bounds how long it waits for what it sent.
+func TestPassLongerThanAckTimeout(t *testing.T) {
+	for _, fenced := range []bool{false, true} {
+		t.Run(map[bool]string{false: "async", true: "fenced"}[fenced], func(t *testing.T) {
+			e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 500})
+			slow := func(rc *ReportConfig) { rc.PageSize, rc.Comet.Limiter = 20, comet.NewLimiter(10) } // 25 pages: 2.5 s
+			e.openWith(func(c *Config) { c.AckTimeout = 300 * time.Millisecond }, e.reportConfig("persons", slow))
+			if fenced {
+				e.p.reports["persons"].gate = func() error { return nil }
+			}
+			start := time.Now()
+			s, err := e.p.Poll(context.Background(), "persons")
+			if err != nil || s.Created != 500 {
+				t.Fatalf("a pass of %v with acknowledgements awaited 300 ms at most: %+v, %v", time.Since(start).Round(time.Millisecond), s, err)
+			}
+			if took := time.Since(start); took < 4*300*time.Millisecond {
+				t.Fatalf("the pass took %v: not long enough to test anything", took)
+			}
+			e.assertKV("persons")
+		})
 	}
 }

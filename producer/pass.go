@@ -72,9 +72,14 @@ func (r *reporter) poll(ctx context.Context) (*event.Synced, error) {
 		content: map[event.Hash]int{},
 	}
 	// Publishing and acknowledgements outlive a shutdown request: the pass
-	// stops fetching at once but waits for what it already sent.
-	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*r.p.cfg.AckTimeout)
+	// stops fetching at once but waits for what it already sent, for twice
+	// the acknowledgement timeout at most once ctx ends. A pass itself may
+	// take as long as its pages do (minutes for a large report at 10 calls
+	// a second): each publish has its own acknowledgement timeout.
+	pubCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	stopBound := context.AfterFunc(ctx, func() { time.AfterFunc(2*r.p.cfg.AckTimeout, cancel) })
+	defer stopBound()
 
 	sum, fetchErr := r.client.Fetch(ctx, comet.FetchOptions{
 		PageSize:    r.cfg.PageSize,
