@@ -18,6 +18,7 @@ import (
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/jsonscan"
+	"github.com/cometstream/cometstream/internal/retry"
 	"github.com/cometstream/cometstream/internal/statekv"
 )
 
@@ -83,6 +84,10 @@ type materializer struct {
 	metrics   *sinkMetrics
 	// first is the stream's first sequence when the run started.
 	first uint64
+	// covered is, per report bootstrapped in this run, the stream's last
+	// sequence when its snapshot was read: the snapshot holds the rows of
+	// the events before it that the stream has since dropped.
+	covered map[string]uint64
 	// reports are the reports materialized; read is the sequence of the
 	// last event handled, and stopRun ends the run with its cause.
 	reports []string
@@ -141,14 +146,27 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 		return err
 	}
 	ready := cfg.OnReady
-	for {
+	for restarts := 0; ; restarts++ {
+		started := time.Now()
 		err := m.run(ctx, ready)
 		if !errors.Is(err, errBehindRetention) {
 			return err
 		}
 		// Started again, the store's positions tell which reports missed
-		// events, and those are loaded again from their snapshots.
+		// events, and those are loaded again from their snapshots. A run
+		// that lasted is a new start; runs that keep ending at once (a
+		// retention shorter than a load) wait longer each time.
 		m.cfg.FromStart, ready = false, nil
+		if time.Since(started) > time.Minute {
+			restarts = 0
+		}
+		wait := retry.Jitter(min(time.Second<<min(restarts, 6), time.Minute), 0.2)
+		m.log.Warn("starting again from the store's positions", "in", wait, "restarts", restarts+1)
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -174,7 +192,7 @@ func (m *materializer) run(ctx context.Context, onReady func()) error {
 	if err := m.checkStreamIdentity(ctx, stream); err != nil {
 		return err
 	}
-	m.first = stream.CachedInfo().State.FirstSeq
+	m.first, m.covered = stream.CachedInfo().State.FirstSeq, map[string]uint64{}
 	reports := cfg.Reports
 	if len(reports) == 0 {
 		if reports, err = m.knownReports(ctx); err != nil {
@@ -191,7 +209,7 @@ func (m *materializer) run(ctx context.Context, onReady func()) error {
 			return err
 		}
 	} else {
-		behind, err := m.behindRetention(ctx, stream, m.first, m.positions, reports)
+		behind, err := m.behindRetention(ctx, stream, m.first, reports)
 		if err != nil {
 			return err
 		}
@@ -270,23 +288,33 @@ func (m *materializer) reload(ctx context.Context, names, materialized []string)
 
 // behindRetention lists the reports that may have missed events the
 // stream no longer holds, given the stream's first sequence and the
-// reports' positions: the first event is past the report's position + 1,
-// and the report's last event is not at or below its position (it has
-// events after it, or none left to tell). Their deletes, updates and
-// inserts in between cannot be replayed: their tables must be loaded again
-// from the snapshot.
-func (m *materializer) behindRetention(ctx context.Context, s jetstream.Stream, first uint64, positions map[string]uint64, reports []string) ([]string, error) {
+// reports' positions. A report is sure to have missed nothing when the
+// stream still holds every event after its position, or after the
+// snapshot it was loaded from in this run; or when none of its events is
+// left and the producer's checkpoint (which a pass brings up to the
+// report's last event) is at or below its position. Any other may have:
+// its deletes, updates and inserts in the dropped range cannot be
+// replayed, so its table must be loaded again from the snapshot.
+func (m *materializer) behindRetention(ctx context.Context, s jetstream.Stream, first uint64, reports []string) ([]string, error) {
 	var behind []string
 	for _, r := range reports {
-		p, ok := positions[r]
-		if !ok || r == streamKey || p+1 >= first {
+		p, ok := m.positions[r]
+		if !ok || r == streamKey {
 			continue
 		}
-		last, err := s.GetLastMsgForSubject(ctx, event.ReportFilter(m.cfg.Prefix, r))
-		if err == nil && last.Sequence <= p {
-			continue // its last event is applied: it missed nothing
+		if w := max(p, m.covered[r]); w+1 >= first {
+			continue
 		}
-		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		_, err := s.GetLastMsgForSubject(ctx, event.ReportFilter(m.cfg.Prefix, r))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			st, _, err := m.readState(ctx, r)
+			if err != nil {
+				return nil, err
+			}
+			if st.Checkpoint <= max(p, m.covered[r]) {
+				continue // its last event was applied before the stream dropped it
+			}
+		} else if err != nil {
 			return nil, fmt.Errorf("stream %s: last event of %s: %w", m.cfg.Stream, r, err)
 		}
 		behind = append(behind, r)
@@ -294,22 +322,35 @@ func (m *materializer) behindRetention(ctx context.Context, s jetstream.Stream, 
 	return behind, nil
 }
 
-// droppedBefore tells, for a batch whose first event comes after a gap in
-// the sequences read, whether the stream has dropped events in the gap that
-// a report may have missed (its retention passed the sink). A gap is also
-// the events of reports not materialized; only a stream whose first event
-// is past the gap's start is asked about its reports.
-func (m *materializer) droppedBefore(ctx context.Context, reports []string) ([]string, uint64, error) {
+// droppedBefore tells, for a batch with a gap in the sequences read (at
+// its start or within it), whether the stream has dropped events a report
+// may have missed: a gap is also the events of reports not materialized,
+// so the reports are asked about only when the stream's first event is
+// past the gap's start.
+func (m *materializer) droppedBefore(ctx context.Context, gap uint64) ([]string, uint64, error) {
 	s, err := m.cfg.JetStream.Stream(ctx, m.cfg.Stream)
 	if err != nil {
 		return nil, 0, fmt.Errorf("stream %s: %w", m.cfg.Stream, err)
 	}
 	first := s.CachedInfo().State.FirstSeq
-	if first <= m.read+1 {
+	if first <= gap {
 		return nil, first, nil
 	}
-	behind, err := m.behindRetention(ctx, s, first, m.positions, reports)
+	behind, err := m.behindRetention(ctx, s, first, m.reports)
 	return behind, first, err
+}
+
+// firstGap returns the first sequence not read before a batch's events, or
+// within them; 0 when the batch follows on from the last event read
+// without one.
+func firstGap(read uint64, msgs []*Message) uint64 {
+	for _, msg := range msgs {
+		if msg.Seq > read+1 {
+			return read + 1
+		}
+		read = msg.Seq
+	}
+	return 0
 }
 
 // streamKey is the pseudo-report under which the store remembers which
@@ -381,10 +422,19 @@ func (m *materializer) bootstrap(ctx context.Context, report string) error {
 		if err != nil {
 			return err
 		}
+		// Where the stream starts and ends before the snapshot is read: the
+		// events before its start are gone, and the rows of the older ones
+		// are in the snapshot.
+		stream, err := m.cfg.JetStream.Stream(ctx, m.cfg.Stream)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", m.cfg.Stream, err)
+		}
+		first, last := stream.CachedInfo().State.FirstSeq, stream.CachedInfo().State.LastSeq
 		if !ok || len(st.Columns) == 0 {
-			// The producer has not checkpointed this report yet: every event
-			// it published is still in the stream after sequence 0.
-			m.positions[report] = 0
+			// The producer has not checkpointed this report yet: its events
+			// are read from the stream's start.
+			m.positions[report] = max(first, 1) - 1
+			m.covered[report] = m.positions[report]
 			return m.cfg.Store.Reset(ctx, report)
 		}
 		started := time.Now()
@@ -414,14 +464,11 @@ func (m *materializer) bootstrap(ctx context.Context, report string) error {
 		// snapshot holds their rows (they are the oldest events, written to
 		// the bucket long since), and no later start takes the report for
 		// one that missed them.
-		pos := st.Checkpoint
-		if m.first > 0 && m.first-1 > pos {
-			pos = m.first - 1
-		}
+		pos := max(st.Checkpoint, max(first, 1)-1)
 		if err := ld.Commit(ctx, map[string]uint64{report: pos}); err != nil {
 			return err
 		}
-		m.positions[report], m.tables[report] = pos, table
+		m.positions[report], m.tables[report], m.covered[report] = pos, table, max(pos, last)
 		m.progress(BootstrapProgress{Report: report, Loaded: rows, Total: rows, Done: true})
 		took := time.Since(started)
 		m.log.Info("bootstrapped from the snapshot", "report", report, "rows", rows, "checkpoint", st.Checkpoint, "position", pos,
@@ -850,8 +897,8 @@ func withNulls(t *Table, row event.Row) event.Row {
 
 // handle applies a batch of events in one transaction with their positions.
 func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
-	if len(msgs) > 0 && msgs[0].Seq > m.read+1 {
-		behind, first, err := m.droppedBefore(ctx, m.reports)
+	if gap := firstGap(m.read, msgs); gap > 0 {
+		behind, first, err := m.droppedBefore(ctx, gap)
 		if err != nil {
 			return err
 		}
@@ -907,6 +954,9 @@ func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 				return err
 			}
 			pos = m.positions[r]
+			if !slices.Contains(m.reports, r) {
+				m.reports = append(m.reports, r)
+			}
 		}
 		if msg.Seq <= pos {
 			continue // applied before: a redelivery or a replay

@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"errors"
-	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -125,13 +124,6 @@ func (m *sinkMetrics) handled(seq uint64, positions map[string]uint64) {
 		m.position.WithLabelValues(r).Set(float64(p))
 	}
 	m.setLagLocked()
-}
-
-// positions returns a copy of the reports' positions.
-func (m *sinkMetrics) positions() map[string]uint64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return maps.Clone(m.pos)
 }
 
 // lastSeq is the sequence of a batch's last message, 0 for none.

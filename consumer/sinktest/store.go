@@ -52,6 +52,7 @@ func RunStore(t *testing.T, st StoreTarget) {
 	t.Run("bootstrap", func(t *testing.T) { storeBootstrap(t, st) })
 	t.Run("converge", func(t *testing.T) { storeConverge(t, st) })
 	t.Run("behind-while-running", func(t *testing.T) { storeBehindWhileRunning(t, st) })
+	t.Run("no-restart-loop", func(t *testing.T) { storeNoRestartLoop(t, st) })
 }
 
 // storeBootstrap materializes a snapshot bucket that keeps five revisions
@@ -392,18 +393,7 @@ func storeConverge(t *testing.T, st StoreTarget) {
 	// report events. Started again, it must not skip what it never saw: the
 	// reports it may have missed are loaded again from the snapshot.
 	ctx := context.Background()
-	trim := func(n int64) {
-		t.Helper()
-		stream, err := w.JetStream().Stream(ctx, event.DefaultStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := stream.CachedInfo().Config
-		cfg.MaxMsgs = n
-		if _, err := w.JetStream().UpdateStream(ctx, cfg); err != nil {
-			t.Fatal(err)
-		}
-	}
+	trim := func(n int64) { t.Helper(); trimStream(t, w, n) }
 	w.Update("persons", 4)
 	w.Delete("matches", 2)
 	w.Insert("fees", 3)
