@@ -53,11 +53,11 @@ func runPlan(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := lf.logger()
+	cfg, err := cf.load(true)
 	if err != nil {
 		return err
 	}
-	cfg, err := cf.load(true)
+	log, err := lf.logger()
 	if err != nil {
 		return err
 	}

@@ -40,11 +40,11 @@ func runProduce(ctx context.Context, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	log, err := lf.logger()
+	cfg, err := cf.load(false)
 	if err != nil {
 		return err
 	}
-	cfg, err := cf.load(false)
+	log, err := lf.logger()
 	if err != nil {
 		return err
 	}
