@@ -84,15 +84,13 @@ type materializer struct {
 	metrics   *sinkMetrics
 	// first is the stream's first sequence when the run started.
 	first uint64
-	// covered is, per report bootstrapped in this run, the stream's last
-	// sequence when its snapshot was read: the snapshot holds the rows of
-	// the events before it that the stream has since dropped.
-	covered map[string]uint64
 	// reports are the reports materialized; read is the sequence of the
-	// last event handled, and stopRun ends the run with its cause.
+	// last event handled; stopRun ends the run with its cause, and stopped
+	// says it did, so that no batch is applied after.
 	reports []string
 	read    uint64
 	stopRun context.CancelCauseFunc
+	stopped bool
 }
 
 // Materialize keeps cfg.Store equal to the producer's snapshot until ctx
@@ -192,11 +190,19 @@ func (m *materializer) run(ctx context.Context, onReady func()) error {
 	if err := m.checkStreamIdentity(ctx, stream); err != nil {
 		return err
 	}
-	m.first, m.covered = stream.CachedInfo().State.FirstSeq, map[string]uint64{}
+	m.first, m.stopped = stream.CachedInfo().State.FirstSeq, false
 	reports := cfg.Reports
 	if len(reports) == 0 {
 		if reports, err = m.knownReports(ctx); err != nil {
 			return err
+		}
+		// And those the store has and the producer no longer keeps state
+		// for (its record deleted to start the report over): they are
+		// checked against the retention too.
+		for r := range m.positions {
+			if r != streamKey && !slices.Contains(reports, r) {
+				reports = append(reports, r)
+			}
 		}
 	}
 	if cfg.FromStart {
@@ -287,39 +293,59 @@ func (m *materializer) reload(ctx context.Context, names, materialized []string)
 }
 
 // behindRetention lists the reports that may have missed events the
-// stream no longer holds, given the stream's first sequence and the
-// reports' positions. A report is sure to have missed nothing when the
-// stream still holds every event after its position, or after the
-// snapshot it was loaded from in this run; or when none of its events is
-// left and the producer's checkpoint (which a pass brings up to the
-// report's last event) is at or below its position. Any other may have:
-// its deletes, updates and inserts in the dropped range cannot be
-// replayed, so its table must be loaded again from the snapshot.
+// stream no longer holds, given the stream's first sequence: those whose
+// position is before the event ahead of it, unless the producer's state
+// shows that every event of the report it published is at or below the
+// position (see applied). Their deletes, updates and inserts in the
+// dropped range cannot be replayed: their tables must be loaded again from
+// the snapshot.
 func (m *materializer) behindRetention(ctx context.Context, s jetstream.Stream, first uint64, reports []string) ([]string, error) {
 	var behind []string
 	for _, r := range reports {
 		p, ok := m.positions[r]
-		if !ok || r == streamKey {
+		if !ok || r == streamKey || p+1 >= first {
 			continue
 		}
-		if w := max(p, m.covered[r]); w+1 >= first {
-			continue
+		done, err := m.applied(ctx, s, r, p, first)
+		if err != nil {
+			return nil, err
 		}
-		_, err := s.GetLastMsgForSubject(ctx, event.ReportFilter(m.cfg.Prefix, r))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			st, _, err := m.readState(ctx, r)
-			if err != nil {
-				return nil, err
-			}
-			if st.Checkpoint <= max(p, m.covered[r]) {
-				continue // its last event was applied before the stream dropped it
-			}
-		} else if err != nil {
-			return nil, fmt.Errorf("stream %s: last event of %s: %w", m.cfg.Stream, r, err)
+		if !done {
+			behind = append(behind, r)
 		}
-		behind = append(behind, r)
 	}
 	return behind, nil
+}
+
+// notPolled is how many of its intervals a report's state record may go
+// unwritten before the report counts as no longer polled.
+const notPolled = 3
+
+// applied reports whether every event of a report the stream has dropped
+// is at or below the report's position p. The producer's checkpoint is at
+// or past every event it had published when it last wrote the state
+// record (a pass writes it after its last event, the synced one), so it is
+// enough that the checkpoint is at or below p and that the record was
+// written after the stream's first event (nothing dropped is newer than
+// the record), or that the report is no longer polled (no pass is under
+// way whose events the record does not count yet). A report with no state
+// record left (deleted to start it over) has not applied.
+func (m *materializer) applied(ctx context.Context, s jetstream.Stream, report string, p, first uint64) (bool, error) {
+	st, ok, err := m.readState(ctx, report)
+	if err != nil || !ok || st.Checkpoint > p {
+		return false, err
+	}
+	if every, err := time.ParseDuration(st.Interval); err == nil && every > 0 && time.Since(st.Updated) > notPolled*every {
+		return true, nil
+	}
+	msg, err := s.GetMsg(ctx, first)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil // dropped meanwhile: not known
+	}
+	if err != nil {
+		return false, fmt.Errorf("stream %s: event %d: %w", m.cfg.Stream, first, err)
+	}
+	return !st.Updated.Before(msg.Time), nil
 }
 
 // droppedBefore tells, for a batch with a gap in the sequences read (at
@@ -422,19 +448,16 @@ func (m *materializer) bootstrap(ctx context.Context, report string) error {
 		if err != nil {
 			return err
 		}
-		// Where the stream starts and ends before the snapshot is read: the
-		// events before its start are gone, and the rows of the older ones
-		// are in the snapshot.
-		stream, err := m.cfg.JetStream.Stream(ctx, m.cfg.Stream)
-		if err != nil {
-			return fmt.Errorf("stream %s: %w", m.cfg.Stream, err)
-		}
-		first, last := stream.CachedInfo().State.FirstSeq, stream.CachedInfo().State.LastSeq
 		if !ok || len(st.Columns) == 0 {
-			// The producer has not checkpointed this report yet: its events
-			// are read from the stream's start.
-			m.positions[report] = max(first, 1) - 1
-			m.covered[report] = m.positions[report]
+			// The producer has no rows of this report in a snapshot (none
+			// checkpointed yet, or COMET refused its key from the first
+			// pass): its events are read from the stream's start, which is
+			// all there is of them.
+			stream, err := m.cfg.JetStream.Stream(ctx, m.cfg.Stream)
+			if err != nil {
+				return fmt.Errorf("stream %s: %w", m.cfg.Stream, err)
+			}
+			m.positions[report] = max(stream.CachedInfo().State.FirstSeq, 1) - 1
 			return m.cfg.Store.Reset(ctx, report)
 		}
 		started := time.Now()
@@ -459,19 +482,17 @@ func (m *materializer) bootstrap(ctx context.Context, report string) error {
 			}
 			continue
 		}
-		// The position is the checkpoint, or the event before the stream's
-		// first when the stream has dropped events past the checkpoint: the
-		// snapshot holds their rows (they are the oldest events, written to
-		// the bucket long since), and no later start takes the report for
-		// one that missed them.
-		pos := max(st.Checkpoint, max(first, 1)-1)
+		// The position is the checkpoint: only the events up to the checkpoint read before the bucket are
+		// sure to be in it (the producer writes a pass's snapshot rows as
+		// its acknowledgements come, up to the pass's end).
+		pos := st.Checkpoint
 		if err := ld.Commit(ctx, map[string]uint64{report: pos}); err != nil {
 			return err
 		}
-		m.positions[report], m.tables[report], m.covered[report] = pos, table, max(pos, last)
+		m.positions[report], m.tables[report] = pos, table
 		m.progress(BootstrapProgress{Report: report, Loaded: rows, Total: rows, Done: true})
 		took := time.Since(started)
-		m.log.Info("bootstrapped from the snapshot", "report", report, "rows", rows, "checkpoint", st.Checkpoint, "position", pos,
+		m.log.Info("bootstrapped from the snapshot", "report", report, "rows", rows, "checkpoint", pos,
 			"seconds", took.Round(time.Millisecond).Seconds(), "rows_per_second", math.Round(float64(rows)/took.Seconds()))
 		return nil
 	}
@@ -897,6 +918,9 @@ func withNulls(t *Table, row event.Row) event.Row {
 
 // handle applies a batch of events in one transaction with their positions.
 func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
+	if m.stopped {
+		return nil // the run is ending: the next reads the batch again
+	}
 	if gap := firstGap(m.read, msgs); gap > 0 {
 		behind, first, err := m.droppedBefore(ctx, gap)
 		if err != nil {
@@ -906,6 +930,7 @@ func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 			m.log.Warn("the stream dropped events before this sink applied them (its retention, nats.max_age or nats.max_bytes, is shorter than the sink's lag); starting again from the store's positions",
 				"reports", behind, "read_seq", m.read, "stream_first_seq", first)
 			m.stopRun(errBehindRetention)
+			m.stopped = true
 			return nil // nothing of the batch applied: the next run reads it again
 		}
 	}

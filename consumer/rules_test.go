@@ -110,3 +110,34 @@ func TestPrimaryKey(t *testing.T) {
 		})
 	}
 }
+
+// TestFirstGap: where a batch of events stops following on from the last
+// event read, at its start or inside it.
+func TestFirstGap(t *testing.T) {
+	batch := func(seqs ...uint64) []*Message {
+		var out []*Message
+		for _, s := range seqs {
+			out = append(out, &Message{Seq: s})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		read uint64
+		msgs []*Message
+		want uint64
+	}{
+		{"follows on", 10, batch(11, 12, 13), 0},
+		{"empty", 10, nil, 0},
+		{"a gap before the first", 10, batch(14, 15), 11},
+		{"a gap inside", 10, batch(11, 12, 20, 21), 13},
+		{"two gaps: the first", 10, batch(12, 13, 20), 11},
+		{"from the start of the stream", 0, batch(1, 2), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := firstGap(tc.read, tc.msgs); got != tc.want {
+				t.Errorf("firstGap(%d, …) = %d, want %d", tc.read, got, tc.want)
+			}
+		})
+	}
+}

@@ -50,12 +50,12 @@ func behindWhileRunning(t *testing.T, st StoreTarget, batch int) {
 	})
 	waitStore(t, w, st, s)
 
-	// The database stalls on the next batch; meanwhile rows change three
+	// The database stalls on the next batch; meanwhile rows change eight
 	// times over and 5 go, and the stream keeps only its last two events:
-	// far more than a batch and what the reader holds ahead (two batches)
-	// are dropped.
+	// far more than a batch and what the client and the reader hold ahead
+	// (a few batches) are dropped.
 	release := g.hold()
-	for range 3 {
+	for range 8 {
 		w.Update("persons", 60)
 		w.Poll("persons")
 	}
