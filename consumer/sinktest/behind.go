@@ -33,20 +33,8 @@ func behindWhileRunning(t *testing.T, st StoreTarget, batch int) {
 	w.SettleAll()
 	s := st.Open(t, fmt.Sprint("behind", batch))
 	g := &gatedStore{Store: s, blocked: make(chan struct{})}
-	logs := &testenv.Buffer{}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- consumer.Materialize(ctx, consumer.MaterializeConfig{
-			JetStream: w.JetStream(), Durable: "behind", Store: g, BatchSize: batch,
-			Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Materialize: %v", err)
-		}
+	logs := runLogged(t, w, consumer.MaterializeConfig{
+		Durable: "behind", Store: g, BatchSize: batch,
 	})
 	waitStore(t, w, st, s)
 
@@ -128,19 +116,8 @@ func storeNoRestartLoop(t *testing.T, st StoreTarget) {
 	w.SettleAll()
 	trimStream(t, w, 3)
 	s := st.Open(t, "ghost")
-	logs := &testenv.Buffer{}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- consumer.Materialize(mctx, consumer.MaterializeConfig{
-			JetStream: w.JetStream(), Durable: "ghost", Store: s, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Materialize: %v", err)
-		}
+	logs := runLogged(t, w, consumer.MaterializeConfig{
+		Durable: "ghost", Store: s,
 	})
 	waitStore(t, w, st, s)
 	// One pass more, seen by the sink: it has read past the dropped range.
@@ -175,4 +152,21 @@ func trimStream(t *testing.T, w *cometstreamtest.World, n int64) {
 	if _, err := w.JetStream().UpdateStream(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// runLogged runs Materialize with cfg (its JetStream the world's) in the
+// background until the test ends, and returns its logs.
+func runLogged(t *testing.T, w *cometstreamtest.World, cfg consumer.MaterializeConfig) *testenv.Buffer {
+	logs := &testenv.Buffer{}
+	cfg.JetStream, cfg.Logger = w.JetStream(), slog.New(slog.NewJSONHandler(logs, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- consumer.Materialize(ctx, cfg) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("Materialize: %v", err)
+		}
+	})
+	return logs
 }

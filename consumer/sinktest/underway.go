@@ -3,8 +3,6 @@ package sinktest
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"log/slog"
 	"slices"
 	"sync"
 	"testing"
@@ -105,38 +103,27 @@ func passUnderWayLoad(t *testing.T, st StoreTarget) {
 	seqB := pendingDelete(t, w, kv, b)
 
 	s := st.Open(t, "lag")
-	logs := &testenv.Buffer{}
 	var once sync.Once
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- consumer.Materialize(mctx, consumer.MaterializeConfig{
-			JetStream: w.JetStream(), Durable: "lag", Store: s, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-			OnBootstrap: func(p consumer.BootstrapProgress) {
-				if p.Report != "persons" || p.Done || p.Loaded == 0 {
-					return
+	runLogged(t, w, consumer.MaterializeConfig{
+		Durable: "lag", Store: s,
+		OnBootstrap: func(p consumer.BootstrapProgress) {
+			if p.Report != "persons" || p.Done || p.Loaded == 0 {
+				return
+			}
+			once.Do(func() {
+				// The bucket has been read. The stream's retention
+				// drops the two deletes (it keeps the last event), and
+				// the producer's pass flushes its snapshot writes.
+				trimStream(t, w, 1)
+				if err := kv.Delete(ctx, a); err != nil {
+					t.Error(err)
 				}
-				once.Do(func() {
-					// The bucket has been read. The stream's retention
-					// drops the two deletes (it keeps the last event), and
-					// the producer's pass flushes its snapshot writes.
-					trimStream(t, w, 1)
-					if err := kv.Delete(ctx, a); err != nil {
-						t.Error(err)
-					}
-					if err := kv.Delete(ctx, b); err != nil {
-						t.Error(err)
-					}
-					endPass(t, w, "persons", seqB)
-				})
-			},
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Materialize: %v", err)
-		}
+				if err := kv.Delete(ctx, b); err != nil {
+					t.Error(err)
+				}
+				endPass(t, w, "persons", seqB)
+			})
+		},
 	})
 	testenv.WaitFor(t, "the sink at the second delete", func() bool {
 		pos, err := s.Positions(ctx)
@@ -173,19 +160,8 @@ func passUnderWayStopped(t *testing.T, st StoreTarget) {
 	w.Poll("matches")
 	trimStream(t, w, 1) // only matches' synced event is left
 
-	logs := &testenv.Buffer{}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- consumer.Materialize(mctx, consumer.MaterializeConfig{
-			JetStream: w.JetStream(), Durable: "ckpt", Store: s, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Materialize: %v", err)
-		}
+	runLogged(t, w, consumer.MaterializeConfig{
+		Durable: "ckpt", Store: s,
 	})
 	stream, _ := w.JetStream().Stream(ctx, event.DefaultStream)
 	last := stream.CachedInfo().State.LastSeq
@@ -228,25 +204,14 @@ func passUnderWayNewStore(t *testing.T, st StoreTarget) {
 	seqB := pendingDelete(t, w, kv, b)
 	trimStream(t, w, 1) // the second delete is the stream's first event
 	s := st.Open(t, "past")
-	logs := &testenv.Buffer{}
-	mctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- consumer.Materialize(mctx, consumer.MaterializeConfig{
-			JetStream: w.JetStream(), Durable: "past", Store: s, Logger: slog.New(slog.NewJSONHandler(logs, nil)),
-			OnReady: func() {
-				// The pass flushes its snapshot writes.
-				_ = kv.Delete(ctx, a)
-				_ = kv.Delete(ctx, b)
-				endPass(t, w, "persons", seqB)
-			},
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("Materialize: %v", err)
-		}
+	runLogged(t, w, consumer.MaterializeConfig{
+		Durable: "past", Store: s,
+		OnReady: func() {
+			// The pass flushes its snapshot writes.
+			_ = kv.Delete(ctx, a)
+			_ = kv.Delete(ctx, b)
+			endPass(t, w, "persons", seqB)
+		},
 	})
 	testenv.WaitFor(t, "row "+a+", deleted by a dropped event, gone from the store", func() bool {
 		rows := st.Rows(t, s, "persons")
