@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/cometstream/cometstream/consumer/postgres"
 	"github.com/cometstream/cometstream/internal/config"
+	"github.com/cometstream/cometstream/internal/natsconn"
 )
 
 // postgresFlags are the flags naming a PostgreSQL sink's database and
@@ -49,4 +53,57 @@ func (c *configFlag) load(draft bool) (*config.Config, error) {
 		return config.LoadDraft(*c.path)
 	}
 	return config.Load(*c.path)
+}
+
+// subcommands are the kinds a command takes as its first argument (sink
+// sqlite, verify postgres): usage is printed for --help, need is the usage
+// error without a kind, unknown the one for a kind not in run (%q the kind).
+type subcommands struct {
+	usage, need, unknown string
+	run                  map[string]func(context.Context, []string) error
+}
+
+func (s subcommands) dispatch(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("%s", s.need)
+	}
+	if isHelp(args[0]) {
+		fmt.Fprintln(os.Stderr, s.usage)
+		return errHelp
+	}
+	if run, ok := s.run[args[0]]; ok {
+		return run(ctx, args[1:])
+	}
+	return usagef(s.unknown, args[0])
+}
+
+// configCommand is what produce and plan share: --config, the NATS
+// credentials flags and the log flags.
+type configCommand struct {
+	configFlag
+	creds natsconn.Options
+	log   logFlags
+}
+
+func (c *configCommand) register(fs *flag.FlagSet, help string) {
+	c.configFlag.register(fs, help)
+	c.creds.RegisterAuth(fs)
+	c.log.register(fs)
+}
+
+// parse parses args, loads the file --config names (a draft: see load) and
+// makes the logger the log flags ask for.
+func (c *configCommand) parse(fs *flag.FlagSet, args []string, draft bool) (*config.Config, *slog.Logger, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, err
+	}
+	cfg, err := c.load(draft)
+	if err != nil {
+		return nil, nil, err
+	}
+	log, err := c.log.logger()
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, log, nil
 }

@@ -42,25 +42,15 @@ const planNATSTimeout = 15 * time.Second
 
 func runPlan(ctx context.Context, args []string) error {
 	fs := newFlags("plan")
-	var cf configFlag
-	cf.register(fs, "configuration file (required); the reports need no key columns yet")
+	var cc configCommand
+	cc.register(fs, "configuration file (required); the reports need no key columns yet")
 	natsURL := fs.String("nats", "", "NATS URL holding the producer's state records; default nats.url, then $NATS_URL; without one, every page count comes from page 0")
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
-	var creds natsconn.Options
-	creds.RegisterAuth(fs)
-	var lf logFlags
-	lf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := cf.load(true)
+	cfg, log, err := cc.parse(fs, args, true)
 	if err != nil {
 		return err
 	}
-	log, err := lf.logger()
-	if err != nil {
-		return err
-	}
+	creds := cc.creds
 	url := firstNonEmpty(*natsURL, cfg.NATS.URL, os.Getenv("NATS_URL"))
 	sizes, notes := lastPasses(ctx, cfg, url, creds, log)
 	users := planUsers(cfg)

@@ -28,27 +28,16 @@ import (
 
 func runProduce(ctx context.Context, args []string) error {
 	fs := newFlags("produce")
-	var cf configFlag
-	cf.register(fs, "configuration file (required)")
+	var cc configCommand
+	cc.register(fs, "configuration file (required)")
 	natsURL := fs.String("nats", "", "NATS URL; default nats.url, then $NATS_URL; none starts an embedded server")
 	allow := fs.String("allow-deletes", "", "comma-separated reports whose current hold of deletes is released (refused for a report that holds none)")
 	unsafe := fs.Bool("unsafe-listen-without-auth", false, "let the embedded server listen on a non-loopback address with no users configured")
-	var creds natsconn.Options
-	creds.RegisterAuth(fs)
-	var lf logFlags
-	lf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := cf.load(false)
+	cfg, log, err := cc.parse(fs, args, false)
 	if err != nil {
 		return err
 	}
-	log, err := lf.logger()
-	if err != nil {
-		return err
-	}
-	path := cf.path
+	path, creds := cc.path, cc.creds
 	reports, err := producerReports(cfg, log)
 	if err != nil {
 		return err

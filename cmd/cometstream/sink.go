@@ -37,22 +37,11 @@ const sinkUsage = `usage: cometstream sink sqlite|postgres|webhook [flags]
 Run "cometstream sink <kind> --help" for a kind's flags.`
 
 func runSink(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("sink needs a kind: sqlite, postgres or webhook")
-	}
-	if isHelp(args[0]) {
-		fmt.Fprintln(os.Stderr, sinkUsage)
-		return errHelp
-	}
-	switch args[0] {
-	case "sqlite":
-		return runSinkSQLite(ctx, args[1:])
-	case "postgres":
-		return runSinkPostgres(ctx, args[1:])
-	case "webhook":
-		return runSinkWebhook(ctx, args[1:])
-	}
-	return usagef("unknown sink %q: sqlite, postgres or webhook", args[0])
+	return subcommands{
+		usage: sinkUsage, need: "sink needs a kind: sqlite, postgres or webhook",
+		unknown: "unknown sink %q: sqlite, postgres or webhook",
+		run:     map[string]func(context.Context, []string) error{"sqlite": runSinkSQLite, "postgres": runSinkPostgres, "webhook": runSinkWebhook},
+	}.dispatch(ctx, args)
 }
 
 // sinkFlags are the flags every materializing sink takes.

@@ -31,20 +31,11 @@ var (
 var errNotEqual = errors.New("reports differ or could not be compared")
 
 func runVerify(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("verify needs a kind: sqlite or postgres")
-	}
-	if isHelp(args[0]) {
-		fmt.Fprintln(os.Stderr, verifyUsage)
-		return errHelp
-	}
-	switch args[0] {
-	case "sqlite":
-		return runVerifySQLite(ctx, args[1:])
-	case "postgres":
-		return runVerifyPostgres(ctx, args[1:])
-	}
-	return usagef("unknown sink %q to verify: sqlite or postgres", args[0])
+	return subcommands{
+		usage: verifyUsage, need: "verify needs a kind: sqlite or postgres",
+		unknown: "unknown sink %q to verify: sqlite or postgres",
+		run:     map[string]func(context.Context, []string) error{"sqlite": runVerifySQLite, "postgres": runVerifyPostgres},
+	}.dispatch(ctx, args)
 }
 
 // verifyUsage is what `cometstream verify --help` prints.
