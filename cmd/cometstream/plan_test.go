@@ -151,6 +151,22 @@ func TestPlan(t *testing.T) {
 		}
 	})
 
+	t.Run("key refused", func(t *testing.T) {
+		// Page 0 is requested with the key in its URL: what plan says of a
+		// refused key names the report, never the key.
+		const wrong = "k3y-that-comet-refuses-7f3a"
+		cfg := writeFile(t, "fits.yaml", fmt.Sprintf(planConfig, t.TempDir(), base, "1m", "10s"))
+		status, out := runBin(t, append(env, "PLAN_FEES_KEY="+wrong), "plan", "--config", cfg)
+		if status != 1 || planRow(out, "fees") != "fees ? - 1s - - - - - PAGES UNKNOWN" || !strings.Contains(out, "WARNING: fees: pages unknown") {
+			t.Errorf("exit %d, want 1 and fees unknown:\n%s", status, out)
+		}
+		for _, key := range []string{wrong, sim.Key("persons"), sim.Key("matches")} {
+			if strings.Contains(out, key) {
+				t.Errorf("plan's output holds an API key:\n%s", out)
+			}
+		}
+	})
+
 	t.Run("bad usage", func(t *testing.T) {
 		if status, out := runBin(t, env, "plan"); status != 2 || !strings.Contains(out, "--config is required") {
 			t.Errorf("no --config: exit %d\n%s", status, out)
