@@ -82,8 +82,6 @@ type materializer struct {
 	positions map[string]uint64
 	tables    map[string]*Table
 	metrics   *sinkMetrics
-	// first is the stream's first sequence when the run started.
-	first uint64
 	// reports are the reports materialized; read is the sequence of the
 	// last event handled; stopRun ends the run with its cause, and stopped
 	// says it did, so that no batch is applied after.
@@ -190,7 +188,7 @@ func (m *materializer) run(ctx context.Context, onReady func()) error {
 	if err := m.checkStreamIdentity(ctx, stream); err != nil {
 		return err
 	}
-	m.first, m.stopped = stream.CachedInfo().State.FirstSeq, false
+	first := stream.CachedInfo().State.FirstSeq
 	reports := cfg.Reports
 	if len(reports) == 0 {
 		if reports, err = m.knownReports(ctx); err != nil {
@@ -215,13 +213,13 @@ func (m *materializer) run(ctx context.Context, onReady func()) error {
 			return err
 		}
 	} else {
-		behind, err := m.behindRetention(ctx, stream, m.first, reports)
+		behind, err := m.behindRetention(ctx, stream, first, reports)
 		if err != nil {
 			return err
 		}
 		for _, r := range behind {
 			m.log.Warn("the stream no longer holds events this database has not applied (its retention, nats.max_age or nats.max_bytes, dropped them); loading the report again from its snapshot",
-				"report", r, "position", m.positions[r], "stream_first_seq", m.first)
+				"report", r, "position", m.positions[r], "stream_first_seq", first)
 		}
 		if err := m.reload(ctx, behind, reports); err != nil {
 			return err
@@ -259,7 +257,7 @@ func (m *materializer) run(ctx context.Context, onReady func()) error {
 	m.metrics.handled(start-1, m.positions)
 	stop := m.metrics.follow(ctx, cfg.JetStream, cfg.Stream, cfg.Prefix)
 	defer stop()
-	m.read, m.reports = start-1, reports
+	m.read, m.reports, m.stopped = start-1, reports, false
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	m.stopRun = cancel
