@@ -38,6 +38,9 @@ type Store struct {
 	mu     sync.Mutex
 	tables map[string]*consumer.Table   // layouts as created
 	oids   map[string]map[string]uint32 // column types read, by table; nil: none
+	// held says the table held rows of its last upsert: the next one
+	// looks its keys up before copying rows in.
+	held map[string]bool
 }
 
 var _ consumer.Store = (*Store)(nil)
@@ -228,7 +231,7 @@ func (s *Store) applyRows(ctx context.Context, tx pgx.Tx, changes []consumer.Cha
 		if g[0].Kind == consumer.ChangeDelete {
 			err = s.delete(ctx, tx, g)
 		} else {
-			err = s.upsert(ctx, tx, g)
+			err = s.upsertUnique(ctx, tx, g)
 		}
 		if err != nil {
 			return err
@@ -242,6 +245,9 @@ func (s *Store) applyRows(ctx context.Context, tx pgx.Tx, changes []consumer.Cha
 func rowKey(ch consumer.Change) string {
 	if ch.Table.ContentKeyed() {
 		return ch.Token
+	}
+	if len(ch.Table.Key) == 1 {
+		return ch.Row[ch.Table.Key[0]].Raw
 	}
 	var b strings.Builder
 	for _, k := range ch.Table.Key {
@@ -390,16 +396,36 @@ func commentText(name string) string {
 // upsert writes a run of rows of one table with one column set. Rows new
 // to the table go straight in with a binary COPY, which stores rows in
 // bulk; the others are COPYed into a temporary table and merged with one
-// INSERT … ON CONFLICT. Which rows the table has is one query, for a table
-// with a one-column key (the others merge every row). Within the run the
-// last row of a key wins, as it would applied one by one.
+// INSERT … ON CONFLICT. For a table with a one-column key (the others merge
+// every row), a run after one whose rows were all new is COPYed at once,
+// and only when the table turns out to hold one of its keys is the COPY
+// undone and which rows the table has looked up, with one query. Within
+// the run the last row of a key wins, as it would applied one by one.
 func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) error {
-	t := run[0].Table
+	// The last change of each key, in order.
+	keys := make([]string, len(run))
+	last := make(map[string]int, len(run))
+	for i, ch := range run {
+		keys[i] = rowKey(ch)
+		last[keys[i]] = i
+	}
+	rows := make([]consumer.Change, 0, len(last))
+	for i, ch := range run {
+		if last[keys[i]] == i {
+			rows = append(rows, ch)
+		}
+	}
+	return s.upsertUnique(ctx, tx, rows)
+}
+
+// upsertUnique is upsert of rows with one change per key.
+func (s *Store) upsertUnique(ctx context.Context, tx pgx.Tx, rows []consumer.Change) error {
+	t := rows[0].Table
 	layout := s.tables[t.Report]
 	if layout == nil {
 		return fmt.Errorf("upsert into %s: no table", t.Report)
 	}
-	cols := slices.Sorted(maps.Keys(run[0].Row))
+	cols := slices.Sorted(maps.Keys(rows[0].Row))
 	enc := &rowEncoder{report: t.Report, cols: cols, token: t.ContentKeyed(), types: pgtype.NewMap()}
 	if enc.token {
 		enc.cols = append(slices.Clip(cols), KeyColumn)
@@ -424,29 +450,28 @@ func (s *Store) upsert(ctx context.Context, tx pgx.Tx, run []consumer.Change) er
 		defs = append(defs, Ident(c)+" "+types[i])
 		names = append(names, Ident(c))
 	}
-	// The last change of each key, in order.
-	keys := make([]string, len(run))
-	last := make(map[string]int, len(run))
-	for i, ch := range run {
-		keys[i] = rowKey(ch)
-		last[keys[i]] = i
-	}
-	rows := make([]consumer.Change, 0, len(last))
-	for i, ch := range run {
-		if last[keys[i]] == i {
-			rows = append(rows, ch)
-		}
-	}
 	if len(key) == 1 {
 		direct, err := s.copyable(ctx, tx, t.Report, enc)
 		if err != nil {
 			return err
 		}
 		if direct {
+			if !s.held[t.Report] {
+				// The rows are new to the table, as the last batch's were, and
+				// go in with no lookup unless the table has one of them.
+				copied, err := s.copyNew(ctx, tx, s.name(t.Report), names, enc, rows)
+				if err != nil || copied {
+					return err
+				}
+			}
 			var fresh []consumer.Change
 			if fresh, rows, err = s.partition(ctx, tx, t, key[0], types[slices.Index(enc.cols, key[0])], rows); err != nil {
 				return err
 			}
+			if s.held == nil {
+				s.held = map[string]bool{}
+			}
+			s.held[t.Report] = len(rows) > 0
 			if err := s.copyRows(ctx, tx, s.name(t.Report), names, enc, fresh); err != nil {
 				return err
 			}
@@ -512,6 +537,30 @@ func (s *Store) copyRows(ctx context.Context, tx pgx.Tx, table string, names []s
 		return fmt.Errorf("copy into %s: %w", enc.report, err)
 	}
 	return nil
+}
+
+// copyNew COPYs rows into a table and reports whether it could: it could
+// not when the table holds a row with one of their keys, and then it has
+// written nothing.
+func (s *Store) copyNew(ctx context.Context, tx pgx.Tx, table string, names []string, enc *rowEncoder, rows []consumer.Change) (bool, error) {
+	if _, err := tx.Exec(ctx, `SAVEPOINT copy_new`); err != nil {
+		return false, fmt.Errorf("copy into %s: %w", enc.report, err)
+	}
+	err := s.copyRows(ctx, tx, table, names, enc, rows)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == uniqueViolation {
+		if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT copy_new`); err != nil {
+			return false, fmt.Errorf("copy into %s: %w", enc.report, err)
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if _, err := tx.Exec(ctx, `RELEASE SAVEPOINT copy_new`); err != nil {
+		return false, fmt.Errorf("copy into %s: %w", enc.report, err)
+	}
+	return true, nil
 }
 
 // partition splits rows (one per key) into those whose key the table does

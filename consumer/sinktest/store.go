@@ -48,6 +48,7 @@ type StoreTarget struct {
 // by row.
 func RunStore(t *testing.T, st StoreTarget) {
 	t.Run("rules", func(t *testing.T) { storeRules(t, st) })
+	t.Run("new-and-held-rows", func(t *testing.T) { storeNewAndHeld(t, st) })
 	t.Run("bulk-load", func(t *testing.T) { storeBulkLoad(t, st) })
 	t.Run("bootstrap", func(t *testing.T) { storeBootstrap(t, st) })
 	t.Run("converge", func(t *testing.T) { storeConverge(t, st) })
@@ -339,6 +340,54 @@ func storeRules(t *testing.T, st StoreTarget) {
 	apply(&consumer.Batch{Changes: []consumer.Change{{Kind: consumer.ChangeDelete, Table: ct, Token: "h0123456789abcdef0123456789abcdef-2", Row: row("1", "goal")}}})
 	if n := len(st.Rows(t, s, "goals")); n != 1 {
 		t.Fatalf("after deleting one of two identical rows: %d rows", n)
+	}
+}
+
+// storeNewAndHeld applies batches of upserts that alternate between rows
+// new to the table and rows it holds, alone and mixed in one batch (a
+// store may guess which a batch holds from the batch before): every row
+// ends as its last upsert had it, and each batch's position is committed.
+func storeNewAndHeld(t *testing.T, st StoreTarget) {
+	ctx := context.Background()
+	s := st.Open(t, "new_and_held")
+	cols := []event.Column{{Key: "id", Name: "Id", Type: event.TypeNumber}, {Key: "name", Name: "Name", Type: event.TypeString}}
+	table := &consumer.Table{Report: "people", Columns: cols, Key: []string{"id"}}
+	want := map[string]string{}
+	batches := [][]string{
+		{"1", "2", "3"}, // new
+		{"4", "5"},      // new
+		{"2", "6"},      // one held, one new
+		{"7"},           // new
+		{"8", "9", "1"}, // new, and held last
+		{"3", "4"},      // held
+		{"10"},          // new
+		{"11", "10"},    // new, and one held since the batch before
+	}
+	for i, ids := range batches {
+		var changes []consumer.Change
+		if i == 0 {
+			changes = append(changes, consumer.Change{Kind: consumer.ChangeTable, Table: table})
+		}
+		for _, id := range ids {
+			name := fmt.Sprintf("name %s of batch %d", id, i)
+			want[id] = name
+			changes = append(changes, consumer.Change{Kind: consumer.ChangeUpsert, Table: table, Token: id,
+				Row: event.Row{"id": event.NumberValue(id), "name": event.TextValue(name)}})
+		}
+		if err := s.Apply(ctx, &consumer.Batch{Changes: changes, Positions: map[string]uint64{"people": uint64(i + 1)}}); err != nil {
+			t.Fatalf("batch %d (%v): %v", i, ids, err)
+		}
+		pos, err := s.Positions(ctx)
+		if err != nil || pos["people"] != uint64(i+1) {
+			t.Fatalf("after batch %d: positions %v, %v", i, pos, err)
+		}
+		got := map[string]string{}
+		for _, r := range st.Rows(t, s, "people") {
+			got[r["id"].Raw] = r["name"].Raw
+		}
+		if !maps.Equal(got, want) {
+			t.Fatalf("after batch %d (%v): rows %v, want %v", i, ids, got, want)
+		}
 	}
 }
 
