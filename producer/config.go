@@ -34,8 +34,8 @@ type Config struct {
 	MaxBytes int64
 	// Reports to poll.
 	Reports []ReportConfig
-	// MaxInFlight bounds unacknowledged publishes (events and snapshot
-	// writes); default 4096.
+	// MaxInFlight bounds each report's unacknowledged publishes (events
+	// and snapshot writes); default 4096.
 	MaxInFlight int
 	// CheckpointEvery is how many events a pass publishes between
 	// checkpoints; default 10000.

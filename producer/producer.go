@@ -47,9 +47,14 @@ func New(cfg Config) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("producer metrics: %w", err)
 	}
+	// Each report's publisher bounds its own publishes in flight, waiting
+	// for acknowledgements (up to AckTimeout) when it reaches the bound; a
+	// fenced one adds a batch's commit. The connection's bound is theirs
+	// together, so that no publish is refused because other reports have
+	// theirs in flight, which nats.go does after a 200 ms wait.
 	js, err := jetstream.New(cfg.Conn,
 		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout),
-		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxInFlight+16),
+		jetstream.WithPublishAsyncMaxPending(max(len(cfg.Reports), 1)*(cfg.MaxInFlight+1)+16),
 	)
 	if err != nil {
 		return nil, err
