@@ -1,5 +1,3 @@
-// Command cometstream turns COMET saved reports into a stream of change
-// events on NATS JetStream. Run "cometstream help" for the commands.
 package main
 
 import (
