@@ -3,13 +3,16 @@ package comet
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -560,6 +563,44 @@ func TestNotJSONSaysWhatCameBack(t *testing.T) {
 	r := newRedactor(key)
 	if got := r.head("see /?API_KEY=" + key[:12]); strings.Contains(got, key[:12]) {
 		t.Errorf("head kept a key prefix: %q", got)
+	}
+}
+
+// TestEscapedKeyNotShown: a server that quotes the key HTML-escaped,
+// JSON-escaped or URL-encoded in lower case has it cut out of errors and
+// logs like the key as sent.
+func TestEscapedKeyNotShown(t *testing.T) {
+	const key = `k/ey+Odd=9&x<"'>`
+	jsonStd, _ := json.Marshal(key) // Go's: \u0026, \u003c, \u003e
+	bodies := []struct{ contentType, body string }{
+		{"text/html", "<html>Bad gateway (key " + html.EscapeString(key) + ")</html>"},
+		{"text/html", "<html>key k/ey+Odd=9&#38;x&#60;&#34;&#39;&#62;</html>"},
+		{"application/json", `{"message":"bad key k\/ey+Odd=9&x<\"'>"}`},
+		{"application/json", `{"message":"bad key ` + string(jsonStd[1:len(jsonStd)-1]) + `"}`},
+		{"application/json", `{"message":"bad key ` + strings.ReplaceAll(string(jsonStd[1:len(jsonStd)-1]), "/", `\/`) + `"}`},
+		{"text/plain", "retry /?API_KEY=" + regexp.MustCompile(`%[0-9A-F]{2}`).ReplaceAllStringFunc(url.QueryEscape(key), strings.ToLower)},
+		{"text/plain", "retry /" + url.PathEscape(key) + "/"},
+	}
+	for i, b := range bodies {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", b.contentType)
+			w.WriteHeader(http.StatusBadGateway)
+			fmt.Fprint(w, b.body)
+		}))
+		c, logs := newClient(t, srv.URL, key, nil)
+		_, err := c.FetchPage(context.Background(), 0, 25)
+		srv.Close()
+		if !errors.Is(err, ErrTransient) {
+			t.Fatalf("body %d: error %v, want transient", i, err)
+		}
+		if !strings.Contains(err.Error(), Redacted) {
+			t.Errorf("body %d: error %q does not say where the key was", i, err)
+		}
+		for _, leak := range []string{"Odd=9", "Odd%3d9", "Odd%3D9"} {
+			if strings.Contains(err.Error(), leak) || strings.Contains(logs.String(), leak) {
+				t.Errorf("body %d: the key leaked (%s): %s\n%s", i, leak, err, logs)
+			}
+		}
 	}
 }
 

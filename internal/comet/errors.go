@@ -3,7 +3,11 @@ package comet
 import (
 	"errors"
 	"fmt"
+	"html"
+	"maps"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -59,12 +63,46 @@ func newRedactor(key string) redactor {
 	if key == "" {
 		return redactor{}
 	}
-	set := map[string]bool{key: true, url.QueryEscape(key): true, url.PathEscape(key): true}
+	// The key as a server may echo it: as sent, URL-encoded (with either
+	// case of hex digits), HTML-escaped (an error page quoting its link), or
+	// JSON-escaped (a JSON error quoting it, with "/" written as "\/" by
+	// some encoders and "&", "<", ">" as \u0026… by others).
+	set := map[string]bool{}
+	for _, k := range []string{key, url.QueryEscape(key), url.PathEscape(key)} {
+		set[k], set[lowerHex(k)] = true, true
+	}
+	for k := range maps.Clone(set) {
+		set[html.EscapeString(k)], set[numericEntities(k)] = true, true
+		for _, v := range jsonEscapes(k) {
+			set[v] = true
+		}
+	}
 	r := redactor{}
 	for s := range set {
 		r.secrets = append(r.secrets, s)
 	}
+	// Longest first, so that a form containing another is replaced whole.
+	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
 	return r
+}
+
+// percentHex matches a URL escape.
+var percentHex = regexp.MustCompile(`%[0-9A-F]{2}`)
+
+// lowerHex writes a URL-encoded text's escapes in lower case.
+func lowerHex(s string) string { return percentHex.ReplaceAllStringFunc(s, strings.ToLower) }
+
+// numericEntities writes the characters HTML escapes as numeric entities.
+func numericEntities(s string) string {
+	return strings.NewReplacer("&", "&#38;", "<", "&#60;", ">", "&#62;", `"`, "&#34;", "'", "&#39;").Replace(s)
+}
+
+// jsonEscapes returns s as JSON encoders write it inside a string.
+func jsonEscapes(s string) []string {
+	plain := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
+	htmlSafe := strings.NewReplacer("&", `\u0026`, "<", `\u003c`, ">", `\u003e`).Replace(plain)
+	slash := func(v string) string { return strings.ReplaceAll(v, "/", `\/`) }
+	return []string{plain, htmlSafe, slash(plain), slash(htmlSafe)}
 }
 
 // Redacted is what replaces the API key in any text.
