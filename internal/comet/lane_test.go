@@ -317,7 +317,17 @@ func TestFetchTakesTurns(t *testing.T) {
 	// COMET fails the big pass's requests: its pages in flight retry, and
 	// queue for tokens.
 	tr.failing.Store(true)
-	for i := 0; bigLane.waiting.Load() < 3; i++ {
+	// Retries back off in real time before they queue: each gets a moment
+	// to join the queue before the clock grants the next token.
+	queued := func() bool {
+		for end := time.Now().Add(50 * time.Millisecond); time.Now().Before(end); time.Sleep(time.Millisecond) {
+			if bigLane.waiting.Load() >= 3 {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; !queued(); i++ {
 		if i > 1000 {
 			t.Fatal("the big pass's retries never queued")
 		}
