@@ -50,13 +50,13 @@ func TestParseDefaults(t *testing.T) {
 
 func TestPathParamsTimeout(t *testing.T) {
 	c, err := Parse(strings.NewReader(strings.Replace(strings.Replace(good, "interval: 90s",
-		"interval: 90s\n        path: /data-backend/api/public/areports/run/4711/{page}/{size}/\n        params: {registrationStatus: label.confirmed, season: 2026}", 1),
+		"interval: 90s\n        path: /data-backend/api/public/areports/run/4711/{page}/{size}/\n        params: {registrationStatus: label.confirmed, season: 2026, code: 007}", 1),
 		"base_url: https://comet.faw.cymru/", "base_url: https://comet.faw.cymru/\n    timeout: 120s", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := c.Sources[0].Reports[0]
-	if r.Path != "/data-backend/api/public/areports/run/4711/{page}/{size}/" || r.Params["registrationStatus"] != "label.confirmed" || r.Params["season"] != "2026" {
+	if r.Path != "/data-backend/api/public/areports/run/4711/{page}/{size}/" || r.Params["registrationStatus"] != "label.confirmed" || r.Params["season"] != "2026" || r.Params["code"] != "007" {
 		t.Errorf("report %+v", r)
 	}
 	if c.Sources[0].Timeout != 120*time.Second {
