@@ -18,7 +18,9 @@ type Page struct {
 	TotalSize  int
 	Page       int
 	PageSize   int
-	LastPage   int
+	// LastPage is the last page's number: as COMET gave it, or computed
+	// from totalSize and pageSize when it gave none, or a boolean.
+	LastPage int
 	// Prepared holds what FetchOptions.Prepare computed for the page.
 	Prepared any
 	// Undeclared lists, sorted, the fields rows carried that columnKeys does
@@ -29,6 +31,7 @@ type Page struct {
 	rows     int
 	width    int
 	sizeHint int           // the rows asked for: room for the values is made once
+	lastGiven bool         // lastPage was a number, to be checked
 	values   []event.Value // rows*width cells, row-major, aligned with Columns
 	cells    []CellError   // cells that could not be converted, by row order
 }
@@ -130,7 +133,8 @@ const (
 	hasPage
 	hasPageSize
 	hasLastPage
-	hasAll = hasTypes | hasNames | hasKeys | hasResults | hasTotal | hasPage | hasPageSize | hasLastPage
+	// lastPage is not needed: totalSize and pageSize make it.
+	hasAll = hasTypes | hasNames | hasKeys | hasResults | hasTotal | hasPage | hasPageSize
 )
 
 var fieldNames = []string{"columnTypes", "columnNames", "columnKeys", "results", "totalSize", "page", "pageSize", "lastPage"}
@@ -210,13 +214,19 @@ func decodeEnvelopeWith(s *jsonscan.Scanner, size int) (*Page, int, error) {
 				}
 				err = s.Skip()
 			case "totalSize":
-				p.TotalSize, err = s.Integer()
+				p.TotalSize, err = integer(s)
 			case "page":
-				p.Page, err = s.Integer()
+				p.Page, err = integer(s)
 			case "pageSize":
-				p.PageSize, err = s.Integer()
+				p.PageSize, err = integer(s)
 			case "lastPage":
-				p.LastPage, err = s.Integer()
+				// Some deployments may say whether this is the last page
+				// instead of which page is: only a number is checked.
+				if c := s.Peek(); c == 't' || c == 'f' || c == 'n' {
+					_, err = s.Scalar()
+				} else if p.LastPage, err = integer(s); err == nil {
+					p.lastGiven = true
+				}
 			default:
 				err = s.Skip() // including apiKeyRequestURL and curl: never kept
 			}
@@ -239,7 +249,7 @@ func decodeEnvelopeWith(s *jsonscan.Scanner, size int) (*Page, int, error) {
 	if s.Peek() != 0 {
 		return syntax(s.Errorf("data after the top-level object"))
 	}
-	if seen != hasAll {
+	if seen&hasAll != hasAll {
 		var missing []string
 		for i, n := range fieldNames {
 			if seen&(1<<i) == 0 {
@@ -304,10 +314,26 @@ func (p *Page) validate(page, size int) error {
 	if p.TotalSize < 0 {
 		return fmt.Errorf("totalSize is %d", p.TotalSize)
 	}
-	if want := LastPageOf(p.TotalSize, p.PageSize); p.LastPage != want && !(p.TotalSize == 0 && p.LastPage == -1) {
+	want := LastPageOf(p.TotalSize, p.PageSize)
+	if !p.lastGiven {
+		p.LastPage = want
+	} else if p.LastPage != want && !(p.TotalSize == 0 && p.LastPage == -1) {
 		return fmt.Errorf("lastPage is %d, but totalSize %d at %d a page makes %d", p.LastPage, p.TotalSize, p.PageSize, want)
 	}
 	return nil
+}
+
+// integer reads a page's number field. A JSON value of another kind is
+// an invalid response, not malformed JSON: the body parsed.
+func integer(s *jsonscan.Scanner) (int, error) {
+	if c := s.Peek(); c == '-' || (c >= '0' && c <= '9') {
+		return s.Integer()
+	}
+	v, err := s.Scalar()
+	if err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("a %s, not a number", v.Kind)
 }
 
 // decodeResults reads the results array, converting each row.

@@ -51,6 +51,30 @@ func TestDecodePage(t *testing.T) {
 	}
 }
 
+// TestDecodePageLastPage: lastPage is checked when it is a number, and
+// computed from totalSize and pageSize when it is a boolean, null or
+// missing; the pages of a pass follow it either way.
+func TestDecodePageLastPage(t *testing.T) {
+	rows := `[{"id":1,"born":0},{"id":2,"born":null}]`
+	set := func(k string, v any) func(map[string]any) { return func(m map[string]any) { m[k] = v } }
+	for name, mod := range map[string]func(map[string]any){
+		"number": set("lastPage", 4), "true": set("lastPage", true), "false": set("lastPage", false),
+		"null": set("lastPage", nil), "missing": func(m map[string]any) { delete(m, "lastPage") },
+	} {
+		p, err := DecodePage(page(rows, set("totalSize", 101), mod), 0, 25)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if p.LastPage != 4 {
+			t.Errorf("%s: lastPage %d, want 4 (101 rows at 25 a page)", name, p.LastPage)
+		}
+	}
+	if _, err := DecodePage(page(rows, set("totalSize", 101), set("lastPage", 3)), 0, 25); !errors.Is(err, ErrInvalidResponse) {
+		t.Errorf("a wrong lastPage: %v, want an invalid response", err)
+	}
+}
+
 // page builds a page body from pieces, for the table tests.
 func page(results string, mods ...func(map[string]any)) []byte {
 	m := map[string]any{
@@ -94,6 +118,9 @@ func TestDecodePageRejects(t *testing.T) {
 		{"row not object", page(`[1]`), ErrInvalidResponse, "not an object"},
 		{"results not array", page(`{}`), ErrInvalidResponse, "not an array"},
 		{"total not integer", page(ok, set("totalSize", 1.5)), ErrInvalidResponse, "not an integer"},
+		{"total a boolean", page(ok, set("totalSize", true)), ErrInvalidResponse, `field "totalSize": a boolean, not a number`},
+		{"page a string", page(ok, set("page", "0")), ErrInvalidResponse, `field "page": a string, not a number`},
+		{"page size null", page(ok, set("pageSize", nil)), ErrInvalidResponse, `field "pageSize": a null, not a number`},
 		{"deep", []byte(`{"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`), ErrInvalidResponse, "deeper than 64"},
 	}
 	for _, tt := range tests {
