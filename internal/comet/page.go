@@ -28,12 +28,12 @@ type Page struct {
 	// values are left out of the rows.
 	Undeclared []string
 
-	rows     int
-	width    int
-	sizeHint int           // the rows asked for: room for the values is made once
-	lastGiven bool         // lastPage was a number, to be checked
-	values   []event.Value // rows*width cells, row-major, aligned with Columns
-	cells    []CellError   // cells that could not be converted, by row order
+	rows      int
+	width     int
+	sizeHint  int           // the rows asked for: room for the values is made once
+	lastGiven bool          // lastPage was a number, to be checked
+	values    []event.Value // rows*width cells, row-major, aligned with Columns
+	cells     []CellError   // cells that could not be converted, by row order
 }
 
 // CellError says why one cell could not be converted to its column's type.
