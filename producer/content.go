@@ -2,17 +2,62 @@ package producer
 
 import (
 	"context"
+	"encoding/binary"
 
 	"github.com/cometstream/cometstream/event"
 )
 
 // A content-keyed report (key ["*"]) has no identity but a row's content,
 // so a row that moved into a page already fetched (an insert at the top
-// while a match is live) looks exactly like a second identical row. Such a
-// report therefore publishes a row only when two consecutive consistent
-// passes agree it exists: a pass collects the rows the snapshot lacks, and
-// the next consistent pass, which follows at once, publishes those it has
-// too. Deletes need two consistent passes as for any report.
+// while a match is live) looks exactly like a second identical row, and a
+// row that moved into a page not fetched yet is simply missing. Every count
+// still matches; a pass alone cannot tell. Such a report therefore
+// publishes only what two consecutive consistent passes agree on: a pass
+// collects the rows the snapshot lacks and the rows it misses, and the next
+// consistent pass, which follows at once, publishes the new rows it has too
+// and deletes the rows it misses too.
+//
+// A pass that saw some content more times than the snapshot holds it (a
+// surplus copy) may have seen a row twice that moved, and then missed
+// another; two such passes can each miss the same row while seeing
+// different rows twice (COMET ordering rows that tie on its sort column
+// differently from one request to the next). When either pass of the two
+// has a surplus copy, they agree only if they saw the same rows, every one
+// as many times.
+
+// rowSet is what a pass saw of a content-keyed report's rows, as a
+// multiset: the sum of a mix of each row's token. ok says the pass was
+// consistent, surplus that it saw some content more times than the
+// snapshot holds it.
+type rowSet struct {
+	sum     uint64
+	rows    int
+	ok      bool
+	surplus bool
+}
+
+// add counts one row: its content hash and which copy it is.
+func (s *rowSet) add(h event.Hash, copy int) {
+	x := binary.LittleEndian.Uint64(h[:8]) ^ binary.LittleEndian.Uint64(h[8:]) ^ uint64(copy)*0x9e3779b97f4a7c15
+	// splitmix64's finalizer, so that sums of different rows do not cancel.
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	s.sum += x
+	s.rows++
+}
+
+// agrees reports whether a consistent pass that saw s may settle what it
+// and the pass before, which saw last, agree on: always, unless either saw
+// a surplus copy, and then only when both saw the same rows.
+func (s rowSet) agrees(last rowSet) bool {
+	if !s.surplus && !last.surplus {
+		return s.ok
+	}
+	return s.ok && last.ok && s.sum == last.sum && s.rows == last.rows
+}
 
 // freshRows are content-keyed rows of a pass that the snapshot lacks, their
 // canonical JSON back to back in one buffer.
@@ -31,6 +76,7 @@ type freshRow struct {
 func (ps *pass) contentRow(canonical []byte, h event.Hash) error {
 	r := ps.r
 	ps.content[h]++
+	ps.rowSet.add(h, ps.content[h])
 	token := event.ContentToken(h, ps.content[h])
 	idx, known := r.snap.find(token)
 	if !known {
@@ -45,17 +91,20 @@ func (ps *pass) contentRow(canonical []byte, h event.Hash) error {
 	if e.live {
 		return nil // the token is the content: nothing can have changed
 	}
+	if ps.content[h] > 1 {
+		ps.rowSet.surplus = true
+	}
 	start := len(ps.fresh.buf)
 	ps.fresh.buf = append(ps.fresh.buf, canonical...)
 	ps.fresh.rows = append(ps.fresh.rows, freshRow{idx: idx, start: start, end: len(ps.fresh.buf), hash: h})
 	return nil
 }
 
-// confirmContent publishes the content-keyed rows this pass and the last
-// consistent one agree on, when this pass is consistent, and returns how
+// confirmContent publishes the content-keyed rows new to the snapshot
+// when this pass saw the same rows as the last (agreed), and returns how
 // many new rows wait for the next pass. An inconsistent pass confirms
 // nothing and breaks the chain.
-func (ps *pass) confirmContent(ctx context.Context, consistent bool) (int, error) {
+func (ps *pass) confirmContent(ctx context.Context, consistent, agreed bool) (int, error) {
 	r := ps.r
 	if !consistent {
 		r.pendingCreates = nil
@@ -64,7 +113,7 @@ func (ps *pass) confirmContent(ctx context.Context, consistent bool) (int, error
 	pending := make(map[string]struct{}, len(ps.fresh.rows))
 	for _, f := range ps.fresh.rows {
 		token := r.snap.token(f.idx)
-		if _, ok := r.pendingCreates[token]; !ok {
+		if _, ok := r.pendingCreates[token]; !ok || !agreed {
 			pending[token] = struct{}{}
 			continue
 		}

@@ -11,16 +11,18 @@ import (
 
 // deletes handles the rows missing from a consistent pass: a row missing
 // from the last consistent pass too is deleted, one missing for the first
-// time becomes a suspect. It returns how many deletes are held back and how
-// many suspects wait for the next pass.
-func (ps *pass) deletes(ctx context.Context) (held, unconfirmed int, err error) {
+// time becomes a suspect. With confirm unset (a content-keyed pass that saw
+// other rows than the last) every row missing is a suspect again and none
+// is deleted. It returns how many deletes are held back and how many
+// suspects wait for the next pass.
+func (ps *pass) deletes(ctx context.Context, confirm bool) (held, unconfirmed int, err error) {
 	r := ps.r
 	var missing, confirmed []string
 	for i := range r.snap.entries {
 		if e := &r.snap.entries[i]; e.live && e.seen != ps.n {
 			token := r.snap.token(int32(i))
 			missing = append(missing, token)
-			if _, ok := r.suspects[token]; ok {
+			if _, ok := r.suspects[token]; ok && confirm {
 				confirmed = append(confirmed, token)
 			}
 		}
@@ -28,6 +30,10 @@ func (ps *pass) deletes(ctx context.Context) (held, unconfirmed int, err error) 
 	r.suspects = make(map[string]struct{}, len(missing))
 	for _, t := range missing {
 		r.suspects[t] = struct{}{}
+	}
+	if !confirm {
+		// Nothing is decided: a hold, if any, stands as it was.
+		return r.state.Held, len(missing), nil
 	}
 	unconfirmed = len(missing) - len(confirmed)
 	slices.Sort(confirmed) // a deterministic order for the stream

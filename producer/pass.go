@@ -27,6 +27,7 @@ type pass struct {
 	columns []event.Column // this pass's columns, from its first page
 
 	content map[event.Hash]int // identical rows seen, for content keys
+	rowSet  rowSet             // the rows seen, for content keys
 	// candidates are the rows of keys that repeat, held back until the pass
 	// ends (repeated.go); fresh the content-keyed rows the snapshot lacks,
 	// awaiting the next consistent pass (content.go).
@@ -402,9 +403,16 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 		}
 	}
 	ok := consistent(sum, fetchErr, ps.keyed, ps.duplicates, ps.invalid)
+	// What the pass may settle: for a keyed report a consistent pass's
+	// deletes, confirmed by the suspects of the last; for a content-keyed
+	// one only what it and the last consistent pass agree on (content.go).
+	agreed := ok
 	held, unconfirmed := 0, 0
 	if r.keyer != nil && r.keyer.Content() {
-		n, err := ps.confirmContent(ctx, ok)
+		ps.rowSet.ok = ok
+		agreed = ps.rowSet.agrees(r.lastRows)
+		r.lastRows = ps.rowSet
+		n, err := ps.confirmContent(ctx, ok, agreed)
 		if err != nil {
 			return nil, outcome{}, err
 		}
@@ -413,7 +421,7 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 	if ok {
 		var err error
 		var n int
-		if held, n, err = ps.deletes(ctx); err != nil {
+		if held, n, err = ps.deletes(ctx, agreed); err != nil {
 			return nil, outcome{}, err
 		}
 		unconfirmed += n

@@ -41,6 +41,9 @@ type reporter struct {
 	// pendingCreates are content-keyed rows new in the last consistent
 	// pass; a row is created when the next consistent pass has it too.
 	pendingCreates map[string]struct{}
+	// lastRows is what the last pass of a content-keyed report saw of its
+	// rows (content.go): the next pass publishes only if it saw the same.
+	lastRows rowSet
 	// repeated are the keys seen on several rows of a pass (by index entry),
 	// held back until a pass ends; repeatedDirty says the recorded set is
 	// out of date.

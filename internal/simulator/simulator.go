@@ -310,6 +310,25 @@ func (s *Simulator) Delete(name string, n, at int) error {
 	return nil
 }
 
+// Move moves the row at position from to position to, shifting the rows
+// between: the report holds the same rows, in another order (COMET
+// ordering rows that tie on its sort column differently from one request
+// to the next).
+func (s *Simulator) Move(name string, from, to int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, err := s.report(name)
+	if err != nil {
+		return err
+	}
+	if from < 0 || from >= len(r.rows) || to < 0 || to >= len(r.rows) {
+		return fmt.Errorf("report %q has no row %d or %d", name, from, to)
+	}
+	x := r.rows[from]
+	r.rows = slices.Insert(slices.Delete(r.rows, from, from+1), to, x)
+	return nil
+}
+
 // Truncate removes every row: an emptied or re-filtered report.
 func (s *Simulator) Truncate(name string) error {
 	s.mu.Lock()

@@ -1,0 +1,122 @@
+package producer
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/simulator"
+)
+
+// reorderer serves the simulator with the rows in another order while a
+// pass is read: after page 0 is computed, the row at from moves to to, and
+// after page 1 it moves back. The report never changes; only the order of
+// its rows differs from one request to the next, as when COMET sorts by a
+// column with ties. Requests for later pages wait until page 0 is served,
+// so each page of the pass sees the order meant for it.
+type reorderer struct {
+	e        *env
+	report   string
+	mu       sync.Mutex
+	from, to int           // -1: no move this pass
+	served   chan struct{} // closed once page 0 is served and the rows moved
+}
+
+func newReorderer(e *env, report string) (*reorderer, string) {
+	ro := &reorderer{e: e, report: report, from: -1}
+	e.sim.OnPage(func(_ string, page int) {
+		ro.mu.Lock()
+		defer ro.mu.Unlock()
+		if ro.from < 0 {
+			return
+		}
+		switch page {
+		case 0:
+			if err := e.sim.Move(report, ro.from, ro.to); err != nil {
+				e.t.Error(err)
+			}
+			close(ro.served)
+		case 1:
+			if err := e.sim.Move(report, ro.to, ro.from); err != nil {
+				e.t.Error(err)
+			}
+		}
+	})
+	h := e.sim.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ro.mu.Lock()
+		wait := ro.served
+		ro.mu.Unlock()
+		if wait != nil && !strings.Contains(r.URL.Path, "/run/0/") {
+			<-wait
+		}
+		h.ServeHTTP(w, r)
+	}))
+	e.t.Cleanup(srv.Close)
+	return ro, srv.URL
+}
+
+// pass polls once with the row at from moved to to between pages 0 and 1
+// (from < 0: in order).
+func (ro *reorderer) pass(from, to int) {
+	ro.e.t.Helper()
+	ro.mu.Lock()
+	ro.from, ro.to, ro.served = from, to, nil
+	if from >= 0 {
+		ro.served = make(chan struct{})
+	}
+	ro.mu.Unlock()
+	ro.e.poll(ro.report)
+}
+
+// TestContentKeyedReorderedNeverInvents: a content-keyed report of 8 rows
+// on 2 pages, unchanged, served in a different order on each request. Two
+// consecutive consistent passes each miss the same row, and each sees
+// another row twice: every count matches, so each alone cannot tell. What
+// they agree on is a delete, yet their rows differ: nothing may be
+// published, in those passes or after.
+func TestContentKeyedReorderedNeverInvents(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "events", Kind: "events", Rows: 8})
+	ro, base := newReorderer(e, "events")
+	e.open(e.reportConfig("events", func(rc *ReportConfig) {
+		rc.Key, rc.PageSize, rc.MaxDeleteFraction, rc.Comet.BaseURL = []string{"*"}, 4, 1, base
+	}))
+	ro.pass(-1, 0)
+	ro.pass(-1, 0)
+	if got := len(e.kv("events")); got != 8 {
+		t.Fatalf("initial sync: %d rows in the bucket, want 8", got)
+	}
+	start := e.lastSeq()
+	ro.pass(1, 7) // row 4 missed, row 1 twice
+	ro.pass(2, 7) // row 4 missed, row 2 twice
+	ro.pass(-1, 0)
+	ro.pass(-1, 0)
+	ro.pass(-1, 0)
+	if evs := rowEvents(e.eventsAfter(start)); len(evs) != 0 {
+		for _, ev := range evs {
+			t.Errorf("published %s %s", ev.Type, ev.Event.Subject)
+		}
+	}
+	if got := len(e.kv("events")); got != 8 {
+		t.Errorf("the bucket holds %d rows, want 8", got)
+	}
+	// Real changes still go through: two passes that agree publish them.
+	start = e.lastSeq()
+	if err := e.sim.Delete("events", 1, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.Insert("events", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	ro.pass(-1, 0)
+	ro.pass(-1, 0)
+	if c := count(rowEvents(e.eventsAfter(start))); c[event.TypeDeleted] != 1 || c[event.TypeCreated] != 1 || len(c) != 2 {
+		t.Errorf("a row deleted and one inserted published %v, want one of each", c)
+	}
+	if got := len(e.kv("events")); got != 8 {
+		t.Errorf("the bucket holds %d rows, want 8", got)
+	}
+}
