@@ -56,8 +56,11 @@ func (s rowSet) agrees(last rowSet) bool {
 	if !s.surplus && !last.surplus {
 		return s.ok
 	}
-	return s.ok && last.ok && s.sum == last.sum && s.rows == last.rows
+	return s.same(last)
 }
+
+// same reports whether two consistent passes saw the same rows.
+func (s rowSet) same(o rowSet) bool { return s.ok && o.ok && s.sum == o.sum && s.rows == o.rows }
 
 // freshRows are content-keyed rows of a pass that the snapshot lacks, their
 // canonical JSON back to back in one buffer.

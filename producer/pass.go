@@ -393,7 +393,8 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 	ps.servedSize(sum)
 
 	complete := fetchErr == nil && sum.Complete
-	if err := ps.settle(ctx, complete && sum.TotalSizeStable); err != nil {
+	waiting, err := ps.settle(ctx, complete && sum.TotalSizeStable)
+	if err != nil {
 		return nil, outcome{}, err
 	}
 	if complete && !subset(sortedKeys(ps.undeclared), r.state.Undeclared) {
@@ -407,7 +408,7 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 	// deletes, confirmed by the suspects of the last; for a content-keyed
 	// one only what it and the last consistent pass agree on (content.go).
 	agreed := ok
-	held, unconfirmed := 0, 0
+	held, unconfirmed := 0, waiting
 	if r.keyer != nil && r.keyer.Content() {
 		ps.rowSet.ok = ok
 		agreed = ps.rowSet.agrees(r.lastRows)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // reorderer serves the simulator with the rows in another order while a
@@ -118,5 +119,84 @@ func TestContentKeyedReorderedNeverInvents(t *testing.T) {
 	}
 	if got := len(e.kv("events")); got != 8 {
 		t.Errorf("the bucket holds %d rows, want 8", got)
+	}
+}
+
+// TestRepeatedKeyReorderedNeverFlips: a report keyed by personId holds one
+// key on two rows, the one that stands for it on page 1 and the other on
+// page 0. A pass in which COMET serves the rows in another order misses the
+// standing row and sees the other twice; it must not replace the standing
+// row, and the passes after must publish nothing either. A real change to
+// a row of the key is then published once.
+func TestRepeatedKeyReorderedNeverFlips(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 8})
+	e.shapes("persons", simulator.Shapes{RepeatKeys: 1})
+	twins := func() (lo, hi int) {
+		lo = -1
+		for i, row := range e.sim.Rows("persons") {
+			if testenv.Token(row, []string{"personId"}) == e.sim.RepeatedKeys("persons")[0] {
+				if lo < 0 {
+					lo = i
+				} else {
+					hi = i
+				}
+			}
+		}
+		return lo, hi
+	}
+	// The twins at positions 3 (page 0) and 4 (page 1), the standing one
+	// at 4.
+	lo, _ := twins()
+	if err := e.sim.Move("persons", lo, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, hi := twins(); hi != 4 {
+		if err := e.sim.Move("persons", hi, 4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := e.sim.Rows("persons")
+	if testenv.Canonical(rows[3]) > testenv.Canonical(rows[4]) {
+		if err := e.sim.Move("persons", 4, 3); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lo, hi := twins(); lo != 3 || hi != 4 {
+		t.Fatalf("twins at %d and %d, want 3 and 4", lo, hi)
+	}
+	ro, base := newReorderer(e, "persons")
+	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize, rc.Comet.BaseURL = 4, base }))
+	ro.pass(-1, 0)
+	ro.pass(-1, 0)
+	want := standing(e.sim, "persons")
+	if d := testenv.Diff(e.kv("persons"), want); d != "" {
+		t.Fatalf("initial sync:\n%s", d)
+	}
+	start := e.lastSeq()
+	ro.pass(4, 0) // the standing twin missed, the other seen twice
+	ro.pass(-1, 0)
+	ro.pass(4, 0)
+	ro.pass(-1, 0)
+	ro.pass(-1, 0)
+	if evs := rowEvents(e.eventsAfter(start)); len(evs) != 0 {
+		for _, ev := range evs {
+			t.Errorf("published %s %s", ev.Type, ev.Event.Subject)
+		}
+	}
+	if d := testenv.Diff(e.kv("persons"), want); d != "" {
+		t.Errorf("after the reordered passes:\n%s", d)
+	}
+	// A real change to the standing row goes through, once.
+	if err := e.sim.UpdateAt("persons", 4); err != nil {
+		t.Fatal(err)
+	}
+	start = e.lastSeq()
+	ro.pass(-1, 0)
+	ro.pass(-1, 0)
+	if c := count(rowEvents(e.eventsAfter(start))); c[event.TypeUpdated] != 1 || len(c) != 1 {
+		t.Errorf("a change to the standing row published %v, want one update", c)
+	}
+	if d := testenv.Diff(e.kv("persons"), standing(e.sim, "persons")); d != "" {
+		t.Errorf("after the change:\n%s", d)
 	}
 }

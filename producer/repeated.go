@@ -24,8 +24,20 @@ import (
 // A pass cannot know a key repeats until its second row arrives, by when the
 // first was diffed like any row: the pass that reveals a repeated key may
 // publish one update for it. The keys seen repeated are remembered (in the
-// state bucket, under RepeatedKeysKey), so later passes hold all their rows
-// back until the pass ends and publish only real changes.
+// state bucket, under RepeatedKeysKey) for as long as they exist, even
+// through passes that see them on one row, so later passes hold all their
+// rows back until the pass ends and publish only real changes.
+//
+// Even a pass that fetched every page with totalSize unchanged can miss one
+// of a key's rows: the row moved into a page already fetched, and another
+// row was seen twice in its place (COMET ordering rows that tie on its sort
+// column differently from one request to the next). Moving rows adds no
+// content, so a pass that saw as many different rows of a key as the pass
+// that last settled it saw exactly that key's rows, or real changes to
+// them, and settles it at once. One that saw fewer or more (a row missed,
+// a row seen twice, a row added or removed for real) settles it only when
+// the pass before saw the same rows of it, and is followed at once by a
+// pass that can agree.
 
 // candidate is what a pass has seen of a key that repeats: how many rows,
 // and the one that stands for the key so far.
@@ -34,9 +46,28 @@ type candidate struct {
 	best []byte // canonical JSON
 	vals []event.Value
 	hash event.Hash
+	// seen are the different rows seen, by hash.
+	seen []event.Hash
 	// inline: the key's first row was diffed as it arrived (the key was not
 	// known to repeat), so the snapshot holds it, or soon will.
 	inline bool
+}
+
+// keyRows is what passes saw of a repeated key's rows: how many different
+// rows the pass that last settled it saw, and which ones the last pass saw.
+type keyRows struct {
+	settled int
+	last    rowSet
+}
+
+// rowsSeen is the set of different rows a pass saw of the key.
+func (c *candidate) rowsSeen() rowSet {
+	var s rowSet
+	for _, h := range c.seen {
+		s.add(h, 1)
+	}
+	s.ok = true
+	return s
 }
 
 // isRepeated reports whether a key is known to repeat.
@@ -56,9 +87,17 @@ func (ps *pass) candidate(idx int32, vals []event.Value, canonical []byte, h eve
 	c := ps.candidates[idx]
 	if c == nil {
 		c = &candidate{inline: inline}
+		if inline {
+			// The key's first row, diffed as it arrived, is what the
+			// snapshot holds now.
+			c.seen = append(c.seen, ps.r.snap.entries[idx].hash)
+		}
 		ps.candidates[idx] = c
 	}
 	c.rows++
+	if !slices.Contains(c.seen, h) {
+		c.seen = append(c.seen, h)
+	}
 	if c.best == nil || bytes.Compare(canonical, c.best) > 0 {
 		// Copied: the page that holds them is not kept.
 		c.best, c.hash = slices.Clone(canonical), h
@@ -70,25 +109,29 @@ func (ps *pass) candidate(idx int32, vals []event.Value, canonical []byte, h eve
 }
 
 // settle publishes what the held-back keys come to, when every row of the
-// pass arrived (complete) and nothing moved between pages; otherwise it only
-// remembers the keys newly seen repeated, for the next pass.
-func (ps *pass) settle(ctx context.Context, complete bool) error {
+// pass arrived with totalSize unchanged (complete) and the pass can be
+// trusted with the key; otherwise it only remembers the keys newly seen
+// repeated, for the next pass. It returns how many keys with a change wait
+// for a pass that agrees.
+func (ps *pass) settle(ctx context.Context, complete bool) (int, error) {
 	r := ps.r
 	if !complete {
 		for idx, c := range ps.candidates {
 			if c.rows > 1 || c.inline {
 				r.markRepeated(idx, true)
 			}
+			r.keyRows[idx] = keyRows{settled: r.keyRows[idx].settled}
 		}
-		return nil
+		return 0, nil
 	}
 	if len(ps.candidates) > 0 {
 		// The first rows of keys revealed this pass must be in the snapshot
 		// before they are compared.
 		if err := ps.pub.flush(ctx); err != nil {
-			return err
+			return 0, err
 		}
 	}
+	waiting := 0
 	order := make([]int32, 0, len(ps.candidates))
 	for idx := range ps.candidates {
 		order = append(order, idx)
@@ -100,28 +143,42 @@ func (ps *pass) settle(ctx context.Context, complete bool) error {
 		if c.inline && e.live {
 			cur, err := r.snap.get(ctx, r.snap.token(idx))
 			if err != nil {
-				return err
+				return 0, err
 			}
 			if bytes.Compare(cur, c.best) >= 0 {
 				c.best, c.hash = nil, e.hash // the first row stands
 			}
 		}
-		// A key counts as repeated while a pass sees it on several rows.
-		r.markRepeated(idx, c.rows > 1 || c.inline)
-		if c.best == nil || (e.live && e.hash == c.hash) {
+		if c.rows > 1 || c.inline {
+			r.markRepeated(idx, true)
+		}
+		seen, known := c.rowsSeen(), r.keyRows[idx]
+		// A key revealed this pass has no history to hold it to.
+		trusted := c.inline || (known.settled > 0 && len(c.seen) == known.settled) || seen.same(known.last)
+		changed := c.best != nil && !(e.live && e.hash == c.hash)
+		if !trusted {
+			r.keyRows[idx] = keyRows{settled: known.settled, last: seen}
+			if changed {
+				waiting++
+			}
+			continue
+		}
+		r.keyRows[idx] = keyRows{settled: len(c.seen), last: seen}
+		if !changed {
 			continue
 		}
 		if err := ps.publishRow(ctx, idx, c.vals, c.best, c.hash); err != nil {
-			return err
+			return 0, err
 		}
 	}
-	// Keys once repeated that this pass did not see at all.
+	// Keys once repeated and deleted since.
 	for idx := range r.repeated {
-		if r.snap.entries[idx].seen != ps.n {
+		if !r.snap.entries[idx].live {
 			r.markRepeated(idx, false)
+			delete(r.keyRows, idx)
 		}
 	}
-	return nil
+	return waiting, nil
 }
 
 func (r *reporter) markRepeated(idx int32, on bool) {
@@ -180,7 +237,7 @@ func (r *reporter) saveRepeated(ctx context.Context) error {
 
 // loadRepeated reads the keys seen repeated into the index.
 func (r *reporter) loadRepeated(ctx context.Context) error {
-	r.repeated, r.repeatedDirty = map[int32]struct{}{}, false
+	r.repeated, r.repeatedDirty, r.keyRows = map[int32]struct{}{}, false, map[int32]keyRows{}
 	e, err := r.p.state.Get(ctx, event.RepeatedKeysKey(r.cfg.Name))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil

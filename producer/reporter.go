@@ -49,6 +49,9 @@ type reporter struct {
 	// out of date.
 	repeated      map[int32]struct{}
 	repeatedDirty bool
+	// keyRows is what the last passes saw of each repeated key's rows
+	// (repeated.go); a restart forgets it.
+	keyRows map[int32]keyRows
 	pass          uint32
 	// recovered says the index and state reflect the stream; cleared by
 	// any failure to publish.
@@ -108,7 +111,7 @@ func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
 		source:   "comet://" + u.Host + "/" + cfg.Name,
 		snap:     newSnapshot(p.snaps[cfg.Name], event.BucketName(p.cfg.Prefix, cfg.Name)),
 		suspects: map[string]struct{}{},
-		repeated: map[int32]struct{}{},
+		repeated: map[int32]struct{}{}, keyRows: map[int32]keyRows{},
 	}
 	return r, nil
 }
