@@ -52,7 +52,7 @@ type reporter struct {
 	// keyRows is what the last passes saw of each repeated key's rows
 	// (repeated.go); a restart forgets it.
 	keyRows map[int32]keyRows
-	pass          uint32
+	pass    uint32
 	// recovered says the index and state reflect the stream; cleared by
 	// any failure to publish.
 	recovered bool
