@@ -34,6 +34,9 @@ type pass struct {
 	candidates map[int32]*candidate
 	fresh      freshRows
 	undeclared map[string]struct{}
+	// probing: page 0 declared columns other than the report's, not seen
+	// on every page of a pass yet; the pass only reads its pages.
+	probing bool
 
 	created, updated, deleted int
 	invalid, duplicates       int
@@ -135,11 +138,21 @@ func (ps *pass) page(ctx context.Context, p *comet.Page) error {
 	r := ps.r
 	if ps.columns == nil {
 		ps.columns = p.Columns
-		if err := ps.schema(ctx, p.Columns, p.Undeclared); err != nil {
+		if r.state.Columns != nil && !slices.Equal(r.state.Columns, p.Columns) && !slices.Equal(r.confirmedColumns, p.Columns) {
+			// New columns are published once a whole pass has them, so
+			// that one page declaring them (a deployment mid-upgrade, a
+			// faulty node) cannot publish a schema and rows in it that the
+			// next pass takes back.
+			ps.probing = true
+			r.log.Info("the report's columns changed on page 0: reading every page before publishing them", "sync", ps.sync)
+		} else if err := ps.schema(ctx, p.Columns, p.Undeclared); err != nil {
 			return err
 		}
 	} else if !slices.Equal(ps.columns, p.Columns) {
 		return ErrColumnsChanged
+	}
+	if ps.probing {
+		return nil
 	}
 	for _, f := range p.Undeclared {
 		if ps.undeclared == nil {
@@ -223,7 +236,7 @@ func (ps *pass) publishSchema(ctx context.Context, cols []event.Column, undeclar
 		return err
 	}
 	r.log.Info("report schema", "columns", len(cols), "changed", r.state.Columns != nil, "undeclared", undeclared)
-	r.state.Columns, r.state.Undeclared = slices.Clone(cols), undeclared
+	r.state.Columns, r.state.Undeclared, r.confirmedColumns = slices.Clone(cols), undeclared, nil
 	return ps.checkpoint(ctx)
 }
 
@@ -393,6 +406,9 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 	ps.servedSize(sum)
 
 	complete := fetchErr == nil && sum.Complete
+	if ps.probing {
+		return ps.probed(ctx, sum, fetchErr, complete)
+	}
 	waiting, err := ps.settle(ctx, complete && sum.TotalSizeStable)
 	if err != nil {
 		return nil, outcome{}, err
@@ -435,6 +451,26 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 	r.confirmSoon = unconfirmed > 0 && !r.confirming
 	ps.explainCells()
 
+	return ps.receipt(ctx, sum, fetchErr, ok, held)
+}
+
+// probed ends a pass that only read its pages, page 0 having declared new
+// columns: when every page declared them, the next pass, at once, publishes
+// them and diffs the rows in them. It publishes the receipt, and nothing
+// else: no row was diffed, so none is missing.
+func (ps *pass) probed(ctx context.Context, sum comet.Summary, fetchErr error, complete bool) (*event.Synced, outcome, error) {
+	r := ps.r
+	if complete && sum.TotalSizeStable {
+		r.confirmedColumns, r.confirmSoon = slices.Clone(ps.columns), true
+		r.log.Info("every page has the new columns: the next pass publishes them", "sync", ps.sync)
+	}
+	return ps.receipt(ctx, sum, fetchErr, false, 0)
+}
+
+// receipt publishes the pass's receipt and says how it ended.
+func (ps *pass) receipt(ctx context.Context, sum comet.Summary, fetchErr error, ok bool, held int) (*event.Synced, outcome, error) {
+	r := ps.r
+	name := r.cfg.Name
 	finished := r.p.cfg.Now()
 	receipt := &event.Synced{
 		Report: name, Sync: ps.sync, Started: ps.started.UTC(), Finished: finished.UTC(),

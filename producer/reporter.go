@@ -49,6 +49,9 @@ type reporter struct {
 	// out of date.
 	repeated      map[int32]struct{}
 	repeatedDirty bool
+	// confirmedColumns are new columns a pass saw on every page, which the
+	// next pass publishes; nil once published.
+	confirmedColumns []event.Column
 	// keyRows is what the last passes saw of each repeated key's rows
 	// (repeated.go); a restart forgets it.
 	keyRows map[int32]keyRows
