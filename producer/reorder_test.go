@@ -199,4 +199,30 @@ func TestRepeatedKeyReorderedNeverFlips(t *testing.T) {
 	if d := testenv.Diff(e.kv("persons"), standing(e.sim, "persons")); d != "" {
 		t.Errorf("after the change:\n%s", d)
 	}
+	// The key's other row deleted: three passes that see the key on one
+	// row forget it as repeated, and publish nothing (its row stands).
+	other := 3
+	if rows := e.sim.Rows("persons"); testenv.Canonical(rows[3]) > testenv.Canonical(rows[4]) {
+		other = 4
+	}
+	if err := e.sim.Delete("persons", 1, other); err != nil {
+		t.Fatal(err)
+	}
+	start = e.lastSeq()
+	for i := range forgetAfter {
+		if len(e.p.reports["persons"].repeated) != 1 {
+			t.Fatalf("after %d passes on one row the key is no longer known to repeat", i)
+		}
+		ro.pass(-1, 0)
+	}
+	if n := len(e.p.reports["persons"].repeated); n != 0 {
+		t.Errorf("%d keys still known to repeat after %d passes saw the key on one row", n, forgetAfter)
+	}
+	ro.pass(-1, 0)
+	if evs := rowEvents(e.eventsAfter(start)); len(evs) != 0 {
+		t.Errorf("a key that stopped repeating published %v", count(evs))
+	}
+	if d := testenv.Diff(e.kv("persons"), standing(e.sim, "persons")); d != "" {
+		t.Errorf("after the key stopped repeating:\n%s", d)
+	}
 }

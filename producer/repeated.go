@@ -24,9 +24,10 @@ import (
 // A pass cannot know a key repeats until its second row arrives, by when the
 // first was diffed like any row: the pass that reveals a repeated key may
 // publish one update for it. The keys seen repeated are remembered (in the
-// state bucket, under RepeatedKeysKey) for as long as they exist, even
-// through passes that see them on one row, so later passes hold all their
-// rows back until the pass ends and publish only real changes.
+// state bucket, under RepeatedKeysKey) until they are deleted, or three
+// passes in a row have seen them on one row (one pass may have missed a
+// row), so later passes hold all their rows back until the pass ends and
+// publish only real changes.
 //
 // Even a pass that fetched every page with totalSize unchanged can miss one
 // of a key's rows: the row moved into a page already fetched, and another
@@ -58,7 +59,14 @@ type candidate struct {
 type keyRows struct {
 	settled int
 	last    rowSet
+	// single counts the passes in a row that saw the key on one row.
+	single int
 }
+
+// forgetAfter is how many passes in a row must see a repeated key on one
+// row before it is no longer held back: one pass alone may have missed
+// its other rows.
+const forgetAfter = 3
 
 // rowsSeen is the set of different rows a pass saw of the key.
 func (c *candidate) rowsSeen() rowSet {
@@ -153,17 +161,25 @@ func (ps *pass) settle(ctx context.Context, complete bool) (int, error) {
 			r.markRepeated(idx, true)
 		}
 		seen, known := c.rowsSeen(), r.keyRows[idx]
+		single := 0
+		if c.rows == 1 && !c.inline {
+			single = known.single + 1
+		}
 		// A key revealed this pass has no history to hold it to.
 		trusted := c.inline || (known.settled > 0 && len(c.seen) == known.settled) || seen.same(known.last)
 		changed := c.best != nil && !(e.live && e.hash == c.hash)
 		if !trusted {
-			r.keyRows[idx] = keyRows{settled: known.settled, last: seen}
+			r.keyRows[idx] = keyRows{settled: known.settled, last: seen, single: single}
 			if changed {
 				waiting++
 			}
 			continue
 		}
-		r.keyRows[idx] = keyRows{settled: len(c.seen), last: seen}
+		r.keyRows[idx] = keyRows{settled: len(c.seen), last: seen, single: single}
+		if single >= forgetAfter {
+			r.markRepeated(idx, false)
+			delete(r.keyRows, idx)
+		}
 		if !changed {
 			continue
 		}
