@@ -82,6 +82,8 @@ func newReporter(p *Producer, cfg ReportConfig) (*reporter, error) {
 		p.m.userLimit.WithLabelValues(user).Set(cc.Limiter.Limit())
 	}
 	p.m.stalled.WithLabelValues(cfg.Name).Set(0)
+	// Counters a rule takes a rate of exist from the start, at 0.
+	p.m.overruns.WithLabelValues(cfg.Name)
 	var r *reporter
 	cc.Gate = func() error {
 		if r.gate != nil {

@@ -52,7 +52,8 @@ func TestProduceThenStatus(t *testing.T) {
 	}
 	code, metrics := get("/metrics")
 	for _, want := range []string{`cometstream_passes_total{report="persons",result="consistent"}`, `cometstream_events_total{op="created",report="fees"} 20`, "cometstream_snapshot_rows", "cometstream_pass_duration_seconds_bucket",
-		`cometstream_user_requests_total{user="sim/default"}`, `cometstream_user_rate_limit{user="sim/default"} 200`, `cometstream_report_stalled{report="persons"} 0`} {
+		`cometstream_user_requests_total{user="sim/default"}`, `cometstream_user_rate_limit{user="sim/default"} 200`, `cometstream_report_stalled{report="persons"} 0`,
+		`cometstream_pass_overruns_total{report="fees"} 0`} {
 		if code != 200 || !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
