@@ -59,11 +59,12 @@ func commands() []command {
 }
 
 func run(ctx context.Context, args []string) error {
-	if len(args) == 0 || isHelp(args[0]) {
+	if len(args) == 0 {
 		printUsage(os.Stderr)
-		if len(args) == 0 {
-			return usagef("no command given")
-		}
+		return usagef("no command given")
+	}
+	if isHelp(args[0]) {
+		printUsage(os.Stdout) // asked for: the command's result
 		return errHelp
 	}
 	if args[0] == "--version" {
@@ -93,19 +94,54 @@ func newFlags(name string) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args, turning flag errors into usage errors.
+// parseFlags parses args, turning flag errors into usage errors. Help
+// asked for is the command's result, on standard output; a flag error's
+// usage goes to standard error.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return &usageError{err: err}
+	if err := parse(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		// main says "cometstream: " already.
 		return usagef("%s: unexpected argument %q", strings.TrimPrefix(fs.Name(), "cometstream "), fs.Arg(0))
 	}
 	return nil
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if isHelp(a) && a != "help" {
+			fs.SetOutput(os.Stdout)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelp
+		}
+		return &usageError{err: err}
+	}
+	return nil
+}
+
+// parseValues is parseFlags for a command that takes values: flags may
+// come before, between or after them, up to "--", after which everything
+// is a value (a value starting with "-" goes there). It returns the
+// values in order.
+func parseValues(fs *flag.FlagSet, args []string) ([]string, error) {
+	var values []string
+	for {
+		if err := parse(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if used := len(args) - len(rest); len(rest) == 0 || (used > 0 && args[used-1] == "--") {
+			return append(values, rest...), nil
+		}
+		values, args = append(values, rest[0]), rest[1:]
+	}
 }
 
 // isHelp reports whether a command's first argument asks for its help.

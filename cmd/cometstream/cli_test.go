@@ -177,3 +177,26 @@ func readSQLite(t *testing.T, path, table string) []map[string]any {
 	}
 	return testenv.SQLRows(t, rows)
 }
+
+// TestHelpOnStdout: help asked for is the command's result, on standard
+// output, with nothing on standard error; a usage error's help goes to
+// standard error.
+func TestHelpOnStdout(t *testing.T) {
+	for _, args := range [][]string{
+		{"help"}, {"--help"}, {"-h"}, {"produce", "--help"}, {"sink", "--help"}, {"sink", "sqlite", "--help"},
+		{"sink", "webhook", "--help"}, {"verify", "--help"}, {"key", "--help"}, {"health", "-h"}, {"status", "--help"},
+	} {
+		cmd := exec.Command(testenv.Binary(t), args...)
+		var stdout, stderr strings.Builder
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil || !strings.Contains(strings.ToLower(stdout.String()), "usage") || stderr.Len() != 0 {
+			t.Errorf("%q: %v, stdout %d bytes, stderr %q", args, err, stdout.Len(), stderr.String())
+		}
+	}
+	cmd := exec.Command(testenv.Binary(t), "produce", "--no-such-flag")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err == nil || stdout.Len() != 0 || !strings.Contains(stderr.String(), "no-such-flag") {
+		t.Errorf("a usage error: %v, stdout %q, stderr %q", err, stdout.String(), stderr.String())
+	}
+}

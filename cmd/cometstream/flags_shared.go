@@ -68,7 +68,7 @@ func (s subcommands) dispatch(ctx context.Context, args []string) error {
 		return usagef("%s", s.need)
 	}
 	if isHelp(args[0]) {
-		fmt.Fprintln(os.Stderr, s.usage)
+		fmt.Fprintln(os.Stdout, s.usage)
 		return errHelp
 	}
 	if run, ok := s.run[args[0]]; ok {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -21,7 +20,7 @@ Prints the row key token of a row's key values (in the order of the report's key
 text: NUMBER as received, DATE as YYYY-MM-DD, DATETIME as RFC 3339), with the subject and the
 bucket key it appears under, for nats kv get and nats sub. --decode prints the values of a token
 (or of a row subject). With --config, the report's key columns name the values and their number
-is checked. A value starting with "-" goes after "--".`
+is checked. Flags may follow the values; a value starting with "-" goes after "--".`
 
 func runKey(_ context.Context, args []string) error {
 	fs := newFlags("key")
@@ -34,13 +33,10 @@ func runKey(_ context.Context, args []string) error {
 	path := fs.String("config", "", "producer configuration: names the key columns and checks their number")
 	prefix := fs.String("prefix", config.DefaultSubjectPrefix, "subject prefix; with --config, the configuration's unless given")
 	quiet := fs.Bool("quiet", false, "print only the token (or, with --decode, only the values, one a line)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelp
-		}
-		return &usageError{err: err}
+	values, err := parseValues(fs, args)
+	if err != nil {
+		return err
 	}
-	values := fs.Args()
 	if *report != "" && !event.NameRE.MatchString(*report) {
 		return usagef("--report: %q is not a report name (%s)", *report, event.NameRE)
 	}

@@ -8,6 +8,24 @@ import (
 	"testing"
 )
 
+// TestKeyFlagsAfterValues: a flag after the values is a flag, not a
+// value; after "--" everything is a value.
+func TestKeyFlagsAfterValues(t *testing.T) {
+	for _, tc := range []struct {
+		args  []string
+		token string
+	}{
+		{[]string{"--report", "fees", "FEE 2026/000000 A", "--quiet"}, "=" + base64.RawURLEncoding.EncodeToString([]byte("FEE 2026/000000 A"))},
+		{[]string{"9001", "--report", "events", "45", "--quiet"}, "9001/45"},
+		{[]string{"--report", "fees", "--quiet", "--", "--quiet"}, "--quiet"},
+	} {
+		status, out := runBin(t, nil, append([]string{"key"}, tc.args...)...)
+		if got := strings.TrimSuffix(out, "\n"); status != 0 || got != tc.token {
+			t.Errorf("key %q: exit %d, printed %q, want only %q", tc.args, status, out, tc.token)
+		}
+	}
+}
+
 // TestKeyRoundTrips encodes key values as the producer writes tokens and
 // decodes them back, through the binary, for values that need encoding
 // and composite keys; the subject and bucket forms are printed alongside.
