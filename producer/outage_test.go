@@ -42,7 +42,7 @@ func TestStateSaveSaysWhy(t *testing.T) {
 	r := e.p.reports["persons"]
 	r.state.Pages++
 	err = r.saveState(ctx)
-	if err == nil || !strings.Contains(err.Error(), "save state of persons: NATS is unreachable: ") || strings.Contains(err.Error(), "another producer") {
+	if err == nil || !strings.Contains(err.Error(), "save state of persons: NATS is unreachable ("+e.srv.ClientURL()+"): ") || strings.Contains(err.Error(), "another producer") {
 		t.Errorf("a NATS outage: %v; want it called one, and no other producer blamed", err)
 	}
 }
@@ -57,8 +57,13 @@ func TestPublishOutageSaysWhy(t *testing.T) {
 	testenv.WaitFor(t, "the connection to notice the outage", func() bool { return !e.nc.IsConnected() })
 	e.sim.Update("persons", 50)
 	_, err := e.p.Poll(context.Background(), "persons")
-	if err == nil || !strings.Contains(err.Error(), "NATS is unreachable") {
-		t.Errorf("a pass during a NATS outage: %v; want it to say NATS is unreachable", err)
+	if err == nil || !strings.Contains(err.Error(), "NATS is unreachable ("+e.srv.ClientURL()+")") {
+		t.Errorf("a pass during a NATS outage: %v; want it to say NATS is unreachable, and which", err)
+	}
+	// The next pass fails reading the report's state first: that too.
+	_, err = e.p.Poll(context.Background(), "persons")
+	if err == nil || !strings.Contains(err.Error(), "NATS is unreachable ("+e.srv.ClientURL()+")") {
+		t.Errorf("the next pass during a NATS outage: %v; want it to say NATS is unreachable, and which", err)
 	}
 }
 

@@ -133,7 +133,8 @@ func (p *Producer) Poll(ctx context.Context, report string) (*event.Synced, erro
 	mu := p.locks[report]
 	mu.Lock()
 	defer mu.Unlock()
-	return r.poll(ctx)
+	s, err := r.poll(ctx)
+	return s, natsDown(p.cfg.Conn, err)
 }
 
 // Run polls every report on its interval until ctx ends, then finishes or

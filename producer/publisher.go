@@ -102,8 +102,8 @@ func (p *publisher) Err() error { return p.err }
 
 func (p *publisher) fail(err error) error {
 	if p.err == nil {
-		if natsUnreachable(p.js.Conn(), err) && !errors.Is(err, ErrFenced) {
-			err = fmt.Errorf("NATS is unreachable: %w", err)
+		if !errors.Is(err, ErrFenced) {
+			err = natsDown(p.js.Conn(), err)
 		}
 		p.err = err
 	}

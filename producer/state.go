@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -66,7 +68,7 @@ func (r *reporter) whySaveFailed(err error) string {
 	case errors.Is(err, jetstream.ErrKeyExists):
 		return "the record changed behind this producer's back (another producer polling the same report?)"
 	case natsUnreachable(r.p.cfg.Conn, err), errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return "NATS is unreachable"
+		return "NATS is unreachable (" + serverURL(r.p.cfg.Conn) + ")"
 	}
 	return ""
 }
@@ -77,4 +79,29 @@ func (r *reporter) whySaveFailed(err error) string {
 // exceeded"), which says nothing of the cause to an operator.
 func natsUnreachable(nc *nats.Conn, err error) bool {
 	return !nc.IsConnected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed)
+}
+
+// natsDown returns err saying that NATS is unreachable, and which server,
+// when it comes of the connection being down and does not say so yet.
+func natsDown(nc *nats.Conn, err error) error {
+	if err == nil || !natsUnreachable(nc, err) || strings.Contains(err.Error(), "NATS is unreachable") {
+		return err
+	}
+	return fmt.Errorf("NATS is unreachable (%s): %w", serverURL(nc), err)
+}
+
+// serverURL names the server the connection was made to, password hidden.
+func serverURL(nc *nats.Conn) string {
+	raw := nc.Opts.Url
+	if raw == "" && len(nc.Opts.Servers) > 0 {
+		raw = strings.Join(nc.Opts.Servers, ",")
+	}
+	var out []string
+	for _, s := range strings.Split(raw, ",") {
+		if u, err := url.Parse(strings.TrimSpace(s)); err == nil && u.Host != "" {
+			s = u.Redacted()
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ",")
 }
