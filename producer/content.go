@@ -22,8 +22,11 @@ import (
 // another; two such passes can each miss the same row while seeing
 // different rows twice (COMET ordering rows that tie on its sort column
 // differently from one request to the next). When either pass of the two
-// has a surplus copy, they agree only if they saw the same rows, every one
-// as many times.
+// has a surplus copy, the doubtful decisions, the surplus copies and the
+// deletes, need them to have seen the same rows, every one as many times;
+// rows of content new to the snapshot go in as for any pair of passes.
+// Two passes that misread in exactly the same way still agree: the rule
+// makes a wrong decision need two identical misreadings in a row, not one.
 
 // rowSet is what a pass saw of a content-keyed report's rows, as a
 // multiset: the sum of a mix of each row's token. ok says the pass was
@@ -73,6 +76,7 @@ type freshRow struct {
 	idx        int32
 	start, end int
 	hash       event.Hash
+	copy       int // 1 for the first row of its content in the pass
 }
 
 // contentRow takes one row of a content-keyed report.
@@ -99,14 +103,17 @@ func (ps *pass) contentRow(canonical []byte, h event.Hash) error {
 	}
 	start := len(ps.fresh.buf)
 	ps.fresh.buf = append(ps.fresh.buf, canonical...)
-	ps.fresh.rows = append(ps.fresh.rows, freshRow{idx: idx, start: start, end: len(ps.fresh.buf), hash: h})
+	ps.fresh.rows = append(ps.fresh.rows, freshRow{idx: idx, start: start, end: len(ps.fresh.buf), hash: h, copy: ps.content[h]})
 	return nil
 }
 
 // confirmContent publishes the content-keyed rows new to the snapshot
-// when this pass saw the same rows as the last (agreed), and returns how
-// many new rows wait for the next pass. An inconsistent pass confirms
-// nothing and breaks the chain.
+// that this pass and the last consistent one both saw, and returns how many
+// new rows wait for the next pass. A row whose content the snapshot lacks
+// altogether (the first copy of its content) cannot come of rows moving,
+// and two such passes are enough; a further copy of content the snapshot
+// holds also needs the two passes to have seen the same rows (agreed). An
+// inconsistent pass confirms nothing and breaks the chain.
 func (ps *pass) confirmContent(ctx context.Context, consistent, agreed bool) (int, error) {
 	r := ps.r
 	if !consistent {
@@ -116,7 +123,7 @@ func (ps *pass) confirmContent(ctx context.Context, consistent, agreed bool) (in
 	pending := make(map[string]struct{}, len(ps.fresh.rows))
 	for _, f := range ps.fresh.rows {
 		token := r.snap.token(f.idx)
-		if _, ok := r.pendingCreates[token]; !ok || !agreed {
+		if _, ok := r.pendingCreates[token]; !ok || (!agreed && f.copy > 1) {
 			pending[token] = struct{}{}
 			continue
 		}

@@ -138,7 +138,10 @@ func (ps *pass) page(ctx context.Context, p *comet.Page) error {
 	r := ps.r
 	if ps.columns == nil {
 		ps.columns = p.Columns
-		if r.state.Columns != nil && !slices.Equal(r.state.Columns, p.Columns) && !slices.Equal(r.confirmedColumns, p.Columns) {
+		// A pass's confirmation of new columns holds for the next pass only.
+		confirmed := r.confirmedColumns
+		r.confirmedColumns = nil
+		if r.state.Columns != nil && !slices.Equal(r.state.Columns, p.Columns) && !slices.Equal(confirmed, p.Columns) {
 			// New columns are published once a whole pass has them, so
 			// that one page declaring them (a deployment mid-upgrade, a
 			// faulty node) cannot publish a schema and rows in it that the
@@ -443,6 +446,7 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 		}
 		unconfirmed += n
 	} else {
+		held = r.state.Held // a hold stands as it was
 		ps.explainInconsistent(sum, fetchErr)
 	}
 	// Rows missing, or content-keyed rows new, in a consistent pass are
@@ -460,11 +464,13 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 // else: no row was diffed, so none is missing.
 func (ps *pass) probed(ctx context.Context, sum comet.Summary, fetchErr error, complete bool) (*event.Synced, outcome, error) {
 	r := ps.r
-	if complete && sum.TotalSizeStable {
+	// Every page had them: a page with other columns fails the pass.
+	// Rows that moved or arrived meanwhile do not matter here.
+	if complete {
 		r.confirmedColumns, r.confirmSoon = slices.Clone(ps.columns), true
 		r.log.Info("every page has the new columns: the next pass publishes them", "sync", ps.sync)
 	}
-	return ps.receipt(ctx, sum, fetchErr, false, 0)
+	return ps.receipt(ctx, sum, fetchErr, false, r.state.Held)
 }
 
 // receipt publishes the pass's receipt and says how it ended.

@@ -61,7 +61,7 @@ func (r *reporter) recover(ctx context.Context) error {
 	if err := r.loadRepeated(ctx); err != nil {
 		return err
 	}
-	r.pendingCreates, r.lastRows = nil, rowSet{}
+	r.pendingCreates, r.lastRows, r.confirmedColumns = nil, rowSet{}, nil
 	if err := r.checkTail(ctx); err != nil {
 		return err
 	}

@@ -34,11 +34,15 @@ import (
 // row was seen twice in its place (COMET ordering rows that tie on its sort
 // column differently from one request to the next). Moving rows adds no
 // content, so a pass that saw as many different rows of a key as the pass
-// that last settled it saw exactly that key's rows, or real changes to
-// them, and settles it at once. One that saw fewer or more (a row missed,
-// a row seen twice, a row added or removed for real) settles it only when
-// the pass before saw the same rows of it, and is followed at once by a
-// pass that can agree.
+// that last settled it, the standing row among them (or a row that sorts
+// above it), saw the key's rows or real changes to them, and settles it at
+// once. One that saw fewer or more (a row missed, a row seen twice, a row
+// added or removed for real) settles it only when the pass before saw the
+// same rows of it, as many times each, and is followed at once by a pass
+// that can agree. Two passes that misread a key in exactly the same way
+// still agree: a wrong standing row needs two identical misreadings in a
+// row, not one. The count is recorded with the key, so a restart or a
+// recovery keeps it.
 
 // candidate is what a pass has seen of a key that repeats: how many rows,
 // and the one that stands for the key so far.
@@ -47,8 +51,9 @@ type candidate struct {
 	best []byte // canonical JSON
 	vals []event.Value
 	hash event.Hash
-	// seen are the different rows seen, by hash.
-	seen []event.Hash
+	// seen are the different rows seen, by hash, and times how many times.
+	seen  []event.Hash
+	times []int
 	// inline: the key's first row was diffed as it arrived (the key was not
 	// known to repeat), so the snapshot holds it, or soon will.
 	inline bool
@@ -68,14 +73,25 @@ type keyRows struct {
 // its other rows.
 const forgetAfter = 3
 
-// rowsSeen is the set of different rows a pass saw of the key.
+// rowsSeen is what a pass saw of the key: each row, as many times as seen.
 func (c *candidate) rowsSeen() rowSet {
 	var s rowSet
-	for _, h := range c.seen {
-		s.add(h, 1)
+	for i, h := range c.seen {
+		for k := range c.times[i] {
+			s.add(h, k+1)
+		}
 	}
 	s.ok = true
 	return s
+}
+
+// see counts one row of the key.
+func (c *candidate) see(h event.Hash) {
+	if i := slices.Index(c.seen, h); i >= 0 {
+		c.times[i]++
+		return
+	}
+	c.seen, c.times = append(c.seen, h), append(c.times, 1)
 }
 
 // isRepeated reports whether a key is known to repeat.
@@ -98,14 +114,12 @@ func (ps *pass) candidate(idx int32, vals []event.Value, canonical []byte, h eve
 		if inline {
 			// The key's first row, diffed as it arrived, is what the
 			// snapshot holds now.
-			c.seen = append(c.seen, ps.r.snap.entries[idx].hash)
+			c.see(ps.r.snap.entries[idx].hash)
 		}
 		ps.candidates[idx] = c
 	}
 	c.rows++
-	if !slices.Contains(c.seen, h) {
-		c.seen = append(c.seen, h)
-	}
+	c.see(h)
 	if c.best == nil || bytes.Compare(canonical, c.best) > 0 {
 		// Copied: the page that holds them is not kept.
 		c.best, c.hash = slices.Clone(canonical), h
@@ -140,6 +154,13 @@ func (ps *pass) settle(ctx context.Context, complete bool) (int, error) {
 		}
 	}
 	waiting := 0
+	// A row seen twice with its key and content is a row that moved into
+	// a page already fetched, unless the report holds it twice: then some
+	// row may have been missed in its place.
+	moved := false
+	for _, c := range ps.candidates {
+		moved = moved || slices.ContainsFunc(c.times, func(n int) bool { return n > 1 })
+	}
 	order := make([]int32, 0, len(ps.candidates))
 	for idx := range ps.candidates {
 		order = append(order, idx)
@@ -165,15 +186,32 @@ func (ps *pass) settle(ctx context.Context, complete bool) (int, error) {
 		if c.rows == 1 && !c.inline {
 			single = known.single + 1
 		}
-		// A key revealed this pass has no history to hold it to.
-		trusted := c.inline || (known.settled > 0 && len(c.seen) == known.settled) || seen.same(known.last)
 		changed := c.best != nil && !(e.live && e.hash == c.hash)
+		// A key revealed this pass has no history to hold it to.
+		trusted := c.inline || seen.same(known.last)
+		if !trusted && known.settled > 0 && len(c.seen) == known.settled {
+			// As many different rows as the pass that last settled it: all
+			// of them, or real changes, unless a real row came in a pass
+			// that missed one, which only a pass that saw a row twice can
+			// have done. Then the standing row seen, or a row above it,
+			// rules it out.
+			trusted = true
+			if moved {
+				var err error
+				if trusted, err = ps.standingHolds(ctx, idx, c); err != nil {
+					return 0, err
+				}
+			}
+		}
 		if !trusted {
 			r.keyRows[idx] = keyRows{settled: known.settled, last: seen, single: single}
 			if changed {
 				waiting++
 			}
 			continue
+		}
+		if known.settled != len(c.seen) {
+			r.repeatedDirty = true // the count is recorded with the key
 		}
 		r.keyRows[idx] = keyRows{settled: len(c.seen), last: seen, single: single}
 		if single >= forgetAfter {
@@ -195,6 +233,22 @@ func (ps *pass) settle(ctx context.Context, complete bool) (int, error) {
 		}
 	}
 	return waiting, nil
+}
+
+// standingHolds reports whether a pass that saw as many different rows of
+// a key as the pass that last settled it saw the key's standing row, or a
+// row that sorts above it (which no move between pages can invent).
+func (ps *pass) standingHolds(ctx context.Context, idx int32, c *candidate) (bool, error) {
+	r := ps.r
+	e := &r.snap.entries[idx]
+	if !e.live || slices.Contains(c.seen, e.hash) {
+		return true, nil
+	}
+	cur, err := r.snap.get(ctx, r.snap.token(idx))
+	if err != nil {
+		return false, err
+	}
+	return c.best != nil && bytes.Compare(c.best, cur) > 0, nil
 }
 
 func (r *reporter) markRepeated(idx int32, on bool) {
@@ -220,8 +274,11 @@ func (r *reporter) saveRepeated(ctx context.Context) error {
 	}
 	key := event.RepeatedKeysKey(r.cfg.Name)
 	tokens := make([]string, 0, len(r.repeated))
+	settled := make(map[string]int, len(r.repeated))
 	for idx := range r.repeated {
-		tokens = append(tokens, r.snap.token(idx))
+		t := r.snap.token(idx)
+		tokens = append(tokens, t)
+		settled[t] = r.keyRows[idx].settled
 	}
 	slices.Sort(tokens)
 	if len(tokens) == 0 {
@@ -232,15 +289,19 @@ func (r *reporter) saveRepeated(ctx context.Context) error {
 		return nil
 	}
 	size, n := 2, 0
-	for n < len(tokens) && size+len(tokens[n])+3 <= maxRepeatedBytes {
-		size += len(tokens[n]) + 3
+	for n < len(tokens) && size+len(tokens[n])+8 <= maxRepeatedBytes {
+		size += len(tokens[n]) + 8
 		n++
 	}
 	if n < len(tokens) {
 		r.log.Warn("more keys repeat than can be recorded: after a restart the rest are learnt again (is key the right choice? see `cometstream inspect`)",
 			"repeated_keys", len(tokens), "recorded", n, "key_columns", r.cfg.Key)
 	}
-	b, err := json.Marshal(tokens[:n])
+	record := make(map[string]int, n)
+	for _, t := range tokens[:n] {
+		record[t] = settled[t]
+	}
+	b, err := json.Marshal(record) // keys sorted
 	if err != nil {
 		return err
 	}
@@ -261,14 +322,25 @@ func (r *reporter) loadRepeated(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read repeated keys of %s: %w", r.cfg.Name, err)
 	}
-	var tokens []string
-	if err := json.Unmarshal(e.Value(), &tokens); err != nil {
-		r.log.Warn("the recorded repeated keys are unreadable: learning them again", "err", err)
-		return nil
+	// An object of each token's different rows when last settled; an
+	// array of tokens, as earlier versions wrote, knows no counts.
+	record := map[string]int{}
+	if err := json.Unmarshal(e.Value(), &record); err != nil {
+		var tokens []string
+		if err := json.Unmarshal(e.Value(), &tokens); err != nil {
+			r.log.Warn("the recorded repeated keys are unreadable: learning them again", "err", err)
+			return nil
+		}
+		for _, t := range tokens {
+			record[t] = 0
+		}
 	}
-	for _, t := range tokens {
+	for t, n := range record {
 		if idx, ok := r.snap.find(t); ok {
 			r.repeated[idx] = struct{}{}
+			if n > 0 {
+				r.keyRows[idx] = keyRows{settled: n}
+			}
 		}
 	}
 	return nil
