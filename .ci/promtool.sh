@@ -267,7 +267,7 @@ wait_for "the bridge's endpoint" has_field "$tmp/webhook.log" "operations endpoi
 webhook=$(log_field "$tmp/webhook.log" "operations endpoint" addr)
 
 wait_for "the producer's metrics" metrics_have "$produce" cometstream_passes_total cometstream_events_total cometstream_pass_duration_seconds_bucket cometstream_user_requests_total
-wait_for "the sink's metrics" metrics_have "$sink" cometstream_sink_events_total cometstream_sink_position cometstream_sink_lag_events
+wait_for "the sink's metrics" metrics_have "$sink" cometstream_sink_events_total cometstream_sink_position cometstream_sink_lag_events cometstream_sink_batch_failures
 wait_for "the bridge's metrics" metrics_have "$webhook" cometstream_webhook_attempts_total cometstream_webhook_deliveries_total cometstream_webhook_latency_seconds_bucket cometstream_webhook_dead_letters cometstream_webhook_lag_events
 wait_for "deliveries and dead letters" metrics_have "$webhook" \
   'cometstream_webhook_deliveries_total{endpoint="received",result="delivered"}' \

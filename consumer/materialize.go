@@ -47,6 +47,14 @@ type MaterializeConfig struct {
 	// OnReady, when set, is called once the bootstrap is done and the
 	// stream is being consumed.
 	OnReady func()
+	// Backoff is the wait before each retry of a batch that failed to go
+	// in (the last repeats); default 1s, 5s, then 30s.
+	Backoff []time.Duration
+	// OnFailing, when set, is called each time a batch fails to go in
+	// (the store refused it, NATS is gone, ...), with how many times in a
+	// row; the batch is retried, backing off, until it does. OnApplied
+	// follows once it has.
+	OnFailing func(err error, failures int)
 	// OnBootstrap, when set, follows each report's bootstrap from its
 	// snapshot bucket (for a progress display): it is called when the load
 	// starts, after each batch of rows written, and once the rows and the
@@ -89,6 +97,8 @@ type materializer struct {
 	read    uint64
 	stopRun context.CancelCauseFunc
 	stopped bool
+	// failures counts the failures in a row of the batch being applied.
+	failures int
 }
 
 // Materialize keeps cfg.Store equal to the producer's snapshot until ctx
@@ -250,6 +260,7 @@ func (m *materializer) run(ctx context.Context, onReady func()) error {
 	c, err := NewReader(ReaderConfig{
 		JetStream: cfg.JetStream, Stream: cfg.Stream, Prefix: cfg.Prefix, Name: cfg.Durable,
 		Filter: Filter{Reports: cfg.Reports}, StartSeq: start, BatchSize: cfg.BatchSize, Logger: cfg.Logger,
+		Backoff: cfg.Backoff,
 	})
 	if err != nil {
 		return err
@@ -265,7 +276,7 @@ func (m *materializer) run(ctx context.Context, onReady func()) error {
 	if onReady != nil {
 		onReady()
 	}
-	err = c.Run(rctx, m.handle)
+	err = c.Run(rctx, m.counted)
 	if cause := context.Cause(rctx); ctx.Err() == nil && errors.Is(cause, errBehindRetention) {
 		return cause
 	}
@@ -915,6 +926,35 @@ func withNulls(t *Table, row event.Row) event.Row {
 }
 
 // handle applies a batch of events in one transaction with their positions.
+// counted is handle, counting its failures in a row.
+func (m *materializer) counted(ctx context.Context, msgs []*Message) error {
+	err := m.handle(ctx, msgs)
+	switch {
+	case err != nil:
+		m.failures++
+		m.metrics.failures.Set(float64(m.failures))
+		if m.failures == FailingAfter {
+			m.log.Error("the sink cannot apply a batch; it retries it, backing off, until the cause is fixed, and reports not ready meanwhile",
+				"first_seq", msgs[0].Seq, "failures", m.failures, "err", err)
+		}
+		if m.cfg.OnFailing != nil {
+			m.cfg.OnFailing(err, m.failures)
+		}
+	case m.failures > 0:
+		if m.failures >= FailingAfter {
+			m.log.Info("the sink applies batches again", "after_failures", m.failures)
+		}
+		m.failures = 0
+		m.metrics.failures.Set(0)
+	}
+	return err
+}
+
+// FailingAfter is how many failures in a row of one batch make a sink
+// failing rather than briefly held up (about six seconds of retries): it
+// says so in the log, and the sink command reports not ready.
+const FailingAfter = 3
+
 func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 	if m.stopped {
 		return nil // the run is ending: the next reads the batch again

@@ -35,7 +35,8 @@ type sinkMetrics struct {
 	seen uint64
 	// last is the stream's last sequence of each report's events, as last
 	// read.
-	last map[string]uint64
+	last     map[string]uint64
+	failures prometheus.Gauge
 }
 
 func newSinkMetrics(reg prometheus.Registerer, reports []string) (*sinkMetrics, error) {
@@ -66,6 +67,12 @@ func newSinkMetrics(reg prometheus.Registerer, reports []string) (*sinkMetrics, 
 		Name: "cometstream_sink_lag_events",
 		Help: "Stream sequences from the sink's position in the report to the report's last event in the stream (0: caught up), refreshed every few seconds.",
 	}, report)); err != nil {
+		return nil, err
+	}
+	if m.failures, err = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "cometstream_sink_batch_failures",
+		Help: "Times in a row the batch being applied has failed (0: applying); the sink retries it until it goes in.",
+	})); err != nil {
 		return nil, err
 	}
 	return m, nil

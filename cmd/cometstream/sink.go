@@ -128,9 +128,11 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 		durable = defaultDurable(kind, label, target)
 	}
 	reg := opshttp.NewRegistry()
-	var ready atomic.Bool // set by Materialize's goroutine, read by /readyz
+	// Set by Materialize's goroutine, read by /readyz: bootstrapped, and
+	// not failing batch after batch.
+	var ready, failing atomic.Bool
 	if f.http != "" {
-		srv, err := opshttp.Start(opshttp.Config{Addr: f.http, Registry: reg, Ready: func() bool { return ready.Load() && nc.IsConnected() }, Pprof: f.pprof, Logger: log})
+		srv, err := opshttp.Start(opshttp.Config{Addr: f.http, Registry: reg, Ready: func() bool { return ready.Load() && !failing.Load() && nc.IsConnected() }, Pprof: f.pprof, Logger: log})
 		if err != nil {
 			return &usageError{err: fmt.Errorf("--http: %w", err)}
 		}
@@ -145,7 +147,14 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 	err = consumer.Materialize(ctx, consumer.MaterializeConfig{
 		JetStream: js, Stream: f.stream, Prefix: f.prefix, Durable: durable,
 		Reports: splitList(f.reports), FromStart: f.fromStart, Store: store, Logger: log, BatchSize: f.batch,
-		Registerer: reg, OnReady: func() { ready.Store(true) }, OnApplied: onApplied, OnBootstrap: bootstrapLine(),
+		Registerer: reg, OnReady: func() { ready.Store(true) }, OnBootstrap: bootstrapLine(),
+		OnApplied: func(msgs []*consumer.Message) {
+			failing.Store(false)
+			if onApplied != nil {
+				onApplied(msgs)
+			}
+		},
+		OnFailing: func(_ error, failures int) { failing.Store(failures >= consumer.FailingAfter) },
 	})
 	if err != nil && ctx.Err() == nil {
 		return err

@@ -7,7 +7,11 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cometstream/cometstream/cometstreamtest"
 	"github.com/cometstream/cometstream/consumer"
@@ -169,4 +173,91 @@ func runLogged(t *testing.T, w *cometstreamtest.World, cfg consumer.MaterializeC
 		}
 	})
 	return logs
+}
+
+// storeFailing: a store that refuses batches for a while. The sink says
+// so as it goes (OnFailing, counting, and cometstream_sink_batch_failures),
+// loses nothing meanwhile, and once the store takes batches again says
+// that too and converges.
+func storeFailing(t *testing.T, st StoreTarget) {
+	w := cometstreamtest.New(t, cometstreamtest.Report{Name: "persons", Kind: cometstreamtest.Persons, Rows: 40})
+	w.SettleAll()
+	s := st.Open(t, "failing")
+	f := &failingStore{Store: s}
+	reg := prometheus.NewRegistry()
+	var mu sync.Mutex
+	var counts []int
+	applied := make(chan struct{}, 1)
+	logs := runLogged(t, w, consumer.MaterializeConfig{
+		Durable: "failing", Store: f, Registerer: reg, Backoff: []time.Duration{20 * time.Millisecond},
+		OnFailing: func(err error, n int) {
+			mu.Lock()
+			counts = append(counts, n)
+			mu.Unlock()
+		},
+		OnApplied: func([]*consumer.Message) {
+			select {
+			case applied <- struct{}{}:
+			default:
+			}
+		},
+	})
+	waitStore(t, w, st, s)
+	f.refuse(true)
+	w.Update("persons", 10)
+	w.Poll("persons")
+	failures := func() float64 {
+		mfs, _ := reg.Gather()
+		for _, mf := range mfs {
+			if mf.GetName() == "cometstream_sink_batch_failures" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+	testenv.WaitFor(t, "the sink to fail a batch five times", func() bool { return failures() >= 5 })
+	if !strings.Contains(logs.String(), "the sink cannot apply a batch") {
+		t.Errorf("the log does not say the sink is failing:\n%s", logs)
+	}
+	for len(applied) > 0 {
+		<-applied
+	}
+	f.refuse(false)
+	select {
+	case <-applied:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the sink did not apply a batch once the store took them again")
+	}
+	waitStore(t, w, st, s)
+	if got := failures(); got != 0 {
+		t.Errorf("cometstream_sink_batch_failures is %v once batches go in again, want 0", got)
+	}
+	if !strings.Contains(logs.String(), "the sink applies batches again") {
+		t.Errorf("the log does not say the sink applies batches again:\n%s", logs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for i, n := range counts {
+		if n != i+1 {
+			t.Fatalf("OnFailing counted %v, want 1, 2, 3, ...", counts)
+		}
+	}
+	if len(counts) < 5 {
+		t.Errorf("OnFailing was called %d times, want at least 5", len(counts))
+	}
+}
+
+// failingStore refuses every Apply while refusing.
+type failingStore struct {
+	consumer.Store
+	refusing atomic.Bool
+}
+
+func (f *failingStore) refuse(on bool) { f.refusing.Store(on) }
+
+func (f *failingStore) Apply(ctx context.Context, b *consumer.Batch) error {
+	if f.refusing.Load() {
+		return errors.New("the database refuses the batch")
+	}
+	return f.Store.Apply(ctx, b)
 }

@@ -54,6 +54,7 @@ func RunStore(t *testing.T, st StoreTarget) {
 	t.Run("converge", func(t *testing.T) { storeConverge(t, st) })
 	t.Run("behind-while-running", func(t *testing.T) { storeBehindWhileRunning(t, st) })
 	t.Run("no-restart-loop", func(t *testing.T) { storeNoRestartLoop(t, st) })
+	t.Run("failing", func(t *testing.T) { storeFailing(t, st) })
 	t.Run("pass-under-way-load", func(t *testing.T) { passUnderWayLoad(t, st) })
 	t.Run("pass-under-way-new-store", func(t *testing.T) { passUnderWayNewStore(t, st) })
 	t.Run("pass-under-way-stopped", func(t *testing.T) { passUnderWayStopped(t, st) })
