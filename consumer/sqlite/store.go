@@ -12,7 +12,7 @@ import (
 	"strings"
 	"sync"
 
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+	msqlite "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
@@ -52,6 +52,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 			return nil, fmt.Errorf("open %s: %w", path, err)
 		}
 	}
+	if err := writable(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
 	tables, err := s.Tables(ctx)
 	if err != nil {
 		db.Close()
@@ -65,6 +69,34 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		}
 	}
 	return s, nil
+}
+
+// errReadOnly is a database SQLite may read but not write.
+var errReadOnly = errors.New("the database is read-only: the sink writes it (are the file, its -wal and -shm files and its directory writable by this user?)")
+
+// writable checks that the database can be written: SQLite opens a file
+// it may not write read-only, and only a write says so. The write is
+// rolled back.
+func writable(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO _cometstream_position (report, seq) VALUES ('', 0) ON CONFLICT (report) DO NOTHING`); err != nil {
+		if readOnly(err) {
+			return fmt.Errorf("%w: %w", errReadOnly, err)
+		}
+		return err
+	}
+	return nil
+}
+
+// readOnly reports whether err is SQLite's SQLITE_READONLY (or one of its
+// extended codes).
+func readOnly(err error) bool {
+	var se *msqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == 8
 }
 
 // DB returns the database, for reading.
@@ -167,6 +199,18 @@ func (s *Store) Reset(ctx context.Context, report string) error {
 func (s *Store) Apply(ctx context.Context, b *consumer.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	err := s.apply(ctx, b)
+	if readOnly(err) {
+		// The connection opened the file read-only and stays so: the next
+		// attempt opens it again, and writes once its permissions allow.
+		s.db.SetMaxIdleConns(0)
+		s.db.SetMaxIdleConns(2)
+		return fmt.Errorf("%w: %w", errReadOnly, err)
+	}
+	return err
+}
+
+func (s *Store) apply(ctx context.Context, b *consumer.Batch) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
