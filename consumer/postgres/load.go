@@ -154,7 +154,7 @@ func (l *bulkLoad) Write(ctx context.Context, b *consumer.LoadBatch) error {
 	}
 	oids := make([]uint32, len(cols))
 	for i, c := range cols {
-		if oids[i] = l.oids[c]; !copyable[oids[i]] || c == KeyColumn && oids[i] != pgtype.TextOID {
+		if oids[i] = l.oids[Column(c)]; !copyable[oids[i]] || c == KeyColumn && oids[i] != pgtype.TextOID {
 			// A column whose type was changed by hand: SQL casts the value.
 			if err := l.endCopy(); err != nil {
 				return err
@@ -242,7 +242,7 @@ func (l *bulkLoad) restoreKey(ctx context.Context) error {
 		}
 		var same []string
 		for _, k := range key {
-			same = append(same, "a."+Ident(k)+" = b."+Ident(k))
+			same = append(same, "a."+col(k)+" = b."+col(k))
 		}
 		_, err = l.tx.Exec(ctx, `ROLLBACK TO SAVEPOINT restore_key; DELETE FROM `+l.s.name(l.report)+` a USING `+l.s.name(l.report)+` b WHERE `+
 			strings.Join(same, " AND ")+` AND a.ctid < b.ctid; `+add)
@@ -344,7 +344,7 @@ const copyChunk = 64 << 10
 func (l *bulkLoad) startCopy(enc *rowEncoder) *copyStream {
 	names := make([]string, len(enc.cols))
 	for i, c := range enc.cols {
-		names[i] = Ident(c)
+		names[i] = col(c)
 	}
 	sql := `COPY ` + l.s.name(l.report) + ` (` + strings.Join(names, ", ") + `) FROM STDIN BINARY`
 	pr, pw := io.Pipe()

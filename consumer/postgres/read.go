@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -63,7 +64,7 @@ func (s *Store) ReadRows(ctx context.Context, report string) (rows []event.Row, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("columns of %s: %w", report, err)
 	}
-	type column struct{ name, typ string }
+	type column struct{ name, typ, key string }
 	cols, err := pgx.CollectRows(q, func(r pgx.CollectableRow) (column, error) {
 		var c column
 		return c, r.Scan(&c.name, &c.typ)
@@ -73,6 +74,19 @@ func (s *Store) ReadRows(ctx context.Context, report string) (rows []event.Row, 
 	}
 	if len(cols) == 0 {
 		return nil, uint64(seq), nil
+	}
+	// Columns are named by their keys, but for keys PostgreSQL cannot
+	// keep as names (Column): the table's layout says which.
+	keyOf, err := s.columnKeys(ctx, tx, report)
+	if err != nil {
+		return nil, 0, err
+	}
+	for i := range cols {
+		if k, ok := keyOf[cols[i].name]; ok {
+			cols[i].key = k
+		} else {
+			cols[i].key = cols[i].name
+		}
 	}
 	sel := make([]string, len(cols))
 	for i, c := range cols {
@@ -92,11 +106,11 @@ func (s *Store) ReadRows(ctx context.Context, report string) (rows []event.Row, 
 		for i, c := range cols {
 			switch {
 			case !vals[i].Valid:
-				row[c.name] = event.NullValue()
+				row[c.key] = event.NullValue()
 			case c.typ == "numeric" && event.ValidNumber(vals[i].String):
-				row[c.name] = event.NumberValue(vals[i].String)
+				row[c.key] = event.NumberValue(vals[i].String)
 			default: // text, dates, and numeric NaN or Infinity
-				row[c.name] = event.TextValue(vals[i].String)
+				row[c.key] = event.TextValue(vals[i].String)
 			}
 		}
 		rows = append(rows, row)
@@ -106,6 +120,37 @@ func (s *Store) ReadRows(ctx context.Context, report string) (rows []event.Row, 
 		return nil, 0, fmt.Errorf("read %s: %w", report, err)
 	}
 	return rows, uint64(seq), nil
+}
+
+// columnKeys maps the names of a report's columns that are not their keys
+// back to the keys, from the table's layout.
+func (s *Store) columnKeys(ctx context.Context, tx pgx.Tx, report string) (map[string]string, error) {
+	var raw, rawKey []byte
+	err := tx.QueryRow(ctx, `SELECT columns, key FROM `+s.name("_cometstream_table")+` WHERE report = $1`, report).Scan(&raw, &rawKey)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("layout of %s: %w", report, err)
+	}
+	var cols []event.Column
+	if err := json.Unmarshal(raw, &cols); err != nil {
+		return nil, fmt.Errorf("layout of %s: %w", report, err)
+	}
+	var key []string
+	if err := json.Unmarshal(rawKey, &key); err != nil {
+		return nil, fmt.Errorf("layout of %s: %w", report, err)
+	}
+	out := map[string]string{}
+	for _, c := range cols {
+		key = append(key, c.Key)
+	}
+	for _, k := range key {
+		if n := Column(k); n != k {
+			out[n] = k
+		}
+	}
+	return out, nil
 }
 
 // textOf renders a column of the given information_schema data type as

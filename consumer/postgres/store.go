@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -86,6 +87,33 @@ func (s *Store) Close() { s.pool.Close() }
 
 // Ident quotes an SQL identifier.
 func Ident(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+// maxIdentBytes is the longest name PostgreSQL keeps (NAMEDATALEN - 1):
+// it cuts longer ones, silently, so that two column keys alike in their
+// first 63 bytes would name one column.
+const maxIdentBytes = 63
+
+// Column is the name of a column key's column: the key itself, unless
+// PostgreSQL cannot keep it, being longer than 63 bytes or holding a NUL
+// byte. Then it is the key without NUL bytes, cut to 54 bytes (on a
+// character boundary), "_" and the first 8 hex digits of the SHA-256 of
+// the key: a name of the key alone, the same in every database.
+func Column(key string) string {
+	if len(key) <= maxIdentBytes && !strings.ContainsRune(key, 0) {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	suffix := "_" + hex.EncodeToString(sum[:4])
+	base := strings.ReplaceAll(key, "\x00", "")
+	n := maxIdentBytes - len(suffix)
+	for n > 0 && n < len(base) && !utf8.RuneStart(base[n]) {
+		n--
+	}
+	return base[:min(n, len(base))] + suffix
+}
+
+// col quotes a column key's column name.
+func col(key string) string { return Ident(Column(key)) }
 
 func (s *Store) name(table string) string { return Ident(s.schema) + "." + Ident(table) }
 
@@ -307,14 +335,14 @@ func (s *Store) ensureTable(ctx context.Context, tx pgx.Tx, t *consumer.Table) e
 	}
 	var defs, pk []string
 	for _, c := range t.Columns {
-		defs = append(defs, Ident(c.Key)+" "+SQLType(c.Type))
+		defs = append(defs, col(c.Key)+" "+SQLType(c.Type))
 	}
 	for _, k := range t.PrimaryKey() {
-		pk = append(pk, Ident(k.Name))
+		pk = append(pk, col(k.Name))
 		if k.Extra && k.NotNull {
-			defs = append(defs, Ident(k.Name)+" text NOT NULL")
+			defs = append(defs, col(k.Name)+" text NOT NULL")
 		} else if k.Extra {
-			defs = append(defs, Ident(k.Name)+" text")
+			defs = append(defs, col(k.Name)+" text")
 		}
 	}
 	q := `CREATE TABLE IF NOT EXISTS ` + s.name(r) + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`
@@ -322,7 +350,7 @@ func (s *Store) ensureTable(ctx context.Context, tx pgx.Tx, t *consumer.Table) e
 		return fmt.Errorf("create table %s: %w", r, err)
 	}
 	for _, c := range t.Columns {
-		if _, err := tx.Exec(ctx, `ALTER TABLE `+s.name(r)+` ADD COLUMN IF NOT EXISTS `+Ident(c.Key)+` `+SQLType(c.Type)); err != nil {
+		if _, err := tx.Exec(ctx, `ALTER TABLE `+s.name(r)+` ADD COLUMN IF NOT EXISTS `+col(c.Key)+` `+SQLType(c.Type)); err != nil {
 			return fmt.Errorf("add column %s.%s: %w", r, c.Key, err)
 		}
 	}
@@ -354,12 +382,12 @@ func (s *Store) comment(ctx context.Context, q querier, t *consumer.Table) error
 		return fmt.Errorf("comments of %s: %w", t.Report, err)
 	}
 	have := map[string]string{}
-	var col string
+	var name string
 	var text *string
-	if _, err := pgx.ForEachRow(rows, []any{&col, &text}, func() error {
-		have[col] = ""
+	if _, err := pgx.ForEachRow(rows, []any{&name, &text}, func() error {
+		have[name] = ""
 		if text != nil {
-			have[col] = *text
+			have[name] = *text
 		}
 		return nil
 	}); err != nil {
@@ -367,8 +395,8 @@ func (s *Store) comment(ctx context.Context, q querier, t *consumer.Table) error
 	}
 	var sql strings.Builder
 	for _, c := range t.Columns {
-		if was, ok := have[c.Key]; ok && was != commentName(c.Name) {
-			fmt.Fprintf(&sql, "COMMENT ON COLUMN %s.%s IS %s;", s.name(t.Report), Ident(c.Key), commentText(c.Name))
+		if was, ok := have[Column(c.Key)]; ok && was != commentName(c.Name) {
+			fmt.Fprintf(&sql, "COMMENT ON COLUMN %s.%s IS %s;", s.name(t.Report), col(c.Key), commentText(c.Name))
 		}
 	}
 	if sql.Len() == 0 {
@@ -447,8 +475,8 @@ func (s *Store) upsertUnique(ctx context.Context, tx pgx.Tx, rows []consumer.Cha
 			types[i] = SQLType(col.Type)
 		}
 		enc.oids = append(enc.oids, sqlOID[types[i]])
-		defs = append(defs, Ident(c)+" "+types[i])
-		names = append(names, Ident(c))
+		defs = append(defs, col(c)+" "+types[i])
+		names = append(names, col(c))
 	}
 	if len(key) == 1 {
 		direct, err := s.copyable(ctx, tx, t.Report, enc)
@@ -494,11 +522,11 @@ func (s *Store) upsertUnique(ctx context.Context, tx pgx.Tx, rows []consumer.Cha
 	var sets, conflict []string
 	for _, c := range enc.cols {
 		if !slices.Contains(key, c) {
-			sets = append(sets, Ident(c)+" = excluded."+Ident(c))
+			sets = append(sets, col(c)+" = excluded."+col(c))
 		}
 	}
 	for _, k := range key {
-		conflict = append(conflict, Ident(k))
+		conflict = append(conflict, col(k))
 	}
 	action := "DO NOTHING"
 	if len(sets) > 0 {
@@ -577,7 +605,7 @@ func (s *Store) partition(ctx context.Context, tx pgx.Tx, t *consumer.Table, key
 		}
 	}
 	q := `SELECT d.i FROM unnest($1::text[]) WITH ORDINALITY AS d(k, i) CROSS JOIN LATERAL (SELECT FROM ` + s.name(t.Report) +
-		` WHERE ` + Ident(key) + ` = d.k::` + typ + ` LIMIT 1) AS e`
+		` WHERE ` + col(key) + ` = d.k::` + typ + ` LIMIT 1) AS e`
 	res, err := tx.Query(ctx, q, keys)
 	if err != nil {
 		return nil, nil, fmt.Errorf("upsert into %s: %w", t.Report, err)
@@ -619,7 +647,7 @@ func (s *Store) copyable(ctx context.Context, tx pgx.Tx, report string, enc *row
 		s.oids[report] = have
 	}
 	for i, c := range enc.cols {
-		if have[c] != enc.oids[i] {
+		if have[Column(c)] != enc.oids[i] {
 			return false, nil
 		}
 	}
@@ -672,7 +700,7 @@ func (s *Store) delete(ctx context.Context, tx pgx.Tx, run []consumer.Change) er
 		}
 		args[i] = vals
 		arrays = append(arrays, fmt.Sprintf("$%d::text[]", i+1))
-		match = append(match, fmt.Sprintf("t.%s = d.k%d::%s", Ident(k), i, typ))
+		match = append(match, fmt.Sprintf("t.%s = d.k%d::%s", col(k), i, typ))
 	}
 	names := make([]string, len(key))
 	for i := range key {

@@ -49,6 +49,7 @@ type StoreTarget struct {
 func RunStore(t *testing.T, st StoreTarget) {
 	t.Run("rules", func(t *testing.T) { storeRules(t, st) })
 	t.Run("new-and-held-rows", func(t *testing.T) { storeNewAndHeld(t, st) })
+	t.Run("hostile-column-keys", func(t *testing.T) { storeHostileColumnKeys(t, st) })
 	t.Run("bulk-load", func(t *testing.T) { storeBulkLoad(t, st) })
 	t.Run("bootstrap", func(t *testing.T) { storeBootstrap(t, st) })
 	t.Run("converge", func(t *testing.T) { storeConverge(t, st) })
@@ -390,6 +391,111 @@ func storeNewAndHeld(t *testing.T, st StoreTarget) {
 			t.Fatalf("after batch %d (%v): rows %v, want %v", i, ids, got, want)
 		}
 	}
+}
+
+// rowReader is what the built-in stores offer to read a table back with
+// the column keys, whatever the columns are named.
+type rowReader interface {
+	ReadRows(ctx context.Context, report string) ([]event.Row, uint64, error)
+}
+
+// storeHostileColumnKeys: column keys COMET may send that a database
+// cannot keep as names as they are (longer than PostgreSQL's 63 bytes, two
+// of them alike in their first 63, one cut inside a character), beside one
+// that is SQL, are stored, updated, added to a table, bulk-loaded and read
+// back under their keys. (A key with a NUL byte never reaches a sink: the
+// producer refuses the page.)
+func storeHostileColumnKeys(t *testing.T, st StoreTarget) {
+	ctx := context.Background()
+	s := st.Open(t, "hostile_keys")
+	rr, ok := s.(rowReader)
+	if !ok {
+		t.Skip("the store reads no rows back")
+	}
+	long := strings.Repeat("c", 63)
+	keys := []string{long + "_one", long + "_two", `x"; DROP TABLE people; --`, "Ünïcødé " + strings.Repeat("é", 40)}
+	cols := []event.Column{{Key: "id", Name: "Id", Type: event.TypeNumber}}
+	for i, k := range keys {
+		cols = append(cols, event.Column{Key: k, Name: fmt.Sprint("Column ", i), Type: event.TypeString})
+	}
+	table := &consumer.Table{Report: "people", Columns: cols, Key: []string{"id"}}
+	row := func(id, tag string, t *consumer.Table) consumer.Change {
+		r := event.Row{"id": event.NumberValue(id)}
+		for i, c := range t.Columns[1:] {
+			r[c.Key] = event.TextValue(fmt.Sprintf("%s %d of %s", tag, i, id))
+		}
+		return consumer.Change{Kind: consumer.ChangeUpsert, Table: t, Token: id, Row: r}
+	}
+	want := map[string]event.Row{}
+	apply := func(what string, changes ...consumer.Change) {
+		t.Helper()
+		if err := s.Apply(ctx, &consumer.Batch{Changes: changes, Positions: map[string]uint64{"people": 1}}); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for _, ch := range changes {
+			switch ch.Kind {
+			case consumer.ChangeUpsert:
+				want[ch.Token] = ch.Row
+			case consumer.ChangeDelete:
+				delete(want, ch.Token)
+			}
+		}
+	}
+	check := func(what string) {
+		t.Helper()
+		rows, _, err := rr.ReadRows(ctx, "people")
+		if err != nil {
+			t.Fatalf("%s: ReadRows: %v", what, err)
+		}
+		if len(rows) != len(want) {
+			t.Fatalf("%s: %d rows, want %d", what, len(rows), len(want))
+		}
+		for _, r := range rows {
+			w := want[r["id"].Raw]
+			for _, c := range table.Columns {
+				if k := c.Key; k != "id" && !r[k].Equal(w[k]) && !(w[k].IsNull() && r[k].IsNull()) {
+					t.Errorf("%s: row %s column %q = %+v, want %+v", what, r["id"].Raw, k, r[k], w[k])
+				}
+			}
+		}
+	}
+	apply("create", consumer.Change{Kind: consumer.ChangeTable, Table: table}, row("1", "a", table), row("2", "a", table))
+	check("after the first rows")
+	apply("update", row("1", "b", table), consumer.Change{Kind: consumer.ChangeDelete, Table: table, Token: "2", Row: event.Row{"id": event.NumberValue("2")}})
+	check("after an update and a delete")
+	wider := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: append(slices.Clone(cols), event.Column{Key: long + "_three", Name: "Three", Type: event.TypeString})}
+	table = wider
+	apply("a column added", consumer.Change{Kind: consumer.ChangeTable, Table: wider}, row("3", "c", wider))
+	check("after a column was added")
+	if tables, err := s.Tables(ctx); err != nil || tables["people"] == nil || len(tables["people"].Columns) != len(wider.Columns) {
+		t.Fatalf("tables %v, %v: want people with %d columns", tables, err, len(wider.Columns))
+	} else {
+		for i, c := range tables["people"].Columns {
+			if c.Key != wider.Columns[i].Key {
+				t.Errorf("column %d of the layout is %q, want %q", i, c.Key, wider.Columns[i].Key)
+			}
+		}
+	}
+	bl, ok := s.(consumer.BulkLoader)
+	if !ok {
+		return
+	}
+	ld, err := bl.BeginLoad(ctx, wider)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clear(want)
+	loaded := []consumer.Change{row("7", "d", wider), row("8", "d", wider)}
+	if err := ld.Write(ctx, batch(wider, loaded...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := ld.Commit(ctx, map[string]uint64{"people": 9}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range loaded {
+		want[ch.Token] = ch.Row
+	}
+	check("after a bulk load")
 }
 
 // storeConverge materializes a producer's stream into the store while the

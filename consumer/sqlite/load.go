@@ -137,9 +137,9 @@ func (l *bulkLoad) statement(ctx context.Context, cols []string, token bool, n i
 	}
 	var names, marks, sets, conflict []string
 	for _, c := range cols {
-		names = append(names, Ident(c))
+		names = append(names, col(c))
 		marks = append(marks, "?")
-		sets = append(sets, Ident(c)+" = excluded."+Ident(c))
+		sets = append(sets, col(c)+" = excluded."+col(c))
 	}
 	if token {
 		names = append(names, Ident(KeyColumn))
@@ -147,7 +147,7 @@ func (l *bulkLoad) statement(ctx context.Context, cols []string, token bool, n i
 		conflict = []string{Ident(KeyColumn)}
 	} else {
 		for _, k := range l.s.keys[l.report] {
-			conflict = append(conflict, Ident(k))
+			conflict = append(conflict, col(k))
 		}
 	}
 	action := "DO UPDATE SET " + strings.Join(sets, ", ")

@@ -3,9 +3,11 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -70,6 +72,12 @@ func (s *Store) ReadRows(ctx context.Context, report string) (rows []event.Row, 
 	if err != nil {
 		return nil, 0, fmt.Errorf("read %s: %w", report, err)
 	}
+	// Columns are named by their keys, but for keys SQLite cannot keep as
+	// names (Column): the table's layout says which.
+	keys := slices.Clone(names)
+	if err := columnKeys(ctx, tx, report, keys); err != nil {
+		return nil, 0, err
+	}
 	defer q.Close()
 	vals := make([]any, len(names))
 	ptrs := make([]any, len(names))
@@ -81,8 +89,8 @@ func (s *Store) ReadRows(ctx context.Context, report string) (rows []event.Row, 
 			return nil, 0, fmt.Errorf("read %s: %w", report, err)
 		}
 		row := make(event.Row, len(names))
-		for i, n := range names {
-			row[n] = eventValue(vals[i], numeric[i])
+		for i, k := range keys {
+			row[k] = eventValue(vals[i], numeric[i])
 		}
 		rows = append(rows, row)
 	}
@@ -90,6 +98,38 @@ func (s *Store) ReadRows(ctx context.Context, report string) (rows []event.Row, 
 		return nil, 0, fmt.Errorf("read %s: %w", report, err)
 	}
 	return rows, uint64(seq), nil
+}
+
+// columnKeys replaces, in names, the names of a report's columns that are
+// not their keys with the keys, from the table's layout.
+func columnKeys(ctx context.Context, tx *sql.Tx, report string, names []string) error {
+	var rawCols, rawKey string
+	err := tx.QueryRowContext(ctx, `SELECT columns, key FROM _cometstream_table WHERE report = ?`, report).Scan(&rawCols, &rawKey)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("layout of %s: %w", report, err)
+	}
+	var cols []event.Column
+	var key []string
+	if err := json.Unmarshal([]byte(rawCols), &cols); err != nil {
+		return fmt.Errorf("layout of %s: %w", report, err)
+	}
+	if err := json.Unmarshal([]byte(rawKey), &key); err != nil {
+		return fmt.Errorf("layout of %s: %w", report, err)
+	}
+	for _, c := range cols {
+		key = append(key, c.Key)
+	}
+	for _, k := range key {
+		if n := Column(k); n != k {
+			if i := slices.Index(names, n); i >= 0 {
+				names[i] = k
+			}
+		}
+	}
+	return nil
 }
 
 // declaredColumns lists a table's columns and whether each is NUMERIC; none

@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -107,6 +109,21 @@ func (s *Store) Close() error { return s.db.Close() }
 
 // Ident quotes an SQL identifier.
 func Ident(name string) string { return `"` + strings.ReplaceAll(name, `"`, `""`) + `"` }
+
+// Column is the name of a column key's column: the key itself, unless it
+// holds a NUL byte, which no SQLite name can. Then it is the key without
+// NUL bytes, "_" and the first 8 hex digits of the SHA-256 of the key: a
+// name of the key alone, the same in every database.
+func Column(key string) string {
+	if !strings.ContainsRune(key, 0) {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	return strings.ReplaceAll(key, "\x00", "") + "_" + hex.EncodeToString(sum[:4])
+}
+
+// col quotes a column key's column name.
+func col(key string) string { return Ident(Column(key)) }
 
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -297,14 +314,14 @@ func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) 
 	if !exists {
 		var defs, pk []string
 		for _, c := range t.Columns {
-			defs = append(defs, Ident(c.Key)+" "+sqlType(c.Type))
+			defs = append(defs, col(c.Key)+" "+sqlType(c.Type))
 		}
 		for _, k := range t.PrimaryKey() {
-			pk = append(pk, Ident(k.Name))
+			pk = append(pk, col(k.Name))
 			if k.Extra && k.NotNull {
-				defs = append(defs, Ident(k.Name)+" TEXT NOT NULL")
+				defs = append(defs, col(k.Name)+" TEXT NOT NULL")
 			} else if k.Extra {
-				defs = append(defs, Ident(k.Name)+" TEXT")
+				defs = append(defs, col(k.Name)+" TEXT")
 			}
 		}
 		q := `CREATE TABLE IF NOT EXISTS ` + Ident(r) + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`
@@ -317,11 +334,11 @@ func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) 
 		}
 	}
 	for _, c := range t.Columns {
-		if !slices.Contains(have, c.Key) {
-			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+Ident(r)+` ADD COLUMN `+Ident(c.Key)+` `+sqlType(c.Type)); err != nil {
+		if !slices.Contains(have, Column(c.Key)) {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+Ident(r)+` ADD COLUMN `+col(c.Key)+` `+sqlType(c.Type)); err != nil {
 				return fmt.Errorf("add column %s.%s: %w", r, c.Key, err)
 			}
-			have = append(have, c.Key)
+			have = append(have, Column(c.Key))
 		}
 	}
 	key, _ := json.Marshal(t.Key)
@@ -379,9 +396,9 @@ func (s *Store) upsert(ctx context.Context, stmt func(key, query string) (*sql.S
 		cols := slices.Sorted(maps.Keys(ch.Row))
 		var names, marks, sets, conflict []string
 		for _, c := range cols {
-			names = append(names, Ident(c))
+			names = append(names, col(c))
 			marks = append(marks, "?")
-			sets = append(sets, Ident(c)+" = excluded."+Ident(c))
+			sets = append(sets, col(c)+" = excluded."+col(c))
 		}
 		if t.ContentKeyed() {
 			names = append(names, Ident(KeyColumn))
@@ -389,7 +406,7 @@ func (s *Store) upsert(ctx context.Context, stmt func(key, query string) (*sql.S
 			conflict = []string{Ident(KeyColumn)}
 		} else {
 			for _, k := range t.Key {
-				conflict = append(conflict, Ident(k))
+				conflict = append(conflict, col(k))
 			}
 		}
 		action := "DO UPDATE SET " + strings.Join(sets, ", ")
@@ -432,7 +449,7 @@ func (s *Store) delete(ctx context.Context, stmt func(key, query string) (*sql.S
 			if !ok {
 				return errors.New("delete from " + t.Report + ": the event lacks key column " + k)
 			}
-			where = append(where, Ident(k)+" = ?")
+			where = append(where, col(k)+" = ?")
 			args = append(args, Arg(v))
 		}
 	}

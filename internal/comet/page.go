@@ -302,6 +302,11 @@ func (p *Page) validate(page, size int) error {
 		if len(c.Key) > MaxKeyBytes {
 			return fmt.Errorf("a column key of %d bytes is longer than the %d-byte limit", len(c.Key), MaxKeyBytes)
 		}
+		if strings.ContainsRune(c.Key, 0) {
+			// No database a sink writes can name a column so, nor can
+			// PostgreSQL's jsonb hold it.
+			return fmt.Errorf("column key %q holds a NUL byte", c.Key)
+		}
 	}
 	if p.Page != page {
 		return fmt.Errorf("page is %d, requested %d", p.Page, page)

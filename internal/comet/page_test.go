@@ -105,6 +105,7 @@ func TestDecodePageRejects(t *testing.T) {
 		{"key count", page(ok, set("columnKeys", []string{"id"})), ErrInvalidResponse, "1 column keys, 2 names, 2 types"},
 		{"unknown type", page(ok, set("columnTypes", []string{"NUMBER", "BLOB"})), ErrInvalidResponse, `unknown type "BLOB"`},
 		{"duplicate column", page(ok, set("columnKeys", []string{"id", "id"})), ErrInvalidResponse, "appears twice"},
+		{"NUL in a column key", page(ok, set("columnKeys", []string{"id", "bo\x00rn"})), ErrInvalidResponse, "holds a NUL byte"},
 		{"page echo", page(ok, set("page", 3)), ErrInvalidResponse, "page is 3, requested 0"},
 		{"page size echo", page(ok, set("pageSize", 1000)), ErrInvalidResponse, "pageSize is 1000"},
 		{"page size zero", page(ok, set("pageSize", 0)), ErrInvalidResponse, "pageSize is 0"},
