@@ -401,9 +401,9 @@ type rowReader interface {
 
 // storeHostileColumnKeys: column keys COMET may send that a database
 // cannot keep as names as they are (longer than PostgreSQL's 63 bytes, two
-// of them alike in their first 63, one cut inside a character), beside one
-// that is SQL, are stored, updated, added to a table, bulk-loaded and read
-// back under their keys. (A key with a NUL byte never reaches a sink: the
+// of them alike in their first 63, one cut inside a character; keys that
+// differ only in case, for SQLite), beside one that is SQL, are stored,
+// updated, added to a table, bulk-loaded and read back under their keys. (A key with a NUL byte never reaches a sink: the
 // producer refuses the page.)
 func storeHostileColumnKeys(t *testing.T, st StoreTarget) {
 	ctx := context.Background()
@@ -413,7 +413,7 @@ func storeHostileColumnKeys(t *testing.T, st StoreTarget) {
 		t.Skip("the store reads no rows back")
 	}
 	long := strings.Repeat("c", 63)
-	keys := []string{long + "_one", long + "_two", `x"; DROP TABLE people; --`, "Ünïcødé " + strings.Repeat("é", 40)}
+	keys := []string{long + "_one", long + "_two", `x"; DROP TABLE people; --`, "Ünïcødé " + strings.Repeat("é", 40), "amount", "Amount"}
 	cols := []event.Column{{Key: "id", Name: "Id", Type: event.TypeNumber}}
 	for i, k := range keys {
 		cols = append(cols, event.Column{Key: k, Name: fmt.Sprint("Column ", i), Type: event.TypeString})
@@ -463,7 +463,10 @@ func storeHostileColumnKeys(t *testing.T, st StoreTarget) {
 	check("after the first rows")
 	apply("update", row("1", "b", table), consumer.Change{Kind: consumer.ChangeDelete, Table: table, Token: "2", Row: event.Row{"id": event.NumberValue("2")}})
 	check("after an update and a delete")
-	wider := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: append(slices.Clone(cols), event.Column{Key: long + "_three", Name: "Three", Type: event.TypeString})}
+	// AMOUNT sorts before Amount and amount, which a database that
+	// compares names without regard to case already holds.
+	wider := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: append(slices.Clone(cols),
+		event.Column{Key: long + "_three", Name: "Three", Type: event.TypeString}, event.Column{Key: "AMOUNT", Name: "AMOUNT", Type: event.TypeString})}
 	table = wider
 	apply("a column added", consumer.Change{Kind: consumer.ChangeTable, Table: wider}, row("3", "c", wider))
 	check("after a column was added")

@@ -26,7 +26,7 @@ const loadCache = 64 << 10
 // seeing the table as it was until the load commits.
 func (s *Store) BeginLoad(ctx context.Context, t *consumer.Table) (consumer.BulkLoad, error) {
 	s.mu.Lock()
-	l := &bulkLoad{s: s, report: t.Report, table: t, savedCols: maps.Clone(s.columns), savedKeys: maps.Clone(s.keys), stmts: map[string]*sql.Stmt{}}
+	l := &bulkLoad{s: s, report: t.Report, table: t, savedCols: maps.Clone(s.columns), savedKeys: maps.Clone(s.keys), savedNames: maps.Clone(s.names), stmts: map[string]*sql.Stmt{}}
 	if err := l.begin(ctx, t); err != nil {
 		return nil, errors.Join(err, l.Abort(context.WithoutCancel(ctx)))
 	}
@@ -39,6 +39,7 @@ type bulkLoad struct {
 	s                    *Store
 	report               string
 	savedCols, savedKeys map[string][]string // the layouts to restore on abort
+	savedNames           map[string]map[string]string
 	conn                 *sql.Conn
 	cache                int64 // the connection's cache_size, restored at the end
 	tx                   *sql.Tx
@@ -136,15 +137,16 @@ func (l *bulkLoad) statement(ctx context.Context, cols []string, token bool, n i
 		return st, nil
 	}
 	var names, marks, sets, conflict []string
+	col := func(key string) string { return l.s.col(l.report, key) }
 	for _, c := range cols {
 		names = append(names, col(c))
 		marks = append(marks, "?")
 		sets = append(sets, col(c)+" = excluded."+col(c))
 	}
 	if token {
-		names = append(names, Ident(KeyColumn))
+		names = append(names, col(KeyColumn))
 		marks = append(marks, "?")
-		conflict = []string{Ident(KeyColumn)}
+		conflict = []string{col(KeyColumn)}
 	} else {
 		for _, k := range l.s.keys[l.report] {
 			conflict = append(conflict, col(k))
@@ -200,7 +202,7 @@ func (l *bulkLoad) end(ctx context.Context, committed bool) error {
 		}
 	}
 	if !committed {
-		l.s.columns, l.s.keys = l.savedCols, l.savedKeys
+		l.s.columns, l.s.keys, l.s.names = l.savedCols, l.savedKeys, l.savedNames
 	}
 	if l.conn != nil {
 		if l.cache != 0 {

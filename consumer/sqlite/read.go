@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
 )
 
@@ -73,7 +74,7 @@ func (s *Store) ReadRows(ctx context.Context, report string) (rows []event.Row, 
 		return nil, 0, fmt.Errorf("read %s: %w", report, err)
 	}
 	// Columns are named by their keys, but for keys SQLite cannot keep as
-	// names (Column): the table's layout says which.
+	// names (tableNames): the table's layout says which.
 	keys := slices.Clone(names)
 	if err := columnKeys(ctx, tx, report, keys); err != nil {
 		return nil, 0, err
@@ -119,11 +120,8 @@ func columnKeys(ctx context.Context, tx *sql.Tx, report string, names []string) 
 	if err := json.Unmarshal([]byte(rawKey), &key); err != nil {
 		return fmt.Errorf("layout of %s: %w", report, err)
 	}
-	for _, c := range cols {
-		key = append(key, c.Key)
-	}
-	for _, k := range key {
-		if n := Column(k); n != k {
+	for k, n := range tableNames(&consumer.Table{Report: report, Columns: cols, Key: key}) {
+		if n != k {
 			if i := slices.Index(names, n); i >= 0 {
 				names[i] = k
 			}

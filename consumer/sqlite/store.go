@@ -31,6 +31,8 @@ type Store struct {
 	// columns are the columns each table has now.
 	columns map[string][]string
 	keys    map[string][]string
+	// names are the column name of each column key, by table (tableNames).
+	names map[string]map[string]string
 }
 
 var _ consumer.Store = (*Store)(nil)
@@ -44,7 +46,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	// One writer; readers use their own connections to the WAL database.
 	db.SetMaxOpenConns(1)
-	s := &Store{db: db, columns: map[string][]string{}, keys: map[string][]string{}}
+	s := &Store{db: db, columns: map[string][]string{}, keys: map[string][]string{}, names: map[string]map[string]string{}}
 	for _, q := range []string{
 		`CREATE TABLE IF NOT EXISTS _cometstream_position (report TEXT PRIMARY KEY, seq INTEGER NOT NULL)`,
 		`CREATE TABLE IF NOT EXISTS _cometstream_table (report TEXT PRIMARY KEY, key TEXT NOT NULL, columns TEXT NOT NULL)`,
@@ -64,7 +66,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	for r, t := range tables {
-		s.keys[r] = t.Key
+		s.keys[r], s.names[r] = t.Key, tableNames(t)
 		if s.columns[r], err = s.tableColumns(ctx, db, r); err != nil {
 			db.Close()
 			return nil, err
@@ -124,6 +126,45 @@ func Column(key string) string {
 
 // col quotes a column key's column name.
 func col(key string) string { return Ident(Column(key)) }
+
+// tableNames names the columns of a table: each key by Column, except that
+// SQLite compares names without regard to ASCII case, so of keys that
+// differ only so (Amount, amount) the one that sorts first keeps its name
+// and each other is named by Column's rule for a NUL byte: the key, "_"
+// and 8 hex digits of its SHA-256. The choice depends on the keys alone,
+// never on the order they came in.
+func tableNames(t *consumer.Table) map[string]string {
+	var keys []string
+	for _, c := range t.Columns {
+		keys = append(keys, c.Key)
+	}
+	for _, k := range t.PrimaryKey() {
+		if !slices.Contains(keys, k.Name) {
+			keys = append(keys, k.Name)
+		}
+	}
+	slices.Sort(keys)
+	out := make(map[string]string, len(keys))
+	taken := map[string]bool{}
+	for _, k := range keys {
+		n := Column(k)
+		if folded := strings.ToLower(n); taken[folded] {
+			sum := sha256.Sum256([]byte(k))
+			n = strings.ReplaceAll(k, "\x00", "") + "_" + hex.EncodeToString(sum[:4])
+		}
+		taken[strings.ToLower(n)] = true
+		out[k] = n
+	}
+	return out
+}
+
+// col quotes the name of a column of a report's table.
+func (s *Store) col(report, key string) string {
+	if n, ok := s.names[report][key]; ok {
+		return Ident(n)
+	}
+	return col(key)
+}
 
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -234,11 +275,11 @@ func (s *Store) apply(ctx context.Context, b *consumer.Batch) error {
 	}
 	defer tx.Rollback()
 	// Schema changes invalidate what the cache knows; restore it on failure.
-	savedCols, savedKeys := maps.Clone(s.columns), maps.Clone(s.keys)
+	savedCols, savedKeys, savedNames := maps.Clone(s.columns), maps.Clone(s.keys), maps.Clone(s.names)
 	ok := false
 	defer func() {
 		if !ok {
-			s.columns, s.keys = savedCols, savedKeys
+			s.columns, s.keys, s.names = savedCols, savedKeys, savedNames
 		}
 	}()
 	// Statements are prepared once per transaction, on its connection.
@@ -311,17 +352,19 @@ func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) 
 		delete(s.columns, r)
 	}
 	have, exists := s.columns[r]
+	names := tableNames(t)
+	name := func(key string) string { return Ident(names[key]) }
 	if !exists {
 		var defs, pk []string
 		for _, c := range t.Columns {
-			defs = append(defs, col(c.Key)+" "+sqlType(c.Type))
+			defs = append(defs, name(c.Key)+" "+sqlType(c.Type))
 		}
 		for _, k := range t.PrimaryKey() {
-			pk = append(pk, col(k.Name))
+			pk = append(pk, name(k.Name))
 			if k.Extra && k.NotNull {
-				defs = append(defs, col(k.Name)+" TEXT NOT NULL")
+				defs = append(defs, name(k.Name)+" TEXT NOT NULL")
 			} else if k.Extra {
-				defs = append(defs, col(k.Name)+" TEXT")
+				defs = append(defs, name(k.Name)+" TEXT")
 			}
 		}
 		q := `CREATE TABLE IF NOT EXISTS ` + Ident(r) + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`
@@ -333,14 +376,25 @@ func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) 
 			return err
 		}
 	}
-	for _, c := range t.Columns {
-		if !slices.Contains(have, Column(c.Key)) {
-			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+Ident(r)+` ADD COLUMN `+col(c.Key)+` `+sqlType(c.Type)); err != nil {
-				return fmt.Errorf("add column %s.%s: %w", r, c.Key, err)
+	// A key that sorts before one of the same name but for case takes
+	// the plain name, and the column of the other is renamed first.
+	for key, was := range s.names[r] {
+		if now := names[key]; now != was && slices.Contains(have, was) {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+Ident(r)+` RENAME COLUMN `+Ident(was)+` TO `+Ident(now)); err != nil {
+				return fmt.Errorf("rename column %s.%s: %w", r, key, err)
 			}
-			have = append(have, Column(c.Key))
+			have[slices.Index(have, was)] = now
 		}
 	}
+	for _, c := range t.Columns {
+		if !slices.Contains(have, names[c.Key]) {
+			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+Ident(r)+` ADD COLUMN `+name(c.Key)+` `+sqlType(c.Type)); err != nil {
+				return fmt.Errorf("add column %s.%s: %w", r, c.Key, err)
+			}
+			have = append(have, names[c.Key])
+		}
+	}
+	s.names[r] = names
 	key, _ := json.Marshal(t.Key)
 	cols, _ := json.Marshal(t.Columns)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO _cometstream_table (report, key, columns) VALUES (?, ?, ?) ON CONFLICT (report) DO UPDATE SET key = excluded.key, columns = excluded.columns`, r, string(key), string(cols)); err != nil {
@@ -396,17 +450,17 @@ func (s *Store) upsert(ctx context.Context, stmt func(key, query string) (*sql.S
 		cols := slices.Sorted(maps.Keys(ch.Row))
 		var names, marks, sets, conflict []string
 		for _, c := range cols {
-			names = append(names, col(c))
+			names = append(names, s.col(t.Report, c))
 			marks = append(marks, "?")
-			sets = append(sets, col(c)+" = excluded."+col(c))
+			sets = append(sets, s.col(t.Report, c)+" = excluded."+s.col(t.Report, c))
 		}
 		if t.ContentKeyed() {
-			names = append(names, Ident(KeyColumn))
+			names = append(names, s.col(t.Report, KeyColumn))
 			marks = append(marks, "?")
-			conflict = []string{Ident(KeyColumn)}
+			conflict = []string{s.col(t.Report, KeyColumn)}
 		} else {
 			for _, k := range t.Key {
-				conflict = append(conflict, col(k))
+				conflict = append(conflict, s.col(t.Report, k))
 			}
 		}
 		action := "DO UPDATE SET " + strings.Join(sets, ", ")
@@ -442,14 +496,14 @@ func (s *Store) delete(ctx context.Context, stmt func(key, query string) (*sql.S
 	var where []string
 	var args []any
 	if t.ContentKeyed() {
-		where, args = []string{Ident(KeyColumn) + " = ?"}, []any{ch.Token}
+		where, args = []string{s.col(t.Report, KeyColumn) + " = ?"}, []any{ch.Token}
 	} else {
 		for _, k := range t.Key {
 			v, ok := ch.Row[k]
 			if !ok {
 				return errors.New("delete from " + t.Report + ": the event lacks key column " + k)
 			}
-			where = append(where, col(k)+" = ?")
+			where = append(where, s.col(t.Report, k)+" = ?")
 			args = append(args, Arg(v))
 		}
 	}
