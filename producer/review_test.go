@@ -1,11 +1,9 @@
 package producer
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
-	"net/http/httptest"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -83,36 +81,22 @@ type duper struct{ on atomic.Bool }
 
 func newDuper(e *env) (*duper, string) {
 	d := &duper{}
-	h := e.sim.Handler()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, r)
-		body := rec.Body.Bytes()
-		if d.on.Load() && strings.Contains(r.URL.Path, "/run/0/") {
-			var m map[string]json.RawMessage
-			if err := json.Unmarshal(body, &m); err == nil {
-				var res []map[string]json.RawMessage
-				if json.Unmarshal(m["results"], &res) == nil && len(res) > 1 {
-					cp := map[string]json.RawMessage{}
-					for k, v := range res[0] {
-						cp[k] = v
-					}
-					cp["#result_id#"] = res[1]["#result_id#"]
-					res[1] = cp
-					m["results"], _ = json.Marshal(res)
-					body, _ = json.Marshal(m)
-				}
-			}
+	return d, rewriting(e, func(path string, body []byte) []byte {
+		if !d.on.Load() || !strings.Contains(path, "/run/0/") {
+			return body
 		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
+		var m map[string]json.RawMessage
+		var res []map[string]json.RawMessage
+		if json.Unmarshal(body, &m) != nil || json.Unmarshal(m["results"], &res) != nil || len(res) < 2 {
+			return body
 		}
-		w.Header().Del("Content-Length")
-		w.WriteHeader(rec.Code)
-		w.Write(bytes.Clone(body))
-	}))
-	e.t.Cleanup(srv.Close)
-	return d, srv.URL
+		cp := maps.Clone(res[0])
+		cp["#result_id#"] = res[1]["#result_id#"]
+		res[1] = cp
+		m["results"], _ = json.Marshal(res)
+		out, _ := json.Marshal(m)
+		return out
+	})
 }
 
 // TestContentKeyedIdenticalRowStallsNothingNew: a content-keyed report

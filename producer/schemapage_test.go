@@ -22,23 +22,31 @@ type retyper struct {
 
 func newRetyper(e *env) (*retyper, string) {
 	rt := &retyper{}
+	return rt, rewriting(e, func(path string, body []byte) []byte {
+		if rt.always.Load() || (strings.Contains(path, "/run/0/") && rt.once.CompareAndSwap(true, false)) {
+			body = bytes.Replace(body, []byte(`"DATE"`), []byte(`"DATETIME"`), 1)
+		}
+		return body
+	})
+}
+
+// rewriting serves the simulator over HTTP with each body as rewrite
+// makes it of the simulator's (path is the request's), and returns the
+// base URL.
+func rewriting(e *env, rewrite func(path string, body []byte) []byte) string {
 	h := e.sim.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
-		body := rec.Body.Bytes()
-		if rt.always.Load() || (strings.Contains(r.URL.Path, "/run/0/") && rt.once.CompareAndSwap(true, false)) {
-			body = bytes.Replace(body, []byte(`"DATE"`), []byte(`"DATETIME"`), 1)
-		}
 		for k, v := range rec.Header() {
 			w.Header()[k] = v
 		}
 		w.Header().Del("Content-Length")
 		w.WriteHeader(rec.Code)
-		w.Write(body)
+		w.Write(rewrite(r.URL.Path, rec.Body.Bytes()))
 	}))
 	e.t.Cleanup(srv.Close)
-	return rt, srv.URL
+	return srv.URL
 }
 
 // TestColumnsChangedOnOnePage: a pass whose page 0 declares a column with
