@@ -580,6 +580,12 @@ func TestEscapedKeyNotShown(t *testing.T) {
 		{"application/json", `{"message":"bad key ` + strings.ReplaceAll(string(jsonStd[1:len(jsonStd)-1]), "/", `\/`) + `"}`},
 		{"text/plain", "retry /?API_KEY=" + regexp.MustCompile(`%[0-9A-F]{2}`).ReplaceAllStringFunc(url.QueryEscape(key), strings.ToLower)},
 		{"text/plain", "retry /" + url.PathEscape(key) + "/"},
+		// Every character its own way, as encoders that escape some do.
+		{"text/html", "for API_KEY=k&#x2F;ey&#43;Odd&#61;9&#38;x&lt;&quot;&apos;&#X3e; in req"},
+		{"application/json", `{"m":"API_KEY=\u006b\u002fey\u002bOdd\u003d9\u0026x\u003C\u0022\u0027\u003E"}`},
+		{"text/plain", "quote() keeps slashes: k/ey%2BOdd%3D9%26x%3C%22%27%3E"},
+		{"text/plain", "twice: k%252Fey%252BOdd%253D9%2526x%253C%2522%2527%253E"},
+		{"text/plain", `mixed: k%2fey+Odd&#61;9\u0026x<\"'&gt;`},
 	}
 	for i, b := range bodies {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -596,7 +602,7 @@ func TestEscapedKeyNotShown(t *testing.T) {
 		if !strings.Contains(err.Error(), Redacted) {
 			t.Errorf("body %d: error %q does not say where the key was", i, err)
 		}
-		for _, leak := range []string{"Odd=9", "Odd%3d9", "Odd%3D9"} {
+		for _, leak := range []string{"Odd"} {
 			if strings.Contains(err.Error(), leak) || strings.Contains(logs.String(), leak) {
 				t.Errorf("body %d: the key leaked (%s): %s\n%s", i, leak, err, logs)
 			}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"html"
-	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -54,8 +53,12 @@ func (e *Error) Error() string {
 // Unwrap lets errors.Is match both the class and the cause.
 func (e *Error) Unwrap() []error { return []error{e.Class, e.Err} }
 
-// redactor removes an API key from text, in raw and URL-escaped forms.
+// redactor removes an API key from text, however a server escaped it.
 type redactor struct {
+	// pattern matches the key with each of its characters as it is or in
+	// any of the escapes servers write (pattern); secrets are whole forms
+	// of it, for a key cut off at the end of a quote (head).
+	pattern *regexp.Regexp
 	secrets []string
 }
 
@@ -63,56 +66,85 @@ func newRedactor(key string) redactor {
 	if key == "" {
 		return redactor{}
 	}
-	// The key as a server may echo it: as sent, URL-encoded (with either
-	// case of hex digits), HTML-escaped (an error page quoting its link), or
-	// JSON-escaped (a JSON error quoting it, with "/" written as "\/" by
-	// some encoders and "&", "<", ">" as \u0026… by others).
 	set := map[string]bool{}
 	for _, k := range []string{key, url.QueryEscape(key), url.PathEscape(key)} {
-		set[k], set[lowerHex(k)] = true, true
+		set[k] = true
+		set[html.EscapeString(k)] = true
 	}
-	for k := range maps.Clone(set) {
-		set[html.EscapeString(k)], set[numericEntities(k)] = true, true
-		for _, v := range jsonEscapes(k) {
-			set[v] = true
-		}
-	}
-	r := redactor{}
+	r := redactor{pattern: keyPattern(key)}
 	for s := range set {
 		r.secrets = append(r.secrets, s)
 	}
-	// Longest first, so that a form containing another is replaced whole.
+	// Longest first, so that a form containing another is cut whole.
 	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
 	return r
 }
 
-// percentHex matches a URL escape.
-var percentHex = regexp.MustCompile(`%[0-9A-F]{2}`)
-
-// lowerHex writes a URL-encoded text's escapes in lower case.
-func lowerHex(s string) string { return percentHex.ReplaceAllStringFunc(s, strings.ToLower) }
-
-// numericEntities writes the characters HTML escapes as numeric entities.
-func numericEntities(s string) string {
-	return strings.NewReplacer("&", "&#38;", "<", "&#60;", ">", "&#62;", `"`, "&#34;", "'", "&#39;").Replace(s)
+// keyPattern matches key with each character written as it is or as a
+// server may escape it when it echoes the key: URL-encoded (with either
+// case of hex digits, once or twice, "+" for a space), as an HTML entity
+// (named, decimal or hexadecimal), or JSON-escaped (\uXXXX, \/, \", \\).
+// The characters may be escaped each its own way, as encoders that escape
+// only some do.
+func keyPattern(key string) *regexp.Regexp {
+	var b strings.Builder
+	for _, r := range key {
+		alts := []string{regexp.QuoteMeta(string(r))}
+		var pct, pct2 strings.Builder
+		for _, c := range []byte(string(r)) {
+			h := fmt.Sprintf("%02x", c)
+			pct.WriteString("%" + anyCaseHex(h))
+			pct2.WriteString("%25" + anyCaseHex(h))
+		}
+		alts = append(alts, pct.String(), pct2.String(),
+			fmt.Sprintf("&#0*%d;?", r), "&#[xX]0*"+anyCaseHex(fmt.Sprintf("%x", r))+";?")
+		if r <= 0xffff {
+			alts = append(alts, `\\u`+anyCaseHex(fmt.Sprintf("%04x", r)))
+		}
+		switch r {
+		case ' ':
+			alts = append(alts, `\+`)
+		case '&':
+			alts = append(alts, "&amp;")
+		case '<':
+			alts = append(alts, "&lt;")
+		case '>':
+			alts = append(alts, "&gt;")
+		case '"':
+			alts = append(alts, "&quot;", `\\"`)
+		case '\'':
+			alts = append(alts, "&apos;")
+		case '/':
+			alts = append(alts, `\\/`)
+		case '\\':
+			alts = append(alts, `\\\\`)
+		}
+		b.WriteString("(?:" + strings.Join(alts, "|") + ")")
+	}
+	return regexp.MustCompile(b.String())
 }
 
-// jsonEscapes returns s as JSON encoders write it inside a string.
-func jsonEscapes(s string) []string {
-	plain := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s)
-	htmlSafe := strings.NewReplacer("&", `\u0026`, "<", `\u003c`, ">", `\u003e`).Replace(plain)
-	slash := func(v string) string { return strings.ReplaceAll(v, "/", `\/`) }
-	return []string{plain, htmlSafe, slash(plain), slash(htmlSafe)}
+// anyCaseHex matches hexadecimal digits in either case.
+func anyCaseHex(h string) string {
+	var b strings.Builder
+	for _, c := range h {
+		if c >= 'a' && c <= 'f' {
+			b.WriteString("[" + string(c) + strings.ToUpper(string(c)) + "]")
+		} else {
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
 }
 
 // Redacted is what replaces the API key in any text.
 const Redacted = "REDACTED"
 
 func (r redactor) string(s string) string {
-	for _, k := range r.secrets {
-		s = strings.ReplaceAll(s, k, Redacted)
+	if r.pattern == nil {
+		return s
 	}
-	return s
+	return r.pattern.ReplaceAllString(s, Redacted)
 }
 
 // head redacts the start of a longer text: it also cuts a trailing
