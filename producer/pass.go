@@ -332,7 +332,7 @@ func (ps *pass) publishRow(ctx context.Context, idx int32, vals []event.Value, c
 	if !e.live {
 		r.snap.live++
 	}
-	e.hash, e.live = h, true
+	e.hash, e.live, e.published, e.created = h, true, ps.n, op == event.OpCreated
 	if op == event.OpCreated {
 		ps.created++
 	} else {

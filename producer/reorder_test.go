@@ -226,3 +226,64 @@ func TestRepeatedKeyReorderedNeverFlips(t *testing.T) {
 		t.Errorf("after the key stopped repeating:\n%s", d)
 	}
 }
+
+// TestRepeatedKeyRevealedOneUpdateAPass: a key's row changes in the pass
+// that also reveals a second row of it. The pass publishes the first row's
+// update as it arrives; the row the key comes to, the other one, is
+// published by the next pass, which follows at once: one update of the key
+// a pass, never two.
+func TestRepeatedKeyRevealedOneUpdateAPass(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 8})
+	rc := e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize = 4 })
+	e.open(rc)
+	e.poll("persons")
+	e.shapes("persons", simulator.Shapes{RepeatKeys: 1})
+	key := e.sim.RepeatedKeys("persons")[0]
+	var first, twin int = -1, -1
+	for i, row := range e.sim.Rows("persons") {
+		if testenv.Token(row, []string{"personId"}) == key {
+			if first < 0 {
+				first = i
+			} else {
+				twin = i
+			}
+		}
+	}
+	// The twin sorts after the changed first row, so the key comes to it.
+	for range 100 {
+		if err := e.sim.UpdateAt("persons", first); err != nil {
+			t.Fatal(err)
+		}
+		if rows := e.sim.Rows("persons"); testenv.Canonical(rows[first]) < testenv.Canonical(rows[twin]) {
+			break
+		}
+	}
+	if rows := e.sim.Rows("persons"); testenv.Canonical(rows[first]) >= testenv.Canonical(rows[twin]) {
+		t.Fatal("could not make the first row sort before its twin")
+	}
+	start := e.lastSeq()
+	e.poll("persons")
+	updates := func(since uint64) int {
+		n := 0
+		for _, ev := range rowEvents(e.eventsAfter(since)) {
+			if ev.Type == event.TypeUpdated && ev.Event.Subject == key {
+				n++
+			}
+		}
+		return n
+	}
+	if n := updates(start); n != 1 {
+		t.Errorf("the pass that revealed the key published %d updates of it, want 1", n)
+	}
+	if !e.p.reports["persons"].confirmSoon {
+		t.Error("the pass left the key to the next but did not ask for it at once")
+	}
+	mid := e.lastSeq()
+	e.poll("persons")
+	if n := updates(mid); n != 1 {
+		t.Errorf("the next pass published %d updates of the key, want the one it comes to", n)
+	}
+	if d := testenv.Diff(e.kv("persons"), standing(e.sim, "persons")); d != "" {
+		t.Errorf("after the next pass:\n%s", d)
+	}
+}

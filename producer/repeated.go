@@ -25,9 +25,11 @@ import (
 // first was diffed like any row: the pass that reveals a repeated key may
 // publish one update for it. The keys seen repeated are remembered (in the
 // state bucket, under RepeatedKeysKey) until they are deleted, or three
-// passes in a row have seen them on one row (one pass may have missed a
-// row), so later passes hold all their rows back until the pass ends and
-// publish only real changes.
+// passes in a row have seen them on one row with no row seen twice (one
+// such pass may have missed a row), so later passes hold all their rows
+// back until the pass ends and publish only real changes. A key revealed
+// in a pass that published its first row as it arrived is settled by the
+// next pass, which follows at once: a key gets one update a pass at most.
 //
 // Even a pass that fetched every page with totalSize unchanged can miss one
 // of a key's rows: the row moved into a page already fetched, and another
@@ -183,10 +185,19 @@ func (ps *pass) settle(ctx context.Context, complete bool) (int, error) {
 		}
 		seen, known := c.rowsSeen(), r.keyRows[idx]
 		single := 0
-		if c.rows == 1 && !c.inline {
+		if c.rows == 1 && !c.inline && !moved {
 			single = known.single + 1
 		}
 		changed := c.best != nil && !(e.live && e.hash == c.hash)
+		if changed && c.inline && e.published == ps.n && !e.created {
+			// The key's first row was published this pass, as it arrived,
+			// as an update: one update a pass is all a key may have, so the
+			// rows it comes to are settled by the next, which follows at
+			// once. (A key the pass created may get its one update.)
+			r.keyRows[idx] = keyRows{settled: known.settled, last: seen}
+			waiting++
+			continue
+		}
 		// A key revealed this pass has no history to hold it to.
 		trusted := c.inline || seen.same(known.last)
 		if !trusted && known.settled > 0 && len(c.seen) == known.settled {

@@ -24,9 +24,13 @@ type entry struct {
 	// seen is the number of the last pass that saw the key.
 	seen uint32
 	// tok and tokLen locate the key's token in snapshot.tokens.
-	tok    uint32
-	tokLen uint16
-	live   bool
+	tok uint32
+	// published is the number of the last pass that published the key,
+	// and created says that publish created it.
+	published uint32
+	tokLen    uint16
+	live      bool
+	created   bool
 }
 
 // snapshot is the in-memory index of a report's snapshot bucket.
