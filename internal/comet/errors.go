@@ -101,27 +101,18 @@ func keyPattern(key string) *regexp.Regexp {
 		if r <= 0xffff {
 			alts = append(alts, `\\u`+anyCaseHex(fmt.Sprintf("%04x", r)))
 		}
-		switch r {
-		case ' ':
-			alts = append(alts, `\+`)
-		case '&':
-			alts = append(alts, "&amp;")
-		case '<':
-			alts = append(alts, "&lt;")
-		case '>':
-			alts = append(alts, "&gt;")
-		case '"':
-			alts = append(alts, "&quot;", `\\"`)
-		case '\'':
-			alts = append(alts, "&apos;")
-		case '/':
-			alts = append(alts, `\\/`)
-		case '\\':
-			alts = append(alts, `\\\\`)
-		}
+		alts = append(alts, namedEscapes[r]...)
 		b.WriteString("(?:" + strings.Join(alts, "|") + ")")
 	}
 	return regexp.MustCompile(b.String())
+}
+
+// namedEscapes are the patterns of the escapes that name a character:
+// form encoding's "+" for a space, HTML's named entities, JSON's
+// backslash escapes.
+var namedEscapes = map[rune][]string{
+	' ': {`\+`}, '&': {"&amp;"}, '<': {"&lt;"}, '>': {"&gt;"}, '"': {"&quot;", `\\"`}, '\'': {"&apos;"},
+	'/': {`\\/`}, '\\': {`\\\\`},
 }
 
 // anyCaseHex matches hexadecimal digits in either case.
