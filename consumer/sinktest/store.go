@@ -463,8 +463,8 @@ func storeHostileColumnKeys(t *testing.T, st StoreTarget) {
 	check("after the first rows")
 	apply("update", row("1", "b", table), consumer.Change{Kind: consumer.ChangeDelete, Table: table, Token: "2", Row: event.Row{"id": event.NumberValue("2")}})
 	check("after an update and a delete")
-	// AMOUNT sorts before Amount and amount, which a database that
-	// compares names without regard to case already holds.
+	// AMOUNT differs only in case from amount and Amount, which the table
+	// holds already.
 	wider := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: append(slices.Clone(cols),
 		event.Column{Key: long + "_three", Name: "Three", Type: event.TypeString}, event.Column{Key: "AMOUNT", Name: "AMOUNT", Type: event.TypeString})}
 	table = wider

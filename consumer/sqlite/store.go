@@ -129,10 +129,10 @@ func col(key string) string { return Ident(Column(key)) }
 
 // tableNames names the columns of a table: each key by Column, except that
 // SQLite compares names without regard to ASCII case, so of keys that
-// differ only so (Amount, amount) the one that sorts first keeps its name
-// and each other is named by Column's rule for a NUL byte: the key, "_"
-// and 8 hex digits of its SHA-256. The choice depends on the keys alone,
-// never on the order they came in.
+// differ only so (amount, Amount) the one that comes first in the table's
+// columns keeps its name, and each other is named by Column's rule for a
+// NUL byte: the key, "_" and 8 hex digits of its SHA-256. A table's
+// columns only grow, at the end, so a column once named keeps its name.
 func tableNames(t *consumer.Table) map[string]string {
 	var keys []string
 	for _, c := range t.Columns {
@@ -143,7 +143,6 @@ func tableNames(t *consumer.Table) map[string]string {
 			keys = append(keys, k.Name)
 		}
 	}
-	slices.Sort(keys)
 	out := make(map[string]string, len(keys))
 	taken := map[string]bool{}
 	for _, k := range keys {
@@ -376,8 +375,9 @@ func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) 
 			return err
 		}
 	}
-	// A key that sorts before one of the same name but for case takes
-	// the plain name, and the column of the other is renamed first.
+	// A column whose name changed (its key came after another of the same
+	// name but for case in the layout before, not in this one) is renamed
+	// first.
 	for key, was := range s.names[r] {
 		if now := names[key]; now != was && slices.Contains(have, was) {
 			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+Ident(r)+` RENAME COLUMN `+Ident(was)+` TO `+Ident(now)); err != nil {
