@@ -472,7 +472,12 @@ func (c *Client) bodyHead(contentType string, body []byte) string {
 	if contentType == "" {
 		contentType = "no Content-Type"
 	}
-	text := c.redact.head(string(body[:min(len(body), 4096)]))
+	if len(body) >= 4096 {
+		// Cut where it was read: what it ends with may be a part of the
+		// key, escaped any way, too short for the pattern to know.
+		body = body[:max(0, 4096-16*len(c.redact.key)-16)]
+	}
+	text := c.redact.head(string(body))
 	var b strings.Builder
 	n, space := 0, false
 	for _, r := range text {
@@ -495,7 +500,7 @@ func (c *Client) bodyHead(contentType string, body []byte) string {
 		b.WriteRune(r)
 		n++
 	}
-	return fmt.Sprintf("%s: %q", c.redact.string(jsonscan.Truncate(contentType, 80)), strings.TrimSpace(b.String()))
+	return fmt.Sprintf("%s: %q", jsonscan.Truncate(c.redact.shown(contentType), 80), c.redact.shown(strings.TrimSpace(b.String())))
 }
 
 // retryAfterOr reads a Retry-After header, returning def when it is absent

@@ -656,3 +656,64 @@ func TestPathTemplateAndParamsOnEveryRequest(t *testing.T) {
 		t.Errorf("%d requests, %d without the template path or the filter: %v", requests, len(bad), bad)
 	}
 }
+
+// TestNestedEscapedKeyWithheld: a server that quotes the key escaped in
+// ways no pattern knows (escapes within escapes, HTML5 names, "+" echoed
+// as a space), or cut where the client stopped reading, has the quote
+// withheld: no part of the form it sent is shown, in errors or logs.
+func TestNestedEscapedKeyWithheld(t *testing.T) {
+	const key = `k/ey+Odd=9&x<"'>`
+	jsonOf := func(s string) string { b, _ := json.Marshal(s); return string(b[1 : len(b)-1]) }
+	forms := []string{
+		"k&sol;ey&plus;Odd&equals;9&amp;x&lt;&quot;&apos;&gt;",   // HTML5 names
+		"k/ey+Odd=9&AMP;x&LT;&QUOT;&apos;&GT;",                   // upper-case names
+		"k/ey+Odd=9&ampx&lt&quot&#39&gt",                         // no semicolons
+		jsonOf(html.EscapeString(key)),                           // JSON of HTML
+		html.EscapeString(html.EscapeString(key)),                // HTML of HTML
+		url.QueryEscape(html.EscapeString(key)),                  // URL of HTML
+		url.QueryEscape(`\u006b\u002fey\u002bOdd\u003d9\u0026x`), // URL of JSON
+		url.QueryEscape(url.QueryEscape(url.QueryEscape(key))),   // three times URL-encoded
+		strings.ReplaceAll(key, "+", " "),                        // "+" echoed as a space
+		html.EscapeString(jsonOf(key)),                           // HTML of JSON
+	}
+	check := func(what, form, msg, logs string) {
+		t.Helper()
+		for i := 0; i+8 <= len(form); i++ {
+			if piece := form[i : i+8]; strings.Contains(msg, piece) || strings.Contains(logs, piece) {
+				t.Errorf("%s: %q of the key's form %q is shown:\n%s", what, piece, form, msg)
+				return
+			}
+		}
+	}
+	for i, form := range forms {
+		body := "<html>Error for API_KEY=" + form + " in request</html>"
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html")
+			w.WriteHeader(http.StatusInternalServerError)
+			fmt.Fprint(w, body)
+		}))
+		c, logs := newClient(t, srv.URL, key, nil)
+		_, err := c.FetchPage(context.Background(), 0, 25)
+		srv.Close()
+		if !errors.Is(err, ErrTransient) || !strings.Contains(err.Error(), "HTTP 500") {
+			t.Fatalf("form %d: error %v, want a transient HTTP 500", i, err)
+		}
+		check(fmt.Sprintf("form %d", i), form, err.Error(), logs.String())
+	}
+	// The key cut where the client stops reading (4,096 bytes), after
+	// white space that collapses to nothing in the quote; and a header.
+	for _, form := range []string{url.QueryEscape(key), jsonOf(key), html.EscapeString(key)} {
+		for cut := 1; cut < len(form); cut += 3 {
+			body := "<p>" + strings.Repeat(" ", 4096-3-cut) + form
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/html; note="+form)
+				w.WriteHeader(http.StatusBadGateway)
+				fmt.Fprint(w, body)
+			}))
+			c, logs := newClient(t, srv.URL, key, nil)
+			_, err := c.FetchPage(context.Background(), 0, 25)
+			srv.Close()
+			check(fmt.Sprintf("cut %d of %q", cut, form), form[:cut+min(5, len(form)-cut)], err.Error(), logs.String())
+		}
+	}
+}

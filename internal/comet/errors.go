@@ -1,6 +1,7 @@
 package comet
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html"
@@ -55,6 +56,7 @@ func (e *Error) Unwrap() []error { return []error{e.Class, e.Err} }
 
 // redactor removes an API key from text, however a server escaped it.
 type redactor struct {
+	key string
 	// pattern matches the key with each of its characters as it is or in
 	// any of the escapes servers write (pattern); secrets are whole forms
 	// of it, for a key cut off at the end of a quote (head).
@@ -71,7 +73,7 @@ func newRedactor(key string) redactor {
 		set[k] = true
 		set[html.EscapeString(k)] = true
 	}
-	r := redactor{pattern: keyPattern(key)}
+	r := redactor{key: key, pattern: keyPattern(key)}
 	for s := range set {
 		r.secrets = append(r.secrets, s)
 	}
@@ -151,6 +153,72 @@ func (r redactor) head(s string) string {
 		}
 	}
 	return s
+}
+
+// withheld replaces a quote from COMET that still holds the API key, or a
+// part of it, in a form no pattern knows (escapes within escapes).
+const withheld = "(withheld: it quotes the API key)"
+
+// shown is text COMET sent (a body's start, a header) as it may be shown:
+// the key cut out however it is escaped, and the whole text withheld when
+// any decoding of it still holds the key or six characters of it in a row.
+func (r redactor) shown(s string) string {
+	s = r.string(s)
+	if r.key == "" {
+		return s
+	}
+	n := min(len(r.key), 6)
+	for _, v := range decodings(s) {
+		for i := 0; i+n <= len(r.key); i++ {
+			if strings.Contains(v, r.key[i:i+n]) {
+				return withheld
+			}
+		}
+	}
+	return s
+}
+
+// percentEscape matches a URL escape.
+var percentEscape = regexp.MustCompile(`%[0-9a-fA-F]{2}`)
+
+// jsonUnicode matches a JSON \uXXXX escape.
+var jsonUnicode = regexp.MustCompile(`\\u[0-9a-fA-F]{4}`)
+
+// decodings returns s and what it decodes to, as HTML, JSON string and URL
+// text and with "+" for a space, a few layers deep.
+func decodings(s string) []string {
+	seen := map[string]bool{s: true}
+	views := []string{s}
+	decode := []func(string) string{
+		html.UnescapeString,
+		func(v string) string {
+			v = jsonUnicode.ReplaceAllStringFunc(v, func(e string) string {
+				var r rune
+				fmt.Sscanf(e[2:], "%x", &r)
+				return string(r)
+			})
+			return strings.NewReplacer(`\/`, "/", `\"`, `"`, `\\`, `\`).Replace(v)
+		},
+		func(v string) string {
+			// Every escape that is one, whatever else the text holds.
+			return percentEscape.ReplaceAllStringFunc(v, func(e string) string {
+				b, _ := hex.DecodeString(e[1:])
+				return string(b)
+			})
+		},
+		func(v string) string { return strings.ReplaceAll(v, " ", "+") },
+	}
+	for round := 0; round < 4 && len(views) < 256; round++ {
+		for _, v := range slices.Clone(views) {
+			for _, d := range decode {
+				if w := d(v); !seen[w] {
+					seen[w] = true
+					views = append(views, w)
+				}
+			}
+		}
+	}
+	return views
 }
 
 // error returns err with the key removed from its text. *url.Error carries
