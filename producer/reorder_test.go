@@ -228,41 +228,53 @@ func TestRepeatedKeyReorderedNeverFlips(t *testing.T) {
 }
 
 // TestRepeatedKeyRevealedOneUpdateAPass: a key's row changes in the pass
-// that also reveals a second row of it. The pass publishes the first row's
-// update as it arrives; the row the key comes to, the other one, is
-// published by the next pass, which follows at once: one update of the key
-// a pass, never two.
+// that also reveals a second row of it, on the next page. The pass
+// publishes the first row's update as it arrives; the row the key comes
+// to, the other one, is published by the next pass, which follows at once:
+// one update of the key a pass, never two.
 func TestRepeatedKeyRevealedOneUpdateAPass(t *testing.T) {
 	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 8})
-	rc := e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize = 4 })
-	e.open(rc)
+	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize = 4 }))
 	e.poll("persons")
 	e.shapes("persons", simulator.Shapes{RepeatKeys: 1})
 	key := e.sim.RepeatedKeys("persons")[0]
-	var first, twin int = -1, -1
-	for i, row := range e.sim.Rows("persons") {
-		if testenv.Token(row, []string{"personId"}) == key {
-			if first < 0 {
-				first = i
-			} else {
-				twin = i
+	stored := e.kv("persons")[key]
+	// The row the snapshot holds at position 3 (page 0), its new twin at 4
+	// (page 1): they arrive in that order, whatever the shape shuffles
+	// within a page.
+	at := func(original bool) int {
+		for i, row := range e.sim.Rows("persons") {
+			if testenv.Token(row, []string{"personId"}) == key && (testenv.Canonical(row) == stored) == original {
+				return i
 			}
 		}
+		t.Fatalf("no %v row of key %s", original, key)
+		return -1
 	}
-	// The twin sorts after the changed first row, so the key comes to it.
-	for range 100 {
-		if err := e.sim.UpdateAt("persons", first); err != nil {
+	for range 4 { // each move may shift the other row by one
+		if err := e.sim.Move("persons", at(true), 3); err != nil {
 			t.Fatal(err)
 		}
-		if rows := e.sim.Rows("persons"); testenv.Canonical(rows[first]) < testenv.Canonical(rows[twin]) {
+		if err := e.sim.Move("persons", at(false), 4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if at(true) != 3 || at(false) != 4 {
+		t.Fatalf("rows of the key at %d and %d, want 3 and 4", at(true), at(false))
+	}
+	// The first row changes, and sorts before its twin: the key comes to
+	// the twin.
+	for range 100 {
+		if err := e.sim.UpdateAt("persons", 3); err != nil {
+			t.Fatal(err)
+		}
+		if rows := e.sim.Rows("persons"); testenv.Canonical(rows[3]) < testenv.Canonical(rows[4]) {
 			break
 		}
 	}
-	if rows := e.sim.Rows("persons"); testenv.Canonical(rows[first]) >= testenv.Canonical(rows[twin]) {
+	if rows := e.sim.Rows("persons"); testenv.Canonical(rows[3]) >= testenv.Canonical(rows[4]) {
 		t.Fatal("could not make the first row sort before its twin")
 	}
-	start := e.lastSeq()
-	e.poll("persons")
 	updates := func(since uint64) int {
 		n := 0
 		for _, ev := range rowEvents(e.eventsAfter(since)) {
@@ -272,6 +284,8 @@ func TestRepeatedKeyRevealedOneUpdateAPass(t *testing.T) {
 		}
 		return n
 	}
+	start := e.lastSeq()
+	e.poll("persons")
 	if n := updates(start); n != 1 {
 		t.Errorf("the pass that revealed the key published %d updates of it, want 1", n)
 	}
