@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/colname"
 )
 
 // KeyColumn is the primary key of a report keyed by content: the row key
@@ -102,14 +102,7 @@ func Column(key string) string {
 	if len(key) <= maxIdentBytes && !strings.ContainsRune(key, 0) {
 		return key
 	}
-	sum := sha256.Sum256([]byte(key))
-	suffix := "_" + hex.EncodeToString(sum[:4])
-	base := strings.ReplaceAll(key, "\x00", "")
-	n := maxIdentBytes - len(suffix)
-	for n > 0 && n < len(base) && !utf8.RuneStart(base[n]) {
-		n--
-	}
-	return base[:min(n, len(base))] + suffix
+	return colname.Hashed(key, maxIdentBytes)
 }
 
 // col quotes a column key's column name.

@@ -2,9 +2,7 @@ package sqlite
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/colname"
 )
 
 // KeyColumn is the primary key of a report keyed by content: the row key
@@ -120,8 +119,7 @@ func Column(key string) string {
 	if !strings.ContainsRune(key, 0) {
 		return key
 	}
-	sum := sha256.Sum256([]byte(key))
-	return strings.ReplaceAll(key, "\x00", "") + "_" + hex.EncodeToString(sum[:4])
+	return colname.Hashed(key, 0)
 }
 
 // col quotes a column key's column name.
@@ -147,9 +145,8 @@ func tableNames(t *consumer.Table) map[string]string {
 	taken := map[string]bool{}
 	for _, k := range keys {
 		n := Column(k)
-		if folded := strings.ToLower(n); taken[folded] {
-			sum := sha256.Sum256([]byte(k))
-			n = strings.ReplaceAll(k, "\x00", "") + "_" + hex.EncodeToString(sum[:4])
+		if taken[strings.ToLower(n)] {
+			n = colname.Hashed(k, 0)
 		}
 		taken[strings.ToLower(n)] = true
 		out[k] = n
