@@ -39,9 +39,9 @@ type Store struct {
 	mu     sync.Mutex
 	tables map[string]*consumer.Table   // layouts as created
 	oids   map[string]map[string]uint32 // column types read, by table; nil: none
-	// held says the table held rows of its last upsert: the next one
+	// hadRows says the table had rows of its last upsert: the next one
 	// looks its keys up before copying rows in.
-	held map[string]bool
+	hadRows map[string]bool
 }
 
 var _ consumer.Store = (*Store)(nil)
@@ -477,7 +477,7 @@ func (s *Store) upsertUnique(ctx context.Context, tx pgx.Tx, rows []consumer.Cha
 			return err
 		}
 		if direct {
-			if !s.held[t.Report] {
+			if !s.hadRows[t.Report] {
 				// The rows are new to the table, as the last batch's were, and
 				// go in with no lookup unless the table has one of them.
 				copied, err := s.copyNew(ctx, tx, s.name(t.Report), names, enc, rows)
@@ -489,10 +489,10 @@ func (s *Store) upsertUnique(ctx context.Context, tx pgx.Tx, rows []consumer.Cha
 			if fresh, rows, err = s.partition(ctx, tx, t, key[0], types[slices.Index(enc.cols, key[0])], rows); err != nil {
 				return err
 			}
-			if s.held == nil {
-				s.held = map[string]bool{}
+			if s.hadRows == nil {
+				s.hadRows = map[string]bool{}
 			}
-			s.held[t.Report] = len(rows) > 0
+			s.hadRows[t.Report] = len(rows) > 0
 			if err := s.copyRows(ctx, tx, s.name(t.Report), names, enc, fresh); err != nil {
 				return err
 			}
