@@ -193,7 +193,7 @@ func TestRestartResumesWithoutRedelivery(t *testing.T) {
 	c, _ = New(Config{JetStream: js2, Durable: "resume", BatchSize: 7})
 	stop = run(t, c, h)
 	waitFor(t, "70 messages", func() bool { return len(col.handled()) >= 70 })
-	time.Sleep(200 * time.Millisecond)
+	testenv.WaitSettled(t, js2, "COMET", "resume") // no redelivery can follow
 	stop()
 	got := col.handled()
 	for i, n := range got {

@@ -225,9 +225,9 @@ func TestRetriesThenDelivers(t *testing.T) {
 		return 204, nil
 	})
 	id := publish(t, js, "players", 1, event.OpCreated)
-	_, reg, stop := run(t, js, parse(t, endpointYAML("crm", rcv.URL, "")))
+	b, reg, stop := run(t, js, parse(t, endpointYAML("crm", rcv.URL, "")))
 	waitFor(t, "the third attempt", func() bool { return rcv.count(id) == 3 })
-	time.Sleep(200 * time.Millisecond)
+	testenv.WaitSettled(t, js, "COMET", b.Durable("crm")) // acknowledged: no attempt can follow
 	stop()
 	ds := rcv.deliveries()
 	if len(ds) != 3 {
@@ -292,14 +292,21 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 	fine := newReceiver(t, nil)
 	publish(t, js, "players", 1, event.OpCreated)
 	cfg := parse(t, endpointYAML("gone", gone.URL, "")+fmt.Sprintf("  - name: fine\n    url: %s\n    secrets: [%s]\n    start: all\n", fine.URL, secretNew))
-	_, reg, stop := run(t, js, cfg)
+	b, reg, stop := run(t, js, cfg)
 	disabled := func() float64 {
 		return testutil.ToFloat64(mustCounter(reg, "cometstream_webhook_deliveries_total", "gone", "disabled"))
+	}
+	// stopped: the endpoint's delivery run has ended, its workers joined.
+	stopped := func() bool {
+		st := b.byName["gone"]
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.stop == nil && !st.enabledLocked()
 	}
 	waitFor(t, "the healthy endpoint and the 410", func() bool { return len(fine.deliveries()) == 1 && disabled() >= 1 })
 	second := publish(t, js, "players", 2, event.OpCreated)
 	waitFor(t, "the second event at the healthy endpoint", func() bool { return len(fine.deliveries()) == 2 })
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, "the disabled endpoint's delivery to stop", stopped)
 	stop()
 	// Deliveries already under way when the 410 came may finish; nothing
 	// published after it reaches the disabled endpoint.

@@ -312,6 +312,23 @@ func WaitWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// WaitSettled waits until a durable consumer of stream has acknowledged
+// every message it selects: none left to hand out, none handed out.
+// From then on the server redelivers nothing, so a test may count what its
+// handler saw without waiting for a duplicate that could still come.
+func WaitSettled(t testing.TB, js jetstream.JetStream, stream, durable string) {
+	t.Helper()
+	ctx := context.Background()
+	WaitFor(t, "consumer "+durable+" to acknowledge all of "+stream, func() bool {
+		c, err := js.Consumer(ctx, stream, durable)
+		if err != nil {
+			return false
+		}
+		ci, err := c.Info(ctx)
+		return err == nil && ci.NumPending == 0 && ci.NumAckPending == 0
+	})
+}
+
 // Churn applies a random change to the simulator every period until the
 // returned stop is called.
 func Churn(sim *simulator.Simulator, every time.Duration) (stop func()) {
