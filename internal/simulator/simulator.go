@@ -224,14 +224,10 @@ func (s *Simulator) report(name string) (*report, error) {
 // Insert adds n new rows at position at (0 is the top, which shifts every
 // later row down; a negative or too large position appends).
 func (s *Simulator) Insert(name string, n, at int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	r.insert(s.rng, n, at)
-	return nil
+	return s.locked(name, func(r *report) error {
+		r.insert(s.rng, n, at)
+		return nil
+	})
 }
 
 // insert adds n new rows at position at. Called with s.mu held.
@@ -257,57 +253,45 @@ func (r *report) newRow(rng *rand.Rand) row {
 
 // Update changes non-key values of n random rows.
 func (s *Simulator) Update(name string, n int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	for range min(n, len(r.rows)) {
-		i := s.rng.IntN(len(r.rows))
-		x := slices.Clone(r.rows[i])
-		r.gen.change(s.rng, x)
-		r.rows[i] = x
-	}
-	return nil
+	return s.locked(name, func(r *report) error {
+		for range min(n, len(r.rows)) {
+			i := s.rng.IntN(len(r.rows))
+			x := slices.Clone(r.rows[i])
+			r.gen.change(s.rng, x)
+			r.rows[i] = x
+		}
+		return nil
+	})
 }
 
 // UpdateAt changes non-key values of the row at position i.
 func (s *Simulator) UpdateAt(name string, i int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	if i < 0 || i >= len(r.rows) {
-		return fmt.Errorf("report %q has no row %d", name, i)
-	}
-	x := slices.Clone(r.rows[i])
-	before := fmt.Sprint(x)
-	for fmt.Sprint(x) == before {
-		r.gen.change(s.rng, x)
-	}
-	r.rows[i] = x
-	return nil
+	return s.locked(name, func(r *report) error {
+		if i < 0 || i >= len(r.rows) {
+			return fmt.Errorf("report %q has no row %d", name, i)
+		}
+		x := slices.Clone(r.rows[i])
+		before := fmt.Sprint(x)
+		for fmt.Sprint(x) == before {
+			r.gen.change(s.rng, x)
+		}
+		r.rows[i] = x
+		return nil
+	})
 }
 
 // Delete removes n rows starting at position at (negative: random rows).
 func (s *Simulator) Delete(name string, n, at int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	for range min(n, len(r.rows)) {
-		i := at
-		if i < 0 || i >= len(r.rows) {
-			i = s.rng.IntN(len(r.rows))
+	return s.locked(name, func(r *report) error {
+		for range min(n, len(r.rows)) {
+			i := at
+			if i < 0 || i >= len(r.rows) {
+				i = s.rng.IntN(len(r.rows))
+			}
+			r.rows = slices.Delete(r.rows, i, i+1)
 		}
-		r.rows = slices.Delete(r.rows, i, i+1)
-	}
-	return nil
+		return nil
+	})
 }
 
 // Move moves the row at position from to position to, shifting the rows
@@ -315,30 +299,22 @@ func (s *Simulator) Delete(name string, n, at int) error {
 // ordering rows that tie on its sort column differently from one request
 // to the next).
 func (s *Simulator) Move(name string, from, to int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	if from < 0 || from >= len(r.rows) || to < 0 || to >= len(r.rows) {
-		return fmt.Errorf("report %q has no row %d or %d", name, from, to)
-	}
-	x := r.rows[from]
-	r.rows = slices.Insert(slices.Delete(r.rows, from, from+1), to, x)
-	return nil
+	return s.locked(name, func(r *report) error {
+		if from < 0 || from >= len(r.rows) || to < 0 || to >= len(r.rows) {
+			return fmt.Errorf("report %q has no row %d or %d", name, from, to)
+		}
+		x := r.rows[from]
+		r.rows = slices.Insert(slices.Delete(r.rows, from, from+1), to, x)
+		return nil
+	})
 }
 
 // Truncate removes every row: an emptied or re-filtered report.
 func (s *Simulator) Truncate(name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	r.rows = nil
-	return nil
+	return s.locked(name, func(r *report) error {
+		r.rows = nil
+		return nil
+	})
 }
 
 // RandomChange applies one random insert (at the top), update or delete to
@@ -369,53 +345,41 @@ func (s *Simulator) RandomChange() (string, string) {
 // Revoke makes the report's key refused with the given HTTP status (as when
 // the report is deleted); 0 means 403.
 func (s *Simulator) Revoke(name string, status int) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	if status == 0 {
-		status = 403
-	}
-	r.revoked = status
-	return nil
+	return s.locked(name, func(r *report) error {
+		if status == 0 {
+			status = 403
+		}
+		r.revoked = status
+		return nil
+	})
 }
 
 // Restore serves a revoked report again.
 func (s *Simulator) Restore(name string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	r.revoked = 0
-	return nil
+	return s.locked(name, func(r *report) error {
+		r.revoked = 0
+		return nil
+	})
 }
 
 // AddColumn appends a STRING column to a report (a changed schema); every
 // row gets a value.
 func (s *Simulator) AddColumn(name, key, display string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	for _, c := range r.columns {
-		if c.Key == key {
-			return fmt.Errorf("report %q already has column %q", name, key)
+	return s.locked(name, func(r *report) error {
+		for _, c := range r.columns {
+			if c.Key == key {
+				return fmt.Errorf("report %q already has column %q", name, key)
+			}
 		}
-	}
-	r.columns = append(r.columns, event.Column{Key: key, Name: display, Type: event.TypeString})
-	gen := func(rng *rand.Rand) cell { return text("v" + strconv.Itoa(rng.IntN(1000))) }
-	r.extra = append(r.extra, gen)
-	for i, x := range r.rows {
-		x = slices.Clone(x)
-		r.rows[i] = append(x, gen(s.rng))
-	}
-	return nil
+		r.columns = append(r.columns, event.Column{Key: key, Name: display, Type: event.TypeString})
+		gen := func(rng *rand.Rand) cell { return text("v" + strconv.Itoa(rng.IntN(1000))) }
+		r.extra = append(r.extra, gen)
+		for i, x := range r.rows {
+			x = slices.Clone(x)
+			r.rows[i] = append(x, gen(s.rng))
+		}
+		return nil
+	})
 }
 
 // Len returns the number of rows of a report.
@@ -553,19 +517,26 @@ type Fault struct {
 	HTML       bool
 }
 
-// Inject queues a fault for a report's next requests.
-func (s *Simulator) Inject(name string, f Fault) error {
+// locked runs f on the named report under the simulator's lock.
+func (s *Simulator) locked(name string, f func(r *report) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, err := s.report(name)
 	if err != nil {
 		return err
 	}
-	if f.Count <= 0 {
-		f.Count = 1
-	}
-	r.faults = append(r.faults, f)
-	return nil
+	return f(r)
+}
+
+// Inject queues a fault for a report's next requests.
+func (s *Simulator) Inject(name string, f Fault) error {
+	return s.locked(name, func(r *report) error {
+		if f.Count <= 0 {
+			f.Count = 1
+		}
+		r.faults = append(r.faults, f)
+		return nil
+	})
 }
 
 // nextFault pops the fault for this request, if any. Called with s.mu held.
@@ -585,18 +556,14 @@ func (r *report) nextFault() (Fault, bool) {
 // JSON (deeply nested, huge, whatever a test needs); "" restores a plain
 // text value.
 func (s *Simulator) Poison(name string, i int, column, raw string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, err := s.report(name)
-	if err != nil {
-		return err
-	}
-	j := slices.IndexFunc(r.columns, func(c event.Column) bool { return c.Key == column })
-	if i < 0 || i >= len(r.rows) || j < 0 {
-		return fmt.Errorf("report %q has no row %d column %q", name, i, column)
-	}
-	x := slices.Clone(r.rows[i])
-	x[j] = cell{s: raw, raw: raw != ""}
-	r.rows[i] = x
-	return nil
+	return s.locked(name, func(r *report) error {
+		j := slices.IndexFunc(r.columns, func(c event.Column) bool { return c.Key == column })
+		if i < 0 || i >= len(r.rows) || j < 0 {
+			return fmt.Errorf("report %q has no row %d column %q", name, i, column)
+		}
+		x := slices.Clone(r.rows[i])
+		x[j] = cell{s: raw, raw: raw != ""}
+		r.rows[i] = x
+		return nil
+	})
 }
