@@ -36,10 +36,23 @@ type Store struct {
 
 var _ consumer.Store = (*Store)(nil)
 
+// fileURI is path as an SQLite URI filename, which SQLite reads with its
+// own rules: '?' and '#' would end the path and "%HH" would be decoded, so
+// they are escaped, and an absolute path gets an empty authority ("file://"
+// then the path) so that one starting "//" is not taken for a host.
+func fileURI(path string) string {
+	p := uriEscaper.Replace(path)
+	if strings.HasPrefix(p, "/") {
+		return "file://" + p
+	}
+	return "file:" + p
+}
+
+var uriEscaper = strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23")
+
 // Open opens (creating if needed) the database file.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := sql.Open("sqlite", fileURI(path)+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=synchronous(NORMAL)")
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
