@@ -36,7 +36,12 @@ type env struct {
 
 func newEnv(t *testing.T, specs ...simulator.ReportSpec) *env {
 	t.Helper()
-	srv := testenv.StartNATS(t, t.TempDir())
+	return newEnvOn(t, testenv.StartNATS(t, t.TempDir()), specs...)
+}
+
+// newEnvOn is newEnv on a server the test started.
+func newEnvOn(t *testing.T, srv *server.Server, specs ...simulator.ReportSpec) *env {
+	t.Helper()
 	logs := &testenv.Buffer{}
 	nc, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), Publisher: true}, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {

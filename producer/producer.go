@@ -134,7 +134,7 @@ func (p *Producer) Poll(ctx context.Context, report string) (*event.Synced, erro
 	mu.Lock()
 	defer mu.Unlock()
 	s, err := r.poll(ctx)
-	return s, natsDown(p.cfg.Conn, err)
+	return s, explainNATS(p.cfg.Conn, err)
 }
 
 // Run polls every report on its interval until ctx ends, then finishes or

@@ -103,7 +103,7 @@ func (p *publisher) Err() error { return p.err }
 func (p *publisher) fail(err error) error {
 	if p.err == nil {
 		if !errors.Is(err, ErrFenced) {
-			err = natsDown(p.js.Conn(), err)
+			err = explainNATS(p.js.Conn(), err)
 		}
 		p.err = err
 	}

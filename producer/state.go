@@ -81,14 +81,43 @@ func natsUnreachable(nc *nats.Conn, err error) bool {
 	return !nc.IsConnected() || errors.Is(err, nats.ErrReconnectBufExceeded) || errors.Is(err, nats.ErrConnectionClosed)
 }
 
-// natsDown returns err saying that NATS is unreachable, and which server,
-// when it comes of the connection being down and does not say so yet.
-func natsDown(nc *nats.Conn, err error) error {
-	if err == nil || !natsUnreachable(nc, err) || strings.Contains(err.Error(), "NATS is unreachable") {
+// explainNATS returns err saying what it means when NATS is the cause and
+// err does not say so yet: the connection is down (and to which server),
+// or JetStream has no room to store more.
+func explainNATS(nc *nats.Conn, err error) error {
+	switch {
+	case err == nil || strings.Contains(err.Error(), "NATS is unreachable") || strings.Contains(err.Error(), noRoom):
 		return err
+	case natsUnreachable(nc, err):
+		return fmt.Errorf("NATS is unreachable (%s): %w", serverURL(nc), err)
+	case natsFull(err):
+		return fmt.Errorf("%s (JetStream's disk, its max_file_store or the account's storage limit is full: make room, and the pass is tried again): %w", noRoom, err)
 	}
-	return fmt.Errorf("NATS is unreachable (%s): %w", serverURL(nc), err)
+	return err
 }
+
+const noRoom = "NATS has no room to store more"
+
+// natsFull reports whether err is JetStream refusing a write for want of
+// storage.
+func natsFull(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode {
+		case jsInsufficientResources, jsMemoryResourcesExceeded, jsStorageResourcesExceeded:
+			return true
+		}
+	}
+	return strings.Contains(err.Error(), "no space left on device")
+}
+
+// JetStream's error codes for a full store, which the jetstream package
+// does not name.
+const (
+	jsInsufficientResources    jetstream.ErrorCode = 10023
+	jsMemoryResourcesExceeded  jetstream.ErrorCode = 10028
+	jsStorageResourcesExceeded jetstream.ErrorCode = 10047
+)
 
 // serverURL names the server the connection was made to, password hidden.
 func serverURL(nc *nats.Conn) string {

@@ -196,7 +196,7 @@ func (w *writer) renew(ctx context.Context) error {
 		if errors.Is(err, jetstream.ErrKeyExists) { // the revision moved: not ours
 			return ErrWriterLost
 		}
-		w.p.cfg.Logger.Warn("could not renew the claim on the stream; retrying", "err", natsDown(w.p.cfg.Conn, err))
+		w.p.cfg.Logger.Warn("could not renew the claim on the stream; retrying", "err", explainNATS(w.p.cfg.Conn, err))
 	}
 }
 
