@@ -99,7 +99,16 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	}
 	defer lock.Release()
 	setMemoryLimit(cfg, log)
-	embedded, url, err := startEmbedded(cfg, url, po.unsafeListen, &internal, log)
+	// An embedded server that can no longer write its store (its disk
+	// full) answers no more publishes until it starts again: stop, so that
+	// a restart once there is room goes on where the stream ends.
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	storeFailed := func(err error) {
+		log.Error("stopping: the embedded NATS server could not write its store; make room under data_dir and start again (nothing is lost: the next start goes on from the stream)", "data_dir", cfg.DataDir, "err", err)
+		stop(err)
+	}
+	embedded, url, err := startEmbedded(cfg, url, po.unsafeListen, &internal, storeFailed, log)
 	if err != nil {
 		return err
 	}
@@ -153,6 +162,9 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	}
 	if err := p.Open(ctx); err != nil {
 		if ctx.Err() != nil {
+			if err := storeFailedError(ctx, cfg); err != nil {
+				return err
+			}
 			log.Info("stopped while starting", "cause", err.Error())
 			return nil
 		}
@@ -169,7 +181,19 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	if err := p.Run(ctx); err != nil {
 		return err
 	}
+	if err := storeFailedError(ctx, cfg); err != nil {
+		return err
+	}
 	log.Info("stopped: every pass finished or abandoned, acknowledgements received")
+	return nil
+}
+
+// storeFailedError returns the error produce ends with when it stopped
+// because the embedded server could not write its store.
+func storeFailedError(ctx context.Context, cfg *config.Config) error {
+	if err := context.Cause(ctx); errors.Is(err, natsserver.ErrStoreFailed) {
+		return fmt.Errorf("%w; make room under data_dir (%s) and start again", err, cfg.DataDir)
+	}
 	return nil
 }
 
@@ -195,7 +219,7 @@ const internalUser = "cometstream-producer-internal"
 // startEmbedded starts the embedded NATS server when no URL is configured.
 // With users configured it also adds the producer's internal user and
 // returns its password in *internal.
-func startEmbedded(cfg *config.Config, url string, unsafeListen bool, internal *string, log *slog.Logger) (*server.Server, string, error) {
+func startEmbedded(cfg *config.Config, url string, unsafeListen bool, internal *string, storeFailed func(error), log *slog.Logger) (*server.Server, string, error) {
 	if url != "" {
 		if cfg.NATS.Monitor != "" {
 			log.Warn("nats.monitor is the embedded server's: ignored with a NATS URL", "nats.monitor", cfg.NATS.Monitor)
@@ -223,6 +247,7 @@ func startEmbedded(cfg *config.Config, url string, unsafeListen bool, internal *
 	s, err := natsserver.Start(natsserver.Options{
 		StoreDir: dir, Listen: cfg.NATS.Listen, Monitor: cfg.NATS.Monitor, SyncAlways: cfg.NATS.Sync == "always", Logger: log,
 		Users: users, Stream: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, TLS: tls, AllowInsecureListen: unsafeListen,
+		OnStoreFailed: storeFailed,
 	})
 	if err != nil {
 		switch {

@@ -45,7 +45,17 @@ type Options struct {
 	// Cluster, when set, makes the server one node of a JetStream cluster.
 	Cluster *Cluster
 	Logger  *slog.Logger
+	// OnStoreFailed, when set, is called once, with an error wrapping
+	// ErrStoreFailed that names the stream and the system's error, when a
+	// write to JetStream's store fails (its disk full, or failing). The
+	// stream then stores nothing more until the server starts again.
+	OnStoreFailed func(error)
 }
+
+// ErrStoreFailed: the embedded server could not write its store. It
+// answers no publish to that stream from then on (nats-server keeps the
+// write error until it restarts), even once there is room again.
+var ErrStoreFailed = errors.New("the embedded NATS server could not write its store (its disk full, or failing) and stores nothing more until it starts again")
 
 // TLS names the files of the client port's certificate.
 type TLS struct {
@@ -177,8 +187,12 @@ func Start(o Options) (*server.Server, error) {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
 	var lg *logger
-	if o.Logger != nil {
-		lg = &logger{log: o.Logger.With("component", "nats-server")}
+	if o.Logger != nil || o.OnStoreFailed != nil {
+		log := o.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		lg = &logger{log: log.With("component", "nats-server"), onStoreFailed: o.OnStoreFailed}
 		lg.starting.Store(true)
 		s.SetLoggerV2(lg, false, false, false)
 	}
@@ -259,7 +273,14 @@ func isLoopback(host string) bool {
 type logger struct {
 	log      *slog.Logger
 	starting atomic.Bool
+	// onStoreFailed is Options.OnStoreFailed; failed says it was called.
+	onStoreFailed func(error)
+	failed        atomic.Bool
 }
+
+// storeFailedFormat is how nats-server logs the write error after which a
+// stream stores nothing more (stream.go, setWriteErrLocked).
+const storeFailedFormat = "JetStream stream '%s > %s' critical write error: %v"
 
 func (l *logger) Noticef(format string, v ...any) {
 	level := slog.LevelInfo
@@ -271,6 +292,12 @@ func (l *logger) Noticef(format string, v ...any) {
 
 func (l *logger) Warnf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
 func (l *logger) Fatalf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *logger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *logger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.log.Error(msg)
+	if format == storeFailedFormat && l.onStoreFailed != nil && !l.failed.Swap(true) {
+		l.onStoreFailed(fmt.Errorf("%w: %s", ErrStoreFailed, msg))
+	}
+}
 func (l *logger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *logger) Tracef(format string, v ...any) {}
