@@ -3,6 +3,7 @@ package comet
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -714,6 +715,56 @@ func TestNestedEscapedKeyWithheld(t *testing.T) {
 			_, err := c.FetchPage(context.Background(), 0, 25)
 			srv.Close()
 			check(fmt.Sprintf("cut %d of %q", cut, form), form[:cut+min(5, len(form)-cut)], err.Error(), logs.String())
+		}
+	}
+}
+
+// TestKeyInOtherCaseOrFormNotShown: a key of hex digits and dashes (a
+// UUID) is as secret in upper case, without its dashes, or base64-encoded,
+// in a body or in the Location of a redirect.
+func TestKeyInOtherCaseOrFormNotShown(t *testing.T) {
+	const key = "3f2a9c1e-7b4d-4e8a-9f6b-2c5d8e1a7b3c"
+	upper, bare := strings.ToUpper(key), strings.ReplaceAll(key, "-", "")
+	cases := []struct {
+		status   int
+		location string
+		body     string
+	}{
+		{302, "/login/expired/" + upper + "?API_KEY=" + key, ""},
+		{503, "", "<p>Invalid key " + upper + "</p>"},
+		{500, "", `{"message":"key ` + strings.ToUpper(bare) + ` unknown"}`},
+		{502, "", "bad gateway for API_KEY=" + base64.StdEncoding.EncodeToString([]byte(key))},
+		{502, "", "bad gateway for " + base64.RawURLEncoding.EncodeToString([]byte(key[:12]))},
+		{500, "", "key 3F2A9C1E-7B4D-… is unknown"},
+	}
+	for i, tc := range cases {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if tc.location != "" {
+				w.Header().Set("Location", tc.location)
+			}
+			w.WriteHeader(tc.status)
+			fmt.Fprint(w, tc.body)
+		}))
+		c, logs := newClient(t, srv.URL, key, nil)
+		_, err := c.FetchPage(context.Background(), 0, 25)
+		srv.Close()
+		if err == nil {
+			t.Fatalf("case %d: no error", i)
+		}
+		all := err.Error() + logs.String()
+		for _, tok := range regexp.MustCompile(`[A-Za-z0-9+/_-]{8,}`).FindAllString(all, -1) {
+			for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+				if b, err := enc.DecodeString(tok[:len(tok)/4*4]); err == nil {
+					all += " " + string(b)
+				}
+			}
+		}
+		all = strings.ToLower(strings.ReplaceAll(all, "-", ""))
+		for j := 0; j+6 <= len(bare); j++ {
+			if strings.Contains(all, bare[j:j+6]) {
+				t.Errorf("case %d: six characters of the key (%s) are shown: %s\n%s", i, bare[j:j+6], err, logs)
+				break
+			}
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package comet
 
 import (
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 )
 
 // Failure classes. Every error the client returns wraps exactly one of them
@@ -89,8 +91,12 @@ func newRedactor(key string) redactor {
 // The characters may be escaped each its own way, as encoders that escape
 // only some do.
 func keyPattern(key string) *regexp.Regexp {
+	// Letters in any case, and a separator between two letters or digits
+	// (a UUID's dashes) may be left out.
 	var b strings.Builder
-	for _, r := range key {
+	b.WriteString("(?i)")
+	runes := []rune(key)
+	for i, r := range runes {
 		alts := []string{regexp.QuoteMeta(string(r))}
 		var pct, pct2 strings.Builder
 		for _, c := range []byte(string(r)) {
@@ -105,8 +111,24 @@ func keyPattern(key string) *regexp.Regexp {
 		}
 		alts = append(alts, namedEscapes[r]...)
 		b.WriteString("(?:" + strings.Join(alts, "|") + ")")
+		if !isAlnum(r) && i > 0 && i+1 < len(runes) && isAlnum(runes[i-1]) && isAlnum(runes[i+1]) {
+			b.WriteString("?")
+		}
 	}
 	return regexp.MustCompile(b.String())
+}
+
+func isAlnum(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
+
+// folded is s as the key is compared with it: in lower case, without the
+// characters that are not letters or digits.
+func folded(s string) string {
+	return strings.Map(func(r rune) rune {
+		if !isAlnum(r) {
+			return -1
+		}
+		return unicode.ToLower(r)
+	}, s)
 }
 
 // namedEscapes are the patterns of the escapes that name a character:
@@ -167,10 +189,15 @@ func (r redactor) shown(s string) string {
 	if r.key == "" {
 		return s
 	}
-	n := min(len(r.key), 6)
+	key := folded(r.key)
+	if key == "" {
+		key = r.key
+	}
+	n := min(len(key), 6)
 	for _, v := range decodings(s) {
-		for i := 0; i+n <= len(r.key); i++ {
-			if strings.Contains(v, r.key[i:i+n]) {
+		v = folded(v)
+		for i := 0; i+n <= len(key); i++ {
+			if strings.Contains(v, key[i:i+n]) {
 				return withheld
 			}
 		}
@@ -207,6 +234,7 @@ func decodings(s string) []string {
 			})
 		},
 		func(v string) string { return strings.ReplaceAll(v, " ", "+") },
+		decodeBase64,
 	}
 	for round := 0; round < 4 && len(views) < 256; round++ {
 		for _, v := range slices.Clone(views) {
@@ -219,6 +247,25 @@ func decodings(s string) []string {
 		}
 	}
 	return views
+}
+
+// base64Token matches what may be base64 (standard or URL alphabet).
+var base64Token = regexp.MustCompile(`[A-Za-z0-9+/_-]{8,}`)
+
+// decodeBase64 appends to v what its base64-looking words decode to.
+func decodeBase64(v string) string {
+	var b strings.Builder
+	b.WriteString(v)
+	for _, tok := range base64Token.FindAllString(v, 64) {
+		tok = tok[:len(tok)/4*4]
+		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+			if d, err := enc.DecodeString(tok); err == nil {
+				b.WriteString(" ")
+				b.Write(d)
+			}
+		}
+	}
+	return b.String()
 }
 
 // error returns err with the key removed from its text. *url.Error carries
