@@ -89,18 +89,20 @@ func runPlan(ctx context.Context, args []string) error {
 	return nil
 }
 
-// planUsers groups the configured reports by source and COMET user, the
+// planUsers groups the configured reports by COMET user (config.Lane), the
 // reports that share one limiter, in the order of the file.
 func planUsers(cfg *config.Config) []plan.User {
 	var users []plan.User
 	index := map[string]int{}
+	lanes := cfg.Lanes()
 	for _, ref := range cfg.Reports() {
-		k := ref.Source.Name + "\x00" + ref.Report.User
+		lane := lanes[ref.Report.Name]
+		k := lane.Name()
 		i, ok := index[k]
 		if !ok {
 			i = len(users)
 			index[k] = i
-			users = append(users, plan.User{Source: ref.Source.Name, Name: ref.Report.User, RateLimit: ref.Source.RateLimit})
+			users = append(users, plan.User{Source: lane.Source, Name: lane.User, RateLimit: lane.RateLimit})
 		}
 		users[i].Reports = append(users[i].Reports, plan.Report{Name: ref.Report.Name, Interval: ref.Report.Interval, PageSize: ref.Report.PageSize})
 	}

@@ -322,18 +322,23 @@ func natsOptions(n config.NATS, url string) (natsconn.Options, error) {
 }
 
 // producerReports resolves every report's key and shares one rate limiter
-// per source and COMET user.
+// per COMET user: per lane (config.Lane), the host of base_url and the user.
 func producerReports(cfg *config.Config, log *slog.Logger) ([]producer.ReportConfig, error) {
 	limiters := map[string]*comet.Limiter{}
+	lanes := cfg.Lanes()
 	var out []producer.ReportConfig
 	for _, ref := range cfg.Reports() {
 		key, err := ref.Report.ResolveAPIKey(ref.Field, log)
 		if err != nil {
 			return nil, err
 		}
-		lk := ref.Source.Name + "\x00" + ref.Report.User
+		lane := lanes[ref.Report.Name]
+		lk := lane.Name()
 		if limiters[lk] == nil {
-			limiters[lk] = comet.NewLimiter(ref.Source.RateLimit)
+			limiters[lk] = comet.NewLimiter(lane.RateLimit)
+			if len(lane.Sources) > 1 {
+				log.Warn("sources reach the same COMET as the same user: their reports share one rate limit", "sources", strings.Join(lane.Sources, ","), "user", lane.User, "rate_limit", lane.RateLimit)
+			}
 		}
 		out = append(out, producer.ReportConfig{
 			Name: ref.Report.Name, Key: ref.Report.Key, Interval: ref.Report.Interval,
@@ -342,7 +347,7 @@ func producerReports(cfg *config.Config, log *slog.Logger) ([]producer.ReportCon
 				BaseURL: ref.Source.BaseURL, APIKey: key, Limiter: limiters[lk], Timeout: ref.Source.Timeout,
 				Path: ref.Report.Path, Params: ref.Report.Params,
 			},
-			Group: ref.Source.Name + "/" + ref.Report.User,
+			Group: lk,
 		})
 	}
 	return out, nil
