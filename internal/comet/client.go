@@ -288,6 +288,10 @@ func (c *Client) fetchPage(ctx context.Context, page, size int, mode fetchMode) 
 		if err == nil {
 			return p, requests, nil
 		}
+		if retryAfter > 0 {
+			// COMET's limit is the user's: every report of it waits.
+			c.cfg.Limiter.Pause(time.Now().Add(retryAfter))
+		}
 		if !retryable(err) || ctx.Err() != nil {
 			return nil, requests, err
 		}

@@ -768,3 +768,51 @@ func TestKeyInOtherCaseOrFormNotShown(t *testing.T) {
 		}
 	}
 }
+
+// TestRetryAfterHoldsTheUser: COMET limits a user, not a request, so a 429
+// with Retry-After holds every request of that user's limiter until then,
+// those of other reports included, not only the retry.
+func TestRetryAfterHoldsTheUser(t *testing.T) {
+	var mu sync.Mutex
+	var arrivals []time.Time
+	var refusedAt time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		now := time.Now()
+		arrivals = append(arrivals, now)
+		first := refusedAt.IsZero() && r.URL.Query().Get("API_KEY") == "key-a-123456"
+		if first {
+			refusedAt = now
+		}
+		mu.Unlock()
+		if first {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
+		fmt.Fprint(w, `{"reportName":"r","columnNames":["Id"],"columnKeys":["id"],"columnTypes":["NUMBER"],"results":[{"id":1}],"totalSize":1,"page":0,"pageSize":25,"lastPage":0}`)
+	}))
+	defer srv.Close()
+	limiter := NewLimiter(1000)
+	a, _ := newClient(t, srv.URL, "key-a-123456", func(c *Config) { c.Limiter = limiter })
+	b, _ := newClient(t, srv.URL, "key-b-123456", func(c *Config) { c.Limiter = limiter })
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() { _, err := a.FetchPage(ctx, 0, 25); done <- err }()
+	testenv.WaitFor(t, "the 429", func() bool { mu.Lock(); defer mu.Unlock(); return !refusedAt.IsZero() })
+	for range 5 {
+		if _, err := b.FetchPage(ctx, 0, 25); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the refused request, retried: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, at := range arrivals {
+		if at.After(refusedAt) && at.Before(refusedAt.Add(time.Second-50*time.Millisecond)) {
+			t.Errorf("a request %s after the 429 asked for 1s", at.Sub(refusedAt).Round(time.Millisecond))
+		}
+	}
+}

@@ -38,6 +38,8 @@ type Limiter struct {
 	ring   []time.Time // when the last n admitted requests were written (or are due)
 	next   int
 	window time.Duration
+	// pausedUntil holds every request until then (Pause).
+	pausedUntil time.Time
 
 	// now and sleepUntil are the pacing's clock; tests replace them.
 	now        func() time.Time
@@ -171,7 +173,7 @@ type slot struct {
 func (l *Limiter) admit(ctx context.Context) (slot, error) {
 	l.mu.Lock()
 	i := l.next
-	due := time.Now()
+	due := maxTime(time.Now(), l.pausedUntil)
 	if oldest := l.ring[i]; !oldest.IsZero() {
 		due = maxTime(due, oldest.Add(l.window))
 	}
@@ -188,6 +190,14 @@ func (l *Limiter) admit(ctx context.Context) (slot, error) {
 		}
 	}
 	return slot{l: l, i: i}, nil
+}
+
+// Pause holds every request of the user, of any report, until t: COMET
+// asked (Retry-After) for no more calls before then.
+func (l *Limiter) Pause(t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pausedUntil = maxTime(l.pausedUntil, t)
 }
 
 // wrote records when an admitted request finished being written: later
