@@ -816,3 +816,47 @@ func TestRetryAfterHoldsTheUser(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchPagesByTheRowsServedWhenPageSizeLies: a deployment that caps
+// the rows of a page without saying so (pageSize and lastPage as asked)
+// is read at the size it served: page 0 held fewer rows than pageSize
+// and totalSize both promise, so the rest is asked for at that size, and
+// every row arrives.
+func TestFetchPagesByTheRowsServedWhenPageSizeLies(t *testing.T) {
+	const total, cap = 95, 10
+	var mu sync.Mutex
+	sizes := map[int]int{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+		var page, size int
+		fmt.Sscan(parts[len(parts)-2], &page)
+		fmt.Sscan(parts[len(parts)-1], &size)
+		mu.Lock()
+		sizes[size]++
+		mu.Unlock()
+		var rows []string
+		for i := page * size; i < min(page*size+min(size, cap), total); i++ {
+			rows = append(rows, fmt.Sprintf(`{"id":%d}`, i))
+		}
+		fmt.Fprintf(w, `{"reportName":"r","columnNames":["Id"],"columnKeys":["id"],"columnTypes":["NUMBER"],"results":[%s],"totalSize":%d,"page":%d,"pageSize":%d,"lastPage":%d}`,
+			strings.Join(rows, ","), total, page, size, LastPageOf(total, size))
+	}))
+	defer srv.Close()
+	c, logs := newClient(t, srv.URL, "key-123456", func(c *Config) { c.Concurrency = 4 })
+	var got []event.Row
+	sum, err := c.Fetch(context.Background(), FetchOptions{PageSize: 25}, func(p *Page) error { collectRows(p, &got); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sum.Complete || !sum.RowCountsMatch || !sum.TotalSizeStable || sum.PageSize != cap || sum.Rows != total || sum.LastPage != 9 {
+		t.Fatalf("summary %+v", sum)
+	}
+	for i, row := range got {
+		if v := string(row["id"].AppendJSON(nil)); v != fmt.Sprint(i) {
+			t.Fatalf("row %d is %s", i, v)
+		}
+	}
+	if !strings.Contains(logs.String(), "fewer rows than its pageSize") {
+		t.Errorf("nothing logged of the cap COMET did not declare:\n%s", logs)
+	}
+}

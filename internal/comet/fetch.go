@@ -110,12 +110,20 @@ func (pg *pager) run(sum *Summary, fn func(*Page) error) error {
 	close(pg.page0)
 	p0 := r.page
 	sum.TotalSize, sum.LastPage, sum.PageSize = p0.TotalSize, p0.LastPage, p0.PageSize
-	total := max(p0.LastPage, 0) + 1
-	if p0.PageSize != ahead && total > 1 {
+	if n := p0.Len(); n > 0 && n < p0.PageSize && n < p0.TotalSize {
+		// Page 0 holds fewer rows than its pageSize and totalSize both
+		// promise: a deployment that caps the page without saying so.
+		// Read the report at the rows it served a page.
+		pg.c.log.Warn("COMET served fewer rows than its pageSize says, though the report has more: reading it at the rows page 0 held",
+			"page_size", p0.PageSize, "rows", n, "total_size", p0.TotalSize)
+		sum.PageSize, sum.LastPage = n, LastPageOf(p0.TotalSize, n)
+	}
+	total := max(sum.LastPage, 0) + 1
+	if sum.PageSize != ahead && total > 1 {
 		// The pages sent ahead asked for other rows than COMET serves on a
 		// page: drop them and ask again at the served size.
 		s.stop()
-		s = pg.start(1, total-1, p0.PageSize, p0.PageSize)
+		s = pg.start(1, total-1, sum.PageSize, sum.PageSize)
 	}
 	s.setTotal(total)
 	for p := 0; p < total; p++ {
