@@ -162,6 +162,20 @@ tests:
       - {eval_time: 9m, alertname: CometstreamReportUnavailable, exp_alerts: []}
   - interval: 1m
     input_series:
+      - series: 'cometstream_inconsistent_passes{job="cometstream-produce",instance="p:9464",report="persons"}'
+        values: '0 4 9 10 11 0'
+    alert_rule_test:
+      - {eval_time: 2m, alertname: CometstreamReportInconsistent, exp_alerts: []}
+      - eval_time: 3m
+        alertname: CometstreamReportInconsistent
+        exp_alerts:
+          - exp_labels: {severity: warning, job: cometstream-produce, instance: "p:9464", report: persons}
+            exp_annotations:
+              summary: "cometstream report persons: 10 passes in a row not consistent"
+              description: "No pass over persons has been consistent lately, so rows deleted in COMET stay in the stream and the sinks. The producer's log line \"no consistent pass for N passes in a row\" says why (duplicate_keys, invalid_rows, row counts); a better key or fixing the rows in COMET ends it."
+      - {eval_time: 5m, alertname: CometstreamReportInconsistent, exp_alerts: []}
+  - interval: 1m
+    input_series:
       - series: 'cometstream_user_requests_total{job="cometstream-produce",instance="p:9464",user="sim/default"}'
         values: '0+570x30'
       - series: 'cometstream_user_rate_limit{job="cometstream-produce",instance="p:9464",user="sim/default"}'

@@ -39,6 +39,9 @@ type ReportState struct {
 	// Undeclared lists the fields, not in columnKeys, that the last schema
 	// event named.
 	Undeclared []string `json:"undeclared,omitempty"`
+	// Inconsistent counts the passes in a row that read every page but were
+	// not consistent (so applied no deletes); 0 after a consistent pass.
+	Inconsistent int `json:"inconsistent,omitempty"`
 	// FailingSince is when the current run of failing passes began (zero
 	// while passes succeed); FailedAttempts counts them; FailedPublished
 	// is when the last comet.report.failed event was published.

@@ -19,6 +19,7 @@ type metrics struct {
 	failures     *prometheus.GaugeVec     // report: consecutive failed passes
 	kvWrites     *prometheus.CounterVec   // report
 	stalled      *prometheus.GaugeVec     // report: 1 while it stopped polling
+	inconsistent *prometheus.GaugeVec     // report: passes in a row not consistent
 	overruns     *prometheus.CounterVec   // report: passes longer than the interval
 	userCalls    *prometheus.CounterVec   // user: requests to COMET by a user's reports
 	userLimit    *prometheus.GaugeVec     // user: the calls a second COMET allows it
@@ -72,6 +73,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cometstream_report_stalled", Help: "1 while the report has stopped polling (its next pass overdue, or its pass making no progress).",
 		}, report),
+		inconsistent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cometstream_inconsistent_passes", Help: "Passes in a row that read every page but were not consistent, so applied no deletes; 0 after a consistent pass.",
+		}, report),
 		overruns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cometstream_pass_overruns_total", Help: "Passes that took longer than the report's interval (the next one started at once).",
 		}, report),
@@ -82,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "cometstream_user_rate_limit", Help: "Calls a second COMET allows one source and user (rate_limit).",
 		}, []string{"user"}),
 	}
-	for _, c := range []prometheus.Collector{m.passes, m.requests, m.rows, m.events, m.duration, m.lastSuccess, m.rateWait, m.snapshotRows, m.heldDeletes, m.failures, m.kvWrites, m.stalled, m.overruns, m.userCalls, m.userLimit} {
+	for _, c := range []prometheus.Collector{m.passes, m.requests, m.rows, m.events, m.duration, m.lastSuccess, m.rateWait, m.snapshotRows, m.heldDeletes, m.failures, m.kvWrites, m.stalled, m.inconsistent, m.overruns, m.userCalls, m.userLimit} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -447,6 +447,16 @@ func (ps *pass) finish(ctx context.Context, sum comet.Summary, fetchErr error) (
 		unconfirmed += n
 	} else {
 		held = r.state.Held // a hold stands as it was
+	}
+	if fetchErr == nil {
+		if ok {
+			r.state.Inconsistent = 0
+		} else {
+			r.state.Inconsistent++
+		}
+		r.p.m.inconsistent.WithLabelValues(r.cfg.Name).Set(float64(r.state.Inconsistent))
+	}
+	if !ok {
 		ps.explainInconsistent(sum, fetchErr)
 	}
 	// Rows missing, or content-keyed rows new, in a consistent pass are
@@ -560,8 +570,20 @@ func (ps *pass) explainInconsistent(sum comet.Summary, fetchErr error) {
 	if ps.invalid > 0 {
 		attrs = append(attrs, "invalid_rows", ps.invalid, "example", ps.firstInvalid)
 	}
+	if n := ps.r.state.Inconsistent; n > 1 {
+		attrs = append(attrs, "inconsistent_passes", n)
+	}
+	if n := ps.r.state.Inconsistent; n >= InconsistentAlarm && fetchErr == nil {
+		ps.r.log.Error(fmt.Sprintf("no consistent pass for %d passes in a row: no deletes until one is", n), attrs...)
+		return
+	}
 	ps.r.log.Warn("pass not consistent: no deletes this time", attrs...)
 }
+
+// InconsistentAlarm is how many passes in a row may read every page and
+// still not be consistent before the producer logs it as an error (and
+// status says the report needs attention): its deletes wait meanwhile.
+const InconsistentAlarm = 10
 
 // explainCells logs, once per pass, the cells that did not convert.
 func (ps *pass) explainCells() {

@@ -37,7 +37,7 @@ type reportStatus struct {
 const staleAfter = 3
 
 // attention lists what makes a report need an operator: failing,
-// unavailable, holding deletes, or stale.
+// unavailable, holding deletes, stale, or inconsistent pass after pass.
 func (st reportStatus) attention() []string {
 	var out []string
 	if st.State.Unavailable != 0 {
@@ -51,6 +51,9 @@ func (st reportStatus) attention() []string {
 	}
 	if st.Stale {
 		out = append(out, "stale")
+	}
+	if st.State.Inconsistent >= producer.InconsistentAlarm {
+		out = append(out, "inconsistent")
 	}
 	return out
 }
@@ -214,6 +217,9 @@ func printStatus(w io.Writer, statuses []reportStatus, now time.Time) {
 		}
 		if st.Stale {
 			notes = append(notes, fmt.Sprintf("STALE: no pass for %s (interval %s): is the producer running?", now.Sub(st.LastSync.Finished).Round(time.Second), st.State.Interval))
+		}
+		if n := st.State.Inconsistent; n >= producer.InconsistentAlarm {
+			notes = append(notes, fmt.Sprintf("INCONSISTENT for %d passes: no deletes until a pass is consistent (the producer's log says why)", n))
 		}
 		if !st.State.FailingSince.IsZero() {
 			notes = append(notes, fmt.Sprintf("FAILING since %s (%d passes)", st.State.FailingSince.Format(time.RFC3339), st.State.FailedAttempts))

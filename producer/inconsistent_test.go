@@ -1,0 +1,58 @@
+package producer
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/simulator"
+)
+
+// TestLongInconsistencyIsLoud: a report whose passes stay inconsistent
+// (here a row without a key value) never gets its deletes: the count of
+// such passes in a row is in its state record and a gauge, and from
+// InconsistentAlarm passes on the log says so as an error. A consistent
+// pass sets it back to 0.
+func TestLongInconsistencyIsLoud(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 30})
+	e.open(e.reportConfig("persons"))
+	e.poll("persons")
+	ctx := context.Background()
+	inconsistent := func() (float64, int) {
+		t.Helper()
+		state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
+		st, _, err := loadState(ctx, state, "persons")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testutil.ToFloat64(e.p.m.inconsistent.WithLabelValues("persons")), st.Inconsistent
+	}
+	if g, n := inconsistent(); g != 0 || n != 0 {
+		t.Fatalf("after a consistent pass: gauge %v, record %d", g, n)
+	}
+	if err := e.sim.Poison("persons", 3, "personId", "null"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= InconsistentAlarm; i++ {
+		if s := e.poll("persons"); s.Consistent || s.InvalidRows != 1 {
+			t.Fatalf("pass %d: %+v, want inconsistent with an invalid row", i, s)
+		}
+		if g, n := inconsistent(); g != float64(i) || n != i {
+			t.Fatalf("after %d inconsistent passes: gauge %v, record %d", i, g, n)
+		}
+		loud := strings.Contains(e.logs.String(), `"level":"ERROR","msg":"no consistent pass for`)
+		if loud != (i == InconsistentAlarm) {
+			t.Fatalf("after %d inconsistent passes the error was logged: %v", i, loud)
+		}
+	}
+	e.sim.Delete("persons", 1, 3) // the row without a key goes
+	if s := e.poll("persons"); !s.Consistent {
+		t.Fatalf("without the keyless row: %+v", s)
+	}
+	if g, n := inconsistent(); g != 0 || n != 0 {
+		t.Fatalf("after a consistent pass again: gauge %v, record %d", g, n)
+	}
+}
