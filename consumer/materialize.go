@@ -430,7 +430,7 @@ func (m *materializer) knownReports(ctx context.Context) ([]string, error) {
 	if m.state == nil {
 		return nil, nil
 	}
-	return statekv.Reports(ctx, m.state)
+	return statekv.Reports(ctx, m.cfg.JetStream, m.state)
 }
 
 // readState reads a report's state record; ok is false when there is none.

@@ -75,7 +75,7 @@ func knownReport(ctx context.Context, js jetstream.JetStream, prefix, report str
 	if err != nil {
 		return err
 	}
-	names, err := statekv.Reports(ctx, kv)
+	names, err := statekv.Reports(ctx, js, kv)
 	if err != nil {
 		return err
 	}

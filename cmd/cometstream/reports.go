@@ -37,7 +37,7 @@ func warnUnknownReports(ctx context.Context, js jetstream.JetStream, prefix stri
 		log.Debug("could not read which reports the producer knows", "err", err)
 		return
 	}
-	known, err := statekv.Reports(ctx, kv)
+	known, err := statekv.Reports(ctx, js, kv)
 	if err != nil {
 		log.Debug("could not read which reports the producer knows", "err", err)
 		return

@@ -141,7 +141,7 @@ func collectStatus(ctx context.Context, js jetstream.JetStream, stream, prefix s
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
-	names, err := statekv.Reports(ctx, kv)
+	names, err := statekv.Reports(ctx, js, kv)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/statekv"
 	"slices"
 	"strings"
 	"time"
@@ -49,12 +50,12 @@ func ListDisabled(ctx context.Context, js jetstream.JetStream, prefix string) ([
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", BucketName(prefix), err)
 	}
-	lister, err := kv.ListKeys(ctx)
+	keys, err := statekv.Keys(ctx, js, kv)
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", BucketName(prefix), err)
 	}
 	var out []Disablement
-	for k := range lister.Keys() {
+	for _, k := range keys {
 		name, ok := strings.CutPrefix(k, endpointKeyPrefix)
 		if !ok {
 			continue

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -87,6 +88,13 @@ func Connect(o Options, log *slog.Logger) (*nats.Conn, error) {
 			subj := ""
 			if s != nil {
 				subj = s.Subject
+			}
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), `"$JS.API.CONSUMER.DELETE.`) {
+				// Deleting a consumer read to its end is tidiness, and a
+				// user with the subscriber role may not: the server removes
+				// the consumer once it is inactive.
+				log.Debug("the server refused to delete a consumer this process is done with; it removes it once inactive", "err", err)
+				return
 			}
 			log.Error("NATS error", "subject", subj, "err", err)
 		}),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -47,16 +48,39 @@ func Report(ctx context.Context, kv jetstream.KeyValue, report string) (event.Re
 }
 
 // Reports lists, sorted, the reports the bucket holds records of.
-func Reports(ctx context.Context, kv jetstream.KeyValue) ([]string, error) {
-	lister, err := kv.ListKeys(ctx)
+func Reports(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) ([]string, error) {
+	keys, err := Keys(ctx, js, kv)
 	if err != nil {
 		return nil, fmt.Errorf("list reports: %w", err)
 	}
+	return slices.DeleteFunc(keys, func(k string) bool { return !event.ReportStateKey(k) }), nil
+}
+
+// Keys lists, sorted, the live keys of a bucket. It reads them from the
+// stream's subjects, without a consumer: KeyValue.ListKeys creates one and
+// deletes it, which a user with the subscriber role may not do (the server
+// refuses, and the client waits for the refusal's timeout).
+func Keys(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) ([]string, error) {
+	bucket := kv.Bucket()
+	s, err := js.Stream(ctx, event.KVStream(bucket))
+	if err != nil {
+		return nil, err
+	}
+	prefix := event.KVSubjectPrefix(bucket)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return nil, err
+	}
 	var out []string
-	for k := range lister.Keys() {
-		if event.ReportStateKey(k) {
-			out = append(out, k)
+	for subject := range info.State.Subjects {
+		key := strings.TrimPrefix(subject, prefix)
+		// A deleted or purged key keeps its marker, a subject of its own.
+		if _, err := kv.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		} else if err != nil {
+			return nil, err
 		}
+		out = append(out, key)
 	}
 	slices.Sort(out)
 	return out, nil

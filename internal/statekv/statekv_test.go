@@ -1,0 +1,72 @@
+package statekv
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/natsserver"
+)
+
+// TestReportsAsSubscriber: the reports are listed for a user with the
+// subscriber role (sinks, status, tail), which may not delete consumers:
+// listing creates none, so the server refuses nothing. Deleted keys are
+// not listed.
+func TestReportsAsSubscriber(t *testing.T) {
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Users: []natsserver.User{
+		{Name: "producer", Password: "producer-pw", Role: "producer"},
+		{Name: "sink", Password: "sink-pw", Role: "subscriber"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx := context.Background()
+	prod, err := nats.Connect(srv.ClientURL(), nats.UserInfo("producer", "producer-pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	pjs, _ := jetstream.New(prod)
+	kv, err := pjs.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"persons", "fees", "gone", "producer.writer"} {
+		if _, err := kv.Put(ctx, k, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kv.Delete(ctx, "gone")
+
+	errs := make(chan error, 10)
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo("sink", "sink-pw"), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	skv, err := Open(ctx, js, "comet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := Reports(ctx, js, skv)
+	if err != nil || !slices.Equal(names, []string{"fees", "persons"}) {
+		t.Fatalf("reports %v, %v", names, err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.LastError(); err != nil {
+		t.Fatalf("the server refused the subscriber: %v", err)
+	}
+	select {
+	case err := <-errs:
+		t.Fatalf("the server refused the subscriber: %v", err)
+	default:
+	}
+}

@@ -1,0 +1,60 @@
+package streamrange_test
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/internal/natsserver"
+	"github.com/cometstream/cometstream/internal/streamrange"
+	"github.com/cometstream/cometstream/internal/testenv"
+)
+
+// TestReadAsSubscriber: a user with the subscriber role reads a stream to
+// its end; the server refuses to delete the consumer the read used, which
+// is no error to log (the server removes it once inactive).
+func TestReadAsSubscriber(t *testing.T) {
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Users: []natsserver.User{
+		{Name: "producer", Password: "producer-pw", Role: "producer"},
+		{Name: "sink", Password: "sink-pw", Role: "subscriber"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	ctx := context.Background()
+	prod, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), User: "producer", Password: "producer-pw"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	pjs, _ := jetstream.New(prod)
+	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := pjs.Publish(ctx, "comet.persons.row.created.1", []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var logs testenv.Buffer
+	nc, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), User: "sink", Password: "sink-pw"}, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	n, err := streamrange.Read(ctx, js, "COMET", jetstream.OrderedConsumerConfig{}, func(jetstream.Msg) error { return nil })
+	if err != nil || n != 3 {
+		t.Fatalf("read %d messages: %v", n, err)
+	}
+	testenv.WaitFor(t, "the refused deletion to be handled", func() bool { return strings.Contains(logs.String(), "refused to delete a consumer") })
+	if strings.Contains(logs.String(), `"level":"ERROR"`) {
+		t.Errorf("a read as subscriber logged an error:\n%s", logs.String())
+	}
+}
