@@ -32,6 +32,11 @@ func (b *Bridge) Replay(ctx context.Context, endpoint string) (map[string]Replay
 	out := map[string]ReplayResult{}
 	s, err := b.o.JetStream.Stream(ctx, b.cfg.DeadLetterStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		for _, ep := range b.cfg.Endpoints {
+			if endpoint == "" || ep.Name == endpoint {
+				out[ep.Name] = ReplayResult{} // no dead letter yet
+			}
+		}
 		return out, nil
 	}
 	if err != nil {
