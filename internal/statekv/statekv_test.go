@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/natsserver"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // TestReportsAsSubscriber: the reports are listed for a user with the
@@ -17,14 +17,7 @@ import (
 // listing creates none, so the server refuses nothing. Deleted keys are
 // not listed.
 func TestReportsAsSubscriber(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Users: []natsserver.User{
-		{Name: "producer", Password: "producer-pw", Role: "producer"},
-		{Name: "sink", Password: "sink-pw", Role: "subscriber"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := testenv.StartNATSWithRoles(t)
 	ctx := context.Background()
 	prod, err := nats.Connect(srv.ClientURL(), nats.UserInfo("producer", "producer-pw"))
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/internal/natsconn"
-	"github.com/cometstream/cometstream/internal/natsserver"
 	"github.com/cometstream/cometstream/internal/streamrange"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
@@ -18,14 +17,7 @@ import (
 // its end; the server refuses to delete the consumer the read used, which
 // is no error to log (the server removes it once inactive).
 func TestReadAsSubscriber(t *testing.T) {
-	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Users: []natsserver.User{
-		{Name: "producer", Password: "producer-pw", Role: "producer"},
-		{Name: "sink", Password: "sink-pw", Role: "subscriber"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown()
+	srv := testenv.StartNATSWithRoles(t)
 	ctx := context.Background()
 	prod, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), User: "producer", Password: "producer-pw"}, slog.New(slog.DiscardHandler))
 	if err != nil {

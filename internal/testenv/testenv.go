@@ -41,6 +41,22 @@ func StartNATS(t testing.TB, dir string) *server.Server {
 	return srv
 }
 
+// StartNATSWithRoles starts an embedded server, as StartNATS, with two
+// users: "producer" (password "producer-pw") with the producer role and
+// "sink" ("sink-pw") with the subscriber role.
+func StartNATSWithRoles(t testing.TB) *server.Server {
+	t.Helper()
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Users: []natsserver.User{
+		{Name: "producer", Password: "producer-pw", Role: "producer"},
+		{Name: "sink", Password: "sink-pw", Role: "subscriber"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	return srv
+}
+
 // Connect opens a connection that fails publishes while disconnected.
 func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
