@@ -433,7 +433,7 @@ func (c *Client) redactLocation(loc string) string {
 		return "an unparseable Location"
 	}
 	u.RawQuery, u.Fragment, u.User = "", "", nil
-	return c.redact.string(u.String())
+	return c.redact.shown(u.String())
 }
 
 func drain(r io.Reader) { _, _ = io.Copy(io.Discard, io.LimitReader(r, 64<<10)) }

@@ -736,6 +736,11 @@ func TestKeyInOtherCaseOrFormNotShown(t *testing.T) {
 		{502, "", "bad gateway for API_KEY=" + base64.StdEncoding.EncodeToString([]byte(key))},
 		{502, "", "bad gateway for " + base64.RawURLEncoding.EncodeToString([]byte(key[:12]))},
 		{500, "", "key 3F2A9C1E-7B4D-… is unknown"},
+		{502, "", "see /login/expired/" + base64.StdEncoding.EncodeToString([]byte(key))},
+		{502, "", "abc" + base64.StdEncoding.EncodeToString([]byte(key))},
+		{502, "", "x_" + base64.RawURLEncoding.EncodeToString([]byte(key))},
+		{302, "/expired/" + base64.RawURLEncoding.EncodeToString([]byte(key)), ""},
+		{302, "/expired/" + key[:20], ""},
 	}
 	for i, tc := range cases {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -752,10 +757,15 @@ func TestKeyInOtherCaseOrFormNotShown(t *testing.T) {
 			t.Fatalf("case %d: no error", i)
 		}
 		all := err.Error() + logs.String()
-		for _, tok := range regexp.MustCompile(`[A-Za-z0-9+/_-]{8,}`).FindAllString(all, -1) {
-			for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
-				if b, err := enc.DecodeString(tok[:len(tok)/4*4]); err == nil {
-					all += " " + string(b)
+		for _, word := range regexp.MustCompile(`[A-Za-z0-9+/_-]{8,}`).FindAllString(all, -1) {
+			for _, tok := range append(strings.Split(word, "/"), word) {
+				for off := 0; off < 4 && off < len(tok); off++ {
+					rest := tok[off:]
+					for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+						if b, err := enc.DecodeString(rest[:len(rest)/4*4]); err == nil {
+							all += " " + string(b)
+						}
+					}
 				}
 			}
 		}
@@ -799,7 +809,11 @@ func TestRetryAfterHoldsTheUser(t *testing.T) {
 	ctx := context.Background()
 	done := make(chan error, 1)
 	go func() { _, err := a.FetchPage(ctx, 0, 25); done <- err }()
-	testenv.WaitFor(t, "the 429", func() bool { mu.Lock(); defer mu.Unlock(); return !refusedAt.IsZero() })
+	testenv.WaitFor(t, "the 429 to pause the user", func() bool {
+		limiter.mu.Lock()
+		defer limiter.mu.Unlock()
+		return !limiter.pausedUntil.IsZero()
+	})
 	for range 5 {
 		if _, err := b.FetchPage(ctx, 0, 25); err != nil {
 			t.Fatal(err)

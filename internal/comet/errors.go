@@ -249,19 +249,33 @@ func decodings(s string) []string {
 	return views
 }
 
-// base64Token matches what may be base64 (standard or URL alphabet).
+// base64Token matches what may be base64 (standard or URL alphabet), or
+// a path segment of it.
 var base64Token = regexp.MustCompile(`[A-Za-z0-9+/_-]{8,}`)
 
-// decodeBase64 appends to v what its base64-looking words decode to.
+// decodeBase64 appends to v what its base64-looking words decode to: each
+// word, and each part of it between slashes, decoded from each of its
+// first four characters (base64 glued to other text starts anywhere).
 func decodeBase64(v string) string {
 	var b strings.Builder
 	b.WriteString(v)
-	for _, tok := range base64Token.FindAllString(v, 64) {
-		tok = tok[:len(tok)/4*4]
-		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
-			if d, err := enc.DecodeString(tok); err == nil {
-				b.WriteString(" ")
-				b.Write(d)
+	words := base64Token.FindAllString(v, 64)
+	for _, w := range slices.Clone(words) {
+		for _, part := range strings.Split(w, "/") {
+			if len(part) >= 8 && part != w {
+				words = append(words, part)
+			}
+		}
+	}
+	for _, w := range words {
+		for off := 0; off < 4 && len(w)-off >= 8; off++ {
+			tok := w[off:]
+			tok = tok[:len(tok)/4*4]
+			for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+				if d, err := enc.DecodeString(tok); err == nil {
+					b.WriteString(" ")
+					b.Write(d)
+				}
 			}
 		}
 	}

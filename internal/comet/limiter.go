@@ -87,6 +87,19 @@ func (l *Limiter) Wait(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	// A Retry-After holds the user: wait it out here, under the pass's
+	// context, rather than in admit under one attempt's timeout.
+	for {
+		l.mu.Lock()
+		paused := l.pausedUntil
+		l.mu.Unlock()
+		if !paused.After(l.now()) {
+			break
+		}
+		if err := l.sleepUntil(ctx, paused); err != nil {
+			return err
+		}
+	}
 	now := l.now()
 	wait := rate.InfDuration
 	if deadline, ok := ctx.Deadline(); ok {
@@ -180,16 +193,27 @@ func (l *Limiter) admit(ctx context.Context) (slot, error) {
 	l.ring[i] = due // reserved: later requests count from it
 	l.next = (i + 1) % l.n
 	l.mu.Unlock()
-	if d := time.Until(due); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return slot{l: l, i: i}, ctx.Err()
-		case <-t.C:
+	for {
+		if d := time.Until(due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return slot{l: l, i: i}, ctx.Err()
+			case <-t.C:
+			}
 		}
+		// A Pause that came while this request waited holds it too.
+		l.mu.Lock()
+		paused := l.pausedUntil
+		if !paused.After(due) {
+			l.mu.Unlock()
+			return slot{l: l, i: i}, nil
+		}
+		due = paused
+		l.ring[i] = maxTime(l.ring[i], due)
+		l.mu.Unlock()
 	}
-	return slot{l: l, i: i}, nil
 }
 
 // Pause holds every request of the user, of any report, until t: COMET

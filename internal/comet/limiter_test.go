@@ -2,6 +2,7 @@ package comet
 
 import (
 	"context"
+	"github.com/cometstream/cometstream/internal/testenv"
 	"net/http"
 	"sync/atomic"
 	"testing"
@@ -77,5 +78,30 @@ func TestLateRequestsStillUnderTheLimit(t *testing.T) {
 	}
 	if st := sim.Stats(); st.Violations != 0 {
 		t.Errorf("%d rate-limit violations with late requests", st.Violations)
+	}
+}
+
+// TestPauseHoldsWaitingRequests: a Pause holds a request already waiting
+// in admit for its place in the window, not only the requests after it.
+func TestPauseHoldsWaitingRequests(t *testing.T) {
+	l := NewLimiter(2)
+	ctx := context.Background()
+	for range 2 {
+		if _, err := l.admit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	done := make(chan time.Time, 1)
+	go func() {
+		if _, err := l.admit(ctx); err != nil { // waits about a second for its place
+			t.Error(err)
+		}
+		done <- time.Now()
+	}()
+	testenv.WaitFor(t, "the third request to take its place", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.next == 1 })
+	l.Pause(start.Add(2 * time.Second))
+	if at := <-done; at.Before(start.Add(2 * time.Second)) {
+		t.Errorf("a request waiting when the pause came left %s after the start, before the pause's 2s", at.Sub(start).Round(time.Millisecond))
 	}
 }
