@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/retry"
 )
 
@@ -215,7 +216,7 @@ func (c *Consumer) open(ctx context.Context) (jetstream.Consumer, error) {
 			want.DeliverPolicy, want.OptStartSeq = jetstream.DeliverByStartSequencePolicy, max(c.cfg.StartSeq, info.AckFloor.Stream+1)
 		}
 		if err := c.js.DeleteConsumer(ctx, c.cfg.Stream, c.cfg.Durable); err != nil {
-			return nil, fmt.Errorf("replace consumer %s: %w", c.cfg.Durable, err)
+			return nil, fmt.Errorf("replace consumer %s: %w", c.cfg.Durable, natsconn.DeleteRefused(err))
 		}
 	}
 	cons, err := c.js.CreateOrUpdateConsumer(ctx, c.cfg.Stream, want)

@@ -48,6 +48,11 @@ func TestLongInconsistencyIsLoud(t *testing.T) {
 			t.Fatalf("after %d inconsistent passes the error was logged: %v", i, loud)
 		}
 	}
+	// A restarted producer shows the count before its first pass.
+	e.open(e.reportConfig("persons"))
+	if g, _ := inconsistent(); g != float64(InconsistentAlarm) {
+		t.Fatalf("after a restart the gauge is %v, want %d", g, InconsistentAlarm)
+	}
 	e.sim.Delete("persons", 1, 3) // the row without a key goes
 	if s := e.poll("persons"); !s.Consistent {
 		t.Fatalf("without the keyless row: %+v", s)

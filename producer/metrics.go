@@ -80,10 +80,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "cometstream_pass_overruns_total", Help: "Passes that took longer than the report's interval (the next one started at once).",
 		}, report),
 		userCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cometstream_user_requests_total", Help: "Requests to COMET by the reports of one source and COMET user (they share its budget); rate() over cometstream_user_rate_limit is the share of the budget used.",
+			Name: "cometstream_user_requests_total", Help: "Requests to COMET by the reports of one COMET user (they share its budget); rate() over cometstream_user_rate_limit is the share of the budget used.",
 		}, []string{"user"}),
 		userLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_user_rate_limit", Help: "Calls a second COMET allows one source and user (rate_limit).",
+			Name: "cometstream_user_rate_limit", Help: "Calls a second COMET allows one user (rate_limit).",
 		}, []string{"user"}),
 	}
 	for _, c := range []prometheus.Collector{m.passes, m.requests, m.rows, m.events, m.duration, m.lastSuccess, m.rateWait, m.snapshotRows, m.heldDeletes, m.failures, m.kvWrites, m.stalled, m.inconsistent, m.overruns, m.userCalls, m.userLimit} {

@@ -115,6 +115,7 @@ func (r *reporter) recover(ctx context.Context) error {
 	r.recovered = true
 	r.p.m.snapshotRows.WithLabelValues(r.cfg.Name).Set(float64(r.snap.live))
 	r.p.m.heldDeletes.WithLabelValues(r.cfg.Name).Set(float64(r.state.Held))
+	r.p.m.inconsistent.WithLabelValues(r.cfg.Name).Set(float64(r.state.Inconsistent))
 	return nil
 }
 

@@ -197,7 +197,7 @@ const planPage0Concurrency = comet.DefaultConcurrency
 
 // measurePage0 fills in every report's size: from its last pass when that
 // holds at the configured page size, else from one request for page 0
-// through a limiter per source and user, as the producer would make it. A
+// through a limiter per COMET user, as the producer would make it. A
 // report that cannot be asked (no API key, COMET failing) is left with
 // its page count unknown, saying why. It returns notes on last passes that
 // no longer apply.
@@ -252,9 +252,10 @@ func page0Size(ctx context.Context, ref config.ReportRef, pageSize int, limiter 
 	if err != nil {
 		return plan.Size{Unknown: "page 0: " + err.Error()}
 	}
+	served := p.Served()
 	return plan.Size{
-		From: plan.FromPage0, Pages: max(p.LastPage, 0) + 1,
-		Served: p.PageSize, Capped: p.PageSize < pageSize,
+		From: plan.FromPage0, Pages: max(comet.LastPageOf(p.TotalSize, served), 0) + 1,
+		Served: served, Capped: served < pageSize,
 		Rows: p.TotalSize, RowsKnown: true,
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/internal/natsconn"
 )
 
 // Enable removes an endpoint's Disablement from the bucket, so that it
@@ -59,7 +61,7 @@ func (b *Bridge) Reset(ctx context.Context, endpoint string) (ResetResult, error
 				ErrEndpointBusy, st.durable, b.o.Stream, info.NumWaiting)
 		}
 		if err := b.o.JetStream.DeleteConsumer(ctx, b.o.Stream, st.durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return res, fmt.Errorf("delete consumer %s: %w", st.durable, err)
+			return res, fmt.Errorf("delete consumer %s: %w", st.durable, natsconn.DeleteRefused(err))
 		}
 		res.Deleted = true
 	}

@@ -873,4 +873,28 @@ func TestFetchPagesByTheRowsServedWhenPageSizeLies(t *testing.T) {
 	if !strings.Contains(logs.String(), "fewer rows than its pageSize") {
 		t.Errorf("nothing logged of the cap COMET did not declare:\n%s", logs)
 	}
+	mu.Lock()
+	defer mu.Unlock()
+	if sizes[cap] != 9 || sizes[25] < 1 {
+		t.Errorf("requests by page size %v: want page 0 at 25, the 9 others at %d", sizes, cap)
+	}
+}
+
+// TestServedSize: page 0 is taken for an undeclared cap only when it holds
+// fewer rows than both pageSize and totalSize promise, and at least 10.
+func TestServedSize(t *testing.T) {
+	for _, tt := range []struct{ rows, pageSize, total, want int }{
+		{100, 1000, 250, 100}, // a cap
+		{250, 1000, 250, 1000},
+		{1000, 1000, 5000, 1000},
+		{9, 1000, 5000, 1000}, // too few to be a cap
+		{10, 1000, 5000, 10},
+		{0, 1000, 0, 1000},
+		{100, 100, 250, 100},
+	} {
+		p := &Page{PageSize: tt.pageSize, TotalSize: tt.total, rows: tt.rows}
+		if got := p.Served(); got != tt.want {
+			t.Errorf("%d rows, pageSize %d, totalSize %d: served %d, want %d", tt.rows, tt.pageSize, tt.total, got, tt.want)
+		}
+	}
 }

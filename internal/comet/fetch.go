@@ -36,10 +36,11 @@ type Summary struct {
 	// Pages delivered to the callback, and HTTP requests made (retries and
 	// speculative pages included).
 	Pages, Requests int
-	// Rows delivered, and totalSize and lastPage as page 0 reported them.
+	// Rows delivered; page 0's totalSize, and the last page at PageSize.
 	Rows, TotalSize, LastPage int
-	// PageSize is the rows per page COMET served (page 0's pageSize); it is
-	// smaller than FetchOptions.PageSize on deployments that cap it.
+	// PageSize is the rows per page COMET served (Page.Served of page 0:
+	// its pageSize, or the rows it held under a cap it did not declare);
+	// it is smaller than FetchOptions.PageSize on deployments that cap it.
 	PageSize int
 	// TotalSizeStable is true when every page reported page 0's totalSize.
 	TotalSizeStable bool
@@ -110,13 +111,10 @@ func (pg *pager) run(sum *Summary, fn func(*Page) error) error {
 	close(pg.page0)
 	p0 := r.page
 	sum.TotalSize, sum.LastPage, sum.PageSize = p0.TotalSize, p0.LastPage, p0.PageSize
-	if n := p0.Len(); n > 0 && n < p0.PageSize && n < p0.TotalSize {
-		// Page 0 holds fewer rows than its pageSize and totalSize both
-		// promise: a deployment that caps the page without saying so.
-		// Read the report at the rows it served a page.
+	if served := p0.Served(); served != p0.PageSize {
 		pg.c.log.Warn("COMET served fewer rows than its pageSize says, though the report has more: reading it at the rows page 0 held",
-			"page_size", p0.PageSize, "rows", n, "total_size", p0.TotalSize)
-		sum.PageSize, sum.LastPage = n, LastPageOf(p0.TotalSize, n)
+			"page_size", p0.PageSize, "rows", served, "total_size", p0.TotalSize)
+		sum.PageSize, sum.LastPage = served, LastPageOf(p0.TotalSize, served)
 	}
 	total := max(sum.LastPage, 0) + 1
 	if sum.PageSize != ahead && total > 1 {

@@ -76,6 +76,23 @@ func ExpectedRows(total, size, n int) int {
 	return rem
 }
 
+// minUndeclaredCap is the fewest rows a page 0 must hold to be taken for
+// a cap COMET does not declare: fewer is more likely rows gone between
+// COMET counting and reading them, and reading at one row a page would
+// spend the user's budget on thousands of requests.
+const minUndeclaredCap = 10
+
+// Served is the rows a page COMET serves, as page 0 shows it: its
+// pageSize, or the rows it holds when that is fewer than both pageSize and
+// totalSize promise (a deployment that caps the page without saying so)
+// and at least minUndeclaredCap.
+func (p *Page) Served() int {
+	if n := p.Len(); n >= minUndeclaredCap && n < p.PageSize && n < p.TotalSize {
+		return n
+	}
+	return p.PageSize
+}
+
 // LastPageOf computes lastPage the way COMET does: 185 rows at 25 a page
 // have pages 0–7.
 func LastPageOf(total, size int) int {

@@ -1,6 +1,7 @@
 package natsconn
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -146,4 +147,15 @@ func Shutdown(nc *nats.Conn, timeout time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	nc.Close()
+}
+
+// DeleteRefused explains err from deleting a consumer when it is the
+// silence of a server that refused the request: NATS answers a permission
+// violation asynchronously (logged at debug, see Connect), and the request
+// times out.
+func DeleteRefused(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+		return fmt.Errorf("%w (no answer from NATS: is this user allowed to delete consumers? the subscriber role is not)", err)
+	}
+	return err
 }

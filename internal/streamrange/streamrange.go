@@ -13,12 +13,9 @@ import (
 // BatchSize is how many messages one fetch asks for.
 const BatchSize = 1000
 
-// deleteTimeout bounds the wait for the answer to deleting a consumer the
-// read is done with; the deletion runs even when the read's context has
-// ended. The server deletes the consumer once it has the request, however
-// long the answer takes, so the wait is short: a user who may not delete
-// consumers (the subscriber role) gets no answer at all.
-const deleteTimeout = 500 * time.Millisecond
+// deleteTimeout bounds the deletion of a consumer Named is done with; it
+// runs even when the read's context has ended.
+const deleteTimeout = 5 * time.Second
 
 // Read calls fn for every message of stream that matches cfg and is in the
 // stream when Read reaches it, in stream order, and returns how many it read.
