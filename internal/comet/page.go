@@ -269,7 +269,7 @@ func decodeEnvelopeWith(s *jsonscan.Scanner, size int) (*Page, int, error) {
 	if seen&hasAll != hasAll {
 		var missing []string
 		for i, n := range fieldNames {
-			if seen&(1<<i) == 0 {
+			if bit := 1 << i; hasAll&bit != 0 && seen&bit == 0 {
 				missing = append(missing, n)
 			}
 		}

@@ -333,3 +333,12 @@ func TestLimits(t *testing.T) {
 		t.Errorf("%d undeclared names recorded, want the cap %d", len(p.Undeclared), MaxUndeclared)
 	}
 }
+
+// TestEmptyObjectNamesWhatIsMissing: a body of {} names the fields a page
+// needs, and not lastPage, which it may leave out.
+func TestEmptyObjectNamesWhatIsMissing(t *testing.T) {
+	_, err := DecodePage([]byte(`{}`), 0, 25)
+	if !errors.Is(err, ErrInvalidResponse) || !strings.Contains(err.Error(), "missing columnTypes, columnNames, columnKeys, results, totalSize, page, pageSize") || strings.Contains(err.Error(), "lastPage") {
+		t.Fatalf("{}: %v", err)
+	}
+}
