@@ -43,15 +43,20 @@ func TestLongInconsistencyIsLoud(t *testing.T) {
 		if g, n := inconsistent(); g != float64(i) || n != i {
 			t.Fatalf("after %d inconsistent passes: gauge %v, record %d", i, g, n)
 		}
-		loud := strings.Contains(e.logs.String(), `"level":"ERROR","msg":"no consistent pass for`)
-		if loud != (i == InconsistentAlarm) {
-			t.Fatalf("after %d inconsistent passes the error was logged: %v", i, loud)
+		loud := strings.Count(e.logs.String(), `"level":"ERROR","msg":"no consistent pass for`)
+		if want := map[bool]int{true: 1}[i >= InconsistentAlarm]; loud != want {
+			t.Fatalf("after %d inconsistent passes the error was logged %d times, want %d", i, loud, want)
 		}
+	}
+	// One more pass is a warning again, not another error.
+	e.poll("persons")
+	if n := strings.Count(e.logs.String(), `"level":"ERROR","msg":"no consistent pass for`); n != 1 {
+		t.Fatalf("after %d inconsistent passes the error was logged %d times, want once", InconsistentAlarm+1, n)
 	}
 	// A restarted producer shows the count before its first pass.
 	e.open(e.reportConfig("persons"))
-	if g, _ := inconsistent(); g != float64(InconsistentAlarm) {
-		t.Fatalf("after a restart the gauge is %v, want %d", g, InconsistentAlarm)
+	if g, _ := inconsistent(); g != float64(InconsistentAlarm+1) {
+		t.Fatalf("after a restart the gauge is %v, want %d", g, InconsistentAlarm+1)
 	}
 	e.sim.Delete("persons", 1, 3) // the row without a key goes
 	if s := e.poll("persons"); !s.Consistent {

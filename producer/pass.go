@@ -573,7 +573,8 @@ func (ps *pass) explainInconsistent(sum comet.Summary, fetchErr error) {
 	if n := ps.r.state.Inconsistent; n > 1 {
 		attrs = append(attrs, "inconsistent_passes", n)
 	}
-	if n := ps.r.state.Inconsistent; n >= InconsistentAlarm && fetchErr == nil {
+	// An error at the alarm, then every 100 passes; a warning between.
+	if n := ps.r.state.Inconsistent; (n == InconsistentAlarm || n > 0 && n%100 == 0) && fetchErr == nil {
 		ps.r.log.Error(fmt.Sprintf("no consistent pass for %d passes in a row: no deletes until one is", n), attrs...)
 		return
 	}
@@ -581,8 +582,9 @@ func (ps *pass) explainInconsistent(sum comet.Summary, fetchErr error) {
 }
 
 // InconsistentAlarm is how many passes in a row may read every page and
-// still not be consistent before the producer logs it as an error (and
-// status says the report needs attention): its deletes wait meanwhile.
+// still not be consistent before the producer logs it as an error (then
+// every 100 passes) and status says the report needs attention: its
+// deletes wait meanwhile.
 const InconsistentAlarm = 10
 
 // explainCells logs, once per pass, the cells that did not convert.
