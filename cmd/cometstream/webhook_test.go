@@ -180,7 +180,7 @@ func TestWebhookGoneRemembered(t *testing.T) {
 	testenv.WaitFor(t, "/readyz 503 with the only endpoint disabled", func() bool { return readyz(addr) == 503 })
 
 	status, out := runBin(t, nil, "status", "--nats", url)
-	if status != 1 || !strings.Contains(out, "webhook crm: DISABLED since ") || !strings.Contains(out, "(HTTP 410); cometstream sink webhook enable --config FILE --endpoint crm") ||
+	if status != 1 || !strings.Contains(out, "webhook crm: DISABLED since ") || !strings.Contains(out, "(HTTP 410); cometstream sink webhook enable --nats URL --config FILE --endpoint crm") ||
 		!strings.Contains(out, "need attention: webhook crm (disabled)") {
 		t.Errorf("status: exit %d, does not name crm disabled (exit 1):\n%s", status, out)
 	}
@@ -215,7 +215,7 @@ func TestWebhookGoneRemembered(t *testing.T) {
 	if after, _ := crm.total(); after != before {
 		t.Errorf("the disabled endpoint got %d attempts after a restart", after-before)
 	}
-	if logs := bridge.Logs(); !strings.Contains(logs, "endpoint is disabled") || !strings.Contains(logs, "sink webhook enable --config FILE --endpoint crm") {
+	if logs := bridge.Logs(); !strings.Contains(logs, "endpoint is disabled") || !strings.Contains(logs, "sink webhook enable --nats URL --config FILE --endpoint crm") {
 		t.Errorf("the bridge does not say at start that crm is disabled and how to enable it:\n%s", bridge.Tail(3000))
 	}
 	crm.set(200)

@@ -186,7 +186,7 @@ func (b *Bridge) watchState(ctx context.Context) (jetstream.KeyWatcher, error) {
 		st.markKnown()
 		if d := st.record(); d != nil && !st.skip {
 			b.o.Logger.Warn("endpoint is disabled: it delivers nothing and its events wait in the stream; re-enable it with "+
-				"`cometstream sink webhook enable --config FILE --endpoint "+st.ep.Name+"`",
+				"`cometstream sink webhook enable --nats URL --config FILE --endpoint "+st.ep.Name+"`",
 				"endpoint", st.ep.Name, "disabled_at", d.DisabledAt, "status", d.Status, "event", d.EventID, "reason", d.Reason)
 		}
 	}

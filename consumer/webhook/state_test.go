@@ -132,7 +132,7 @@ func TestGoneIsRemembered(t *testing.T) {
 	if !b2.Ready() {
 		t.Error("not ready although the sentinel endpoint is enabled")
 	}
-	if s := logs.String(); !strings.Contains(s, "endpoint is disabled") || !strings.Contains(s, "sink webhook enable --config FILE --endpoint crm") {
+	if s := logs.String(); !strings.Contains(s, "endpoint is disabled") || !strings.Contains(s, "sink webhook enable --nats URL --config FILE --endpoint crm") {
 		t.Errorf("the start-up logs do not say crm is disabled and how to enable it:\n%s", s)
 	}
 	listed, err := ListDisabled(ctx, js, event.DefaultPrefix)
