@@ -13,10 +13,13 @@ import (
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
-func logCounts(t *testing.T, label string, evs []streamEvent) map[event.Type]int {
-	c := count(evs)
-	t.Logf("%s: %v", label, c)
-	return c
+// noSchemaChange fails the test when evs hold a schema event or a row
+// re-rendered in other columns.
+func noSchemaChange(t *testing.T, what string, evs []streamEvent) {
+	t.Helper()
+	if c := count(evs); c[event.TypeSchema] > 0 || c[event.TypeUpdated] > 0 || c[event.TypeCreated] > 0 || c[event.TypeDeleted] > 0 {
+		t.Errorf("%s published %v, want no schema or row event", what, c)
+	}
 }
 
 // TestConfirmedColumnsHoldOnePass: new columns seen on every page of one
@@ -32,21 +35,18 @@ func TestConfirmedColumnsHoldOnePass(t *testing.T) {
 	e.poll("persons") // probe: B on every page
 	rt.always.Store(false)
 	e.poll("persons") // confirming pass sees A again
-	logCounts(t, "after B-probe, A-revert", e.eventsAfter(start))
-	t.Logf("confirmedColumns still set: %v", e.p.reports["persons"].confirmedColumns != nil)
+	noSchemaChange(t, "a probe for B, then A again,", e.eventsAfter(start))
 	// much later: one faulty node answers page 0 with B
 	s1 := e.lastSeq()
 	rt.once.Store(true)
-	_, err := e.p.Poll(context.Background(), "persons")
-	t.Logf("pass with B on page 0 only: err=%v", err)
-	c := logCounts(t, "that pass", e.eventsAfter(s1))
-	if c[event.TypeSchema] > 0 || c[event.TypeUpdated] > 0 {
-		t.Errorf("a single page 0 with other columns published %v", c)
+	if _, err := e.p.Poll(context.Background(), "persons"); err == nil || !strings.Contains(err.Error(), "columns changed during the pass") {
+		t.Errorf("a pass with B on page 0 only: %v, want it to fail as columns changed during the pass", err)
 	}
+	noSchemaChange(t, "a single page 0 with other columns", e.eventsAfter(s1))
 	s2 := e.lastSeq()
 	e.poll("persons")
 	e.poll("persons")
-	logCounts(t, "two passes after", e.eventsAfter(s2))
+	noSchemaChange(t, "the two passes after it", e.eventsAfter(s2))
 }
 
 // TestNewColumnsWhileGrowing: a keyed report that grows during every pass
@@ -66,10 +66,9 @@ func TestNewColumnsWhileGrowing(t *testing.T) {
 		}
 	})
 	for i := 0; i < 6; i++ {
-		s := e.poll("persons")
-		t.Logf("pass %d: consistent=%v rows=%d created=%d updated=%d", i, s.Consistent, s.Rows, s.Created, s.Updated)
+		e.poll("persons")
 	}
-	c := logCounts(t, "6 passes while growing", e.eventsAfter(start))
+	c := count(e.eventsAfter(start))
 	if c[event.TypeSchema] != 1 || c[event.TypeUpdated] != 12 || c[event.TypeCreated] < 4 {
 		t.Errorf("a growing keyed report with a new column published %v in 6 passes, want the schema, its 12 rows updated and the new rows (%d rows in COMET, %d in bucket)", c, e.sim.Len("persons"), len(e.kv("persons")))
 	}
@@ -115,13 +114,12 @@ func TestContentKeyedIdenticalRowStallsNothingNew(t *testing.T) {
 	start := e.lastSeq()
 	d.on.Store(true)
 	for i := 0; i < 8; i++ {
-		s := e.poll("events")
-		t.Logf("pass %d: consistent=%v rows=%d created=%d deleted=%d", i, s.Consistent, s.Rows, s.Created, s.Deleted)
+		e.poll("events")
 		if err := e.sim.Insert("events", 1, -1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := logCounts(t, "8 passes with a new row between each", rowEvents(e.eventsAfter(start)))
+	c := count(rowEvents(e.eventsAfter(start)))
 	// Rows appended after passes 0 to 5 were each seen by two consistent
 	// passes by pass 7; one whose content happens to match a row's already
 	// held is a surplus copy and may wait.
@@ -130,7 +128,11 @@ func TestContentKeyedIdenticalRowStallsNothingNew(t *testing.T) {
 	}
 	e.poll("events")
 	e.poll("events")
-	logCounts(t, "after two quiet passes", rowEvents(e.eventsAfter(start)))
+	// Every appended row created once, the identical copy created, and the
+	// row it stands in place of deleted.
+	if c := count(rowEvents(e.eventsAfter(start))); c[event.TypeCreated] != 9 || c[event.TypeDeleted] != 1 {
+		t.Errorf("after two quiet passes the stream holds %v since the copy appeared, want 8 appended rows and the copy created, the row it replaced deleted", c)
+	}
 	if got, want := len(e.kv("events")), e.sim.Len("events"); got != want {
 		t.Errorf("after two quiet passes the bucket holds %d rows, COMET serves %d", got, want)
 	}
@@ -167,7 +169,10 @@ func TestRepeatedKeyChurnAfterRestart(t *testing.T) {
 				}
 				e.poll("persons")
 			}
-			c := logCounts(t, "6 changes to the standing twin", rowEvents(e.eventsAfter(start)))
+			c := count(rowEvents(e.eventsAfter(start)))
+			if c[event.TypeUpdated] != 6 || len(c) != 1 {
+				t.Errorf("6 changes to the standing row of a repeated key published %v, want 6 updates", c)
+			}
 			if d := testenv.Diff(e.kv("persons"), standing(e.sim, "persons")); d != "" {
 				t.Errorf("bucket differs from COMET after 6 passes (%v):\n%s", c, d)
 			}
