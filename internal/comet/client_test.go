@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"html"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -589,14 +590,7 @@ func TestEscapedKeyNotShown(t *testing.T) {
 		{"text/plain", `mixed: k%2fey+Odd&#61;9\u0026x<\"'&gt;`},
 	}
 	for i, b := range bodies {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", b.contentType)
-			w.WriteHeader(http.StatusBadGateway)
-			fmt.Fprint(w, b.body)
-		}))
-		c, logs := newClient(t, srv.URL, key, nil)
-		_, err := c.FetchPage(context.Background(), 0, 25)
-		srv.Close()
+		logs, err := fetchAnswered(t, key, http.StatusBadGateway, http.Header{"Content-Type": {b.contentType}}, b.body)
 		if !errors.Is(err, ErrTransient) {
 			t.Fatalf("body %d: error %v, want transient", i, err)
 		}
@@ -609,6 +603,21 @@ func TestEscapedKeyNotShown(t *testing.T) {
 			}
 		}
 	}
+}
+
+// fetchAnswered asks for page 0, with key, of a server that answers every
+// request with status, hdr and body; it returns the logs and the error.
+func fetchAnswered(t *testing.T, key string, status int, hdr http.Header, body string) (*testenv.Buffer, error) {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		maps.Copy(w.Header(), hdr)
+		w.WriteHeader(status)
+		fmt.Fprint(w, body)
+	}))
+	defer srv.Close()
+	c, logs := newClient(t, srv.URL, key, nil)
+	_, err := c.FetchPage(context.Background(), 0, 25)
+	return logs, err
 }
 
 func TestNotFoundSaysKeyOrURL(t *testing.T) {
@@ -688,14 +697,7 @@ func TestNestedEscapedKeyWithheld(t *testing.T) {
 	}
 	for i, form := range forms {
 		body := "<html>Error for API_KEY=" + form + " in request</html>"
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/html")
-			w.WriteHeader(http.StatusInternalServerError)
-			fmt.Fprint(w, body)
-		}))
-		c, logs := newClient(t, srv.URL, key, nil)
-		_, err := c.FetchPage(context.Background(), 0, 25)
-		srv.Close()
+		logs, err := fetchAnswered(t, key, http.StatusInternalServerError, http.Header{"Content-Type": {"text/html"}}, body)
 		if !errors.Is(err, ErrTransient) || !strings.Contains(err.Error(), "HTTP 500") {
 			t.Fatalf("form %d: error %v, want a transient HTTP 500", i, err)
 		}
@@ -743,16 +745,11 @@ func TestKeyInOtherCaseOrFormNotShown(t *testing.T) {
 		{302, "/expired/" + key[:20], ""},
 	}
 	for i, tc := range cases {
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if tc.location != "" {
-				w.Header().Set("Location", tc.location)
-			}
-			w.WriteHeader(tc.status)
-			fmt.Fprint(w, tc.body)
-		}))
-		c, logs := newClient(t, srv.URL, key, nil)
-		_, err := c.FetchPage(context.Background(), 0, 25)
-		srv.Close()
+		hdr := http.Header{}
+		if tc.location != "" {
+			hdr.Set("Location", tc.location)
+		}
+		logs, err := fetchAnswered(t, key, tc.status, hdr, tc.body)
 		if err == nil {
 			t.Fatalf("case %d: no error", i)
 		}
