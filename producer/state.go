@@ -43,10 +43,7 @@ func (r *reporter) saveState(ctx context.Context) error {
 		rev, err = r.p.state.Update(ctx, r.cfg.Name, b, r.stateRev)
 	}
 	if err != nil {
-		if why := r.whySaveFailed(err); why != "" {
-			return fmt.Errorf("save state of %s: %s: %w", r.cfg.Name, why, err)
-		}
-		return fmt.Errorf("save state of %s: %w", r.cfg.Name, err)
+		return fmt.Errorf("save state of %s: %w", r.cfg.Name, r.whySaveFailed(err))
 	}
 	r.stateRev, r.saved = rev, st
 	return nil
@@ -60,17 +57,18 @@ func stateEqual(a, b event.ReportState) bool {
 	return err1 == nil && err2 == nil && bytes.Equal(ja, jb)
 }
 
-// whySaveFailed says what a failed write of the state record means, when
-// that is known: a record that changed behind our back is another
-// producer's doing; an outage is only an outage.
-func (r *reporter) whySaveFailed(err error) string {
+// whySaveFailed returns err saying what a failed write of the state record
+// means, when that is known: a record that changed behind our back is
+// another producer's doing; an outage (no answer either) is only an outage.
+func (r *reporter) whySaveFailed(err error) error {
+	nc := r.p.cfg.Conn
 	switch {
 	case errors.Is(err, jetstream.ErrKeyExists):
-		return "the record changed behind this producer's back (another producer polling the same report?)"
-	case natsUnreachable(r.p.cfg.Conn, err), errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
-		return "NATS is unreachable (" + serverURL(r.p.cfg.Conn) + ")"
+		return fmt.Errorf("the record changed behind this producer's back (another producer polling the same report?): %w", err)
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, nats.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return &natsError{why: unreachable(nc), err: err}
 	}
-	return ""
+	return explainNATS(nc, err)
 }
 
 // natsUnreachable reports whether err comes of the connection to NATS
@@ -85,18 +83,29 @@ func natsUnreachable(nc *nats.Conn, err error) bool {
 // err does not say so yet: the connection is down (and to which server),
 // or JetStream has no room to store more.
 func explainNATS(nc *nats.Conn, err error) error {
+	var explained *natsError
 	switch {
-	case err == nil || strings.Contains(err.Error(), "NATS is unreachable") || strings.Contains(err.Error(), noRoom):
+	case err == nil || errors.As(err, &explained):
 		return err
 	case natsUnreachable(nc, err):
-		return fmt.Errorf("NATS is unreachable (%s): %w", serverURL(nc), err)
+		return &natsError{why: unreachable(nc), err: err}
 	case natsFull(err):
-		return fmt.Errorf("%s (JetStream's disk, its max_file_store or the account's storage limit is full: make room, and the pass is tried again): %w", noRoom, err)
+		return &natsError{why: "NATS has no room to store more (JetStream's disk, its max_file_store or the account's storage limit is full: make room, and the pass is tried again)", err: err}
 	}
 	return err
 }
 
-const noRoom = "NATS has no room to store more"
+// natsError is an error NATS caused, with what it means.
+type natsError struct {
+	why string
+	err error
+}
+
+func (e *natsError) Error() string { return e.why + ": " + e.err.Error() }
+func (e *natsError) Unwrap() error { return e.err }
+
+// unreachable says that NATS is unreachable, and which server.
+func unreachable(nc *nats.Conn) string { return "NATS is unreachable (" + serverURL(nc) + ")" }
 
 // natsFull reports whether err is JetStream refusing a write for want of
 // storage.
