@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go"
 	"time"
 
 	"github.com/cometstream/cometstream/event"
@@ -89,5 +91,15 @@ func TestPassLongerThanAckTimeout(t *testing.T) {
 			}
 			e.assertKV("persons")
 		})
+	}
+}
+
+// TestServerURLHidesToken: the server an outage names is shown without its
+// password, or its token (a user given alone).
+func TestServerURLHidesToken(t *testing.T) {
+	for _, u := range []string{"nats://s3cr3t@127.0.0.1:4222", "nats://u:s3cr3t@127.0.0.1:4222"} {
+		if got := serverURL(&nats.Conn{Opts: nats.Options{Url: u}}); strings.Contains(got, "s3cr3t") || !strings.Contains(got, "127.0.0.1:4222") {
+			t.Errorf("%s shown as %s", u, got)
+		}
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/statekv"
 )
 
@@ -128,18 +128,12 @@ const (
 	jsStorageResourcesExceeded jetstream.ErrorCode = 10047
 )
 
-// serverURL names the server the connection was made to, password hidden.
+// serverURL names the server the connection was made to, password (or
+// token) hidden.
 func serverURL(nc *nats.Conn) string {
 	raw := nc.Opts.Url
 	if raw == "" && len(nc.Opts.Servers) > 0 {
 		raw = strings.Join(nc.Opts.Servers, ",")
 	}
-	var out []string
-	for _, s := range strings.Split(raw, ",") {
-		if u, err := url.Parse(strings.TrimSpace(s)); err == nil && u.Host != "" {
-			s = u.Redacted()
-		}
-		out = append(out, s)
-	}
-	return strings.Join(out, ",")
+	return natsconn.RedactURLs(raw)
 }

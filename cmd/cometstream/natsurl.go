@@ -2,11 +2,10 @@ package main
 
 import (
 	"fmt"
-	"net/url"
 	"os"
-	"strings"
 
 	"github.com/cometstream/cometstream/internal/config"
+	"github.com/cometstream/cometstream/internal/natsconn"
 )
 
 // Where a NATS URL came from, as log lines and errors name it.
@@ -46,26 +45,7 @@ func subscriberURLFrom(u string) string {
 	return fromFlag
 }
 
-// redactURLs hides the passwords of a comma-separated list of URLs.
-func redactURLs(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if u, err := url.Parse(p); err == nil && u.User != nil {
-			if _, has := u.User.Password(); has {
-				p = u.Redacted()
-			} else {
-				// A user alone may be a token: hide it too.
-				u.User = url.User("xxxxx")
-				p = u.String()
-			}
-		}
-		parts[i] = p
-	}
-	return strings.Join(parts, ",")
-}
-
 // withURL names the URL, and where it came from, in a connection error.
 func withURL(err error, u, from string) error {
-	return fmt.Errorf("%w (NATS URL %s, from %s)", err, redactURLs(u), from)
+	return fmt.Errorf("%w (NATS URL %s, from %s)", err, natsconn.RedactURLs(u), from)
 }
