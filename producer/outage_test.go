@@ -2,6 +2,8 @@ package producer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -101,5 +103,19 @@ func TestServerURLHidesToken(t *testing.T) {
 		if got := serverURL(&nats.Conn{Opts: nats.Options{Url: u}}); strings.Contains(got, "s3cr3t") || !strings.Contains(got, "127.0.0.1:4222") {
 			t.Errorf("%s shown as %s", u, got)
 		}
+	}
+}
+
+// TestCOMETFailureNotBlamedOnNATS: a page COMET failed is not called a
+// NATS outage because the connection happens to be down meanwhile; a NATS
+// error then is.
+func TestCOMETFailureNotBlamedOnNATS(t *testing.T) {
+	down := &nats.Conn{Opts: nats.Options{Url: "nats://127.0.0.1:4222"}} // never connected
+	cometErr := fmt.Errorf("pass: %w", &comet.Error{Page: 3, Status: 503, Class: comet.ErrTransient, Err: errors.New("HTTP 503")})
+	if got := explainNATS(down, cometErr); got != cometErr {
+		t.Errorf("a COMET failure became %v", got)
+	}
+	if got := explainNATS(down, nats.ErrConnectionClosed); !strings.Contains(got.Error(), "NATS is unreachable (nats://127.0.0.1:4222)") {
+		t.Errorf("a NATS failure: %v", got)
 	}
 }

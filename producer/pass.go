@@ -99,6 +99,7 @@ func (r *reporter) poll(ctx context.Context) (*event.Synced, error) {
 	}, func(p *comet.Page) error { return ps.page(pubCtx, p) })
 
 	receipt, out, err := ps.finish(pubCtx, sum, fetchErr)
+	err = explainNATS(r.p.cfg.Conn, err) // before the failed event and LastError quote it
 	stopping := ctx.Err() != nil && errors.Is(fetchErr, context.Canceled)
 	if err != nil && !stopping && ps.pub.Err() == nil {
 		if ferr := ps.failing(pubCtx, err); ferr != nil {

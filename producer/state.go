@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/statekv"
 )
@@ -84,9 +85,12 @@ func natsUnreachable(nc *nats.Conn, err error) bool {
 // or JetStream has no room to store more.
 func explainNATS(nc *nats.Conn, err error) error {
 	var explained *natsError
+	var fromCOMET *comet.Error
 	switch {
 	case err == nil || errors.As(err, &explained):
 		return err
+	case errors.As(err, &fromCOMET):
+		return err // COMET failed: NATS may be reconnecting meanwhile, but is not the cause
 	case natsUnreachable(nc, err):
 		return &natsError{why: unreachable(nc), err: err}
 	case natsFull(err):
