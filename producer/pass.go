@@ -478,7 +478,7 @@ func (ps *pass) probed(ctx context.Context, sum comet.Summary, fetchErr error, c
 	// Every page had them: a page with other columns fails the pass.
 	// Rows that moved or arrived meanwhile do not matter here.
 	if complete {
-		r.confirmedColumns, r.confirmSoon = slices.Clone(ps.columns), true
+		r.confirmedColumns, r.probeSoon = slices.Clone(ps.columns), true
 		r.log.Info("every page has the new columns: the next pass publishes them", "sync", ps.sync)
 	}
 	return ps.receipt(ctx, sum, fetchErr, false, r.state.Held)

@@ -52,7 +52,7 @@ func (p *Producer) loop(ctx context.Context, name string) {
 			return
 		}
 		wait = p.nextWait(r, err)
-		if err == nil && !r.confirming {
+		if err == nil && !r.soon {
 			// The interval runs from this pass's start.
 			wait = max(0, wait-time.Since(start))
 			if wait == 0 {
@@ -65,12 +65,13 @@ func (p *Producer) loop(ctx context.Context, name string) {
 // nextWait decides when a report polls next.
 func (p *Producer) nextWait(r *reporter, err error) time.Duration {
 	name := r.cfg.Name
-	r.confirming = false
+	r.confirming, r.soon = false, false
 	if err == nil {
 		r.failures = 0
 		p.m.failures.WithLabelValues(name).Set(0)
-		if r.confirmSoon {
-			r.confirmSoon, r.confirming = false, true
+		if r.confirmSoon || r.probeSoon {
+			r.confirming, r.soon = r.confirmSoon, true
+			r.confirmSoon, r.probeSoon = false, false
 			return confirmDelay
 		}
 		return passWait(r.cfg.Interval)

@@ -61,8 +61,11 @@ type reporter struct {
 	recovered bool
 	// confirmSoon asks for the next pass now, to confirm suspects; a pass
 	// that was itself such a confirmation does not ask again, so churn can
-	// at most double the polling.
-	confirmSoon, confirming bool
+	// at most double the polling. probeSoon asks for it now to publish the
+	// columns a probe found on every page; that pass confirms nothing, and
+	// may ask for its own confirmation. soon says the pass under way was
+	// asked for so (it follows at once, not an interval later).
+	confirmSoon, confirming, probeSoon, soon bool
 	failures                int
 	// watch is what the watchdog sees of the report's loop.
 	watch watch

@@ -179,3 +179,34 @@ func TestRepeatedKeyChurnAfterRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestProbeLeavesTheConfirmationToTheSchemaPass: the pass after a probe
+// publishes the new columns at once without counting as a confirmation, so
+// the content-keyed rows it re-renders get their confirming pass at once
+// too, not an interval later.
+func TestProbeLeavesTheConfirmationToTheSchemaPass(t *testing.T) {
+	e := newEnv(t, simulator.ReportSpec{Name: "events", Kind: "events", Rows: 10})
+	e.open(e.reportConfig("events", func(rc *ReportConfig) { rc.Key, rc.PageSize = []string{"*"}, 4 }))
+	e.poll("events")
+	e.poll("events")
+	if err := e.sim.AddColumn("events", "referee", "Referee"); err != nil {
+		t.Fatal(err)
+	}
+	r := e.p.reports["events"]
+	e.poll("events") // the probe
+	if wait := e.p.nextWait(r, nil); wait != confirmDelay || r.confirming {
+		t.Fatalf("after the probe: next pass in %s (confirming %v), want at once and not a confirmation", wait, r.confirming)
+	}
+	start := e.lastSeq()
+	e.poll("events") // the schema, and the rows in it, suspect until confirmed
+	if c := count(e.eventsAfter(start)); c[event.TypeSchema] != 1 {
+		t.Fatalf("the pass after the probe published %v, want the schema", c)
+	}
+	if wait := e.p.nextWait(r, nil); wait != confirmDelay || !r.confirming {
+		t.Fatalf("after the schema pass: next pass in %s (confirming %v), want its confirmation at once", wait, r.confirming)
+	}
+	e.poll("events")
+	if got, want := len(e.kv("events")), e.sim.Len("events"); got != want {
+		t.Errorf("after the confirming pass the bucket holds %d rows, COMET serves %d", got, want)
+	}
+}
