@@ -394,8 +394,8 @@ func TestSchemaChangeUpdatesEveryRow(t *testing.T) {
 	if c := count(since(e.events(), start)); c[event.TypeSynced] != 1 || len(c) != 1 {
 		t.Fatalf("the pass that saw the new columns first published %v", c)
 	}
-	if !e.p.reports["matches"].confirmSoon {
-		t.Error("the pass that saw the new columns on every page did not ask for the next pass at once")
+	if wait := e.p.nextWait(e.p.reports["matches"], nil); wait != confirmDelay {
+		t.Errorf("the pass that saw the new columns on every page asked for the next pass in %s, not at once", wait)
 	}
 	e.poll("matches")
 	evs := rowOrSchema(since(e.events(), start))

@@ -66,7 +66,7 @@ type reporter struct {
 	// may ask for its own confirmation. soon says the pass under way was
 	// asked for so (it follows at once, not an interval later).
 	confirmSoon, confirming, probeSoon, soon bool
-	failures                int
+	failures                                 int
 	// watch is what the watchdog sees of the report's loop.
 	watch watch
 }
