@@ -64,7 +64,15 @@ func (l *bulkLoad) begin(ctx context.Context, t *consumer.Table) error {
 		return fmt.Errorf("load %s: %w", t.Report, err)
 	}
 	if _, ok := l.s.columns[t.Report]; ok {
-		if _, err := l.tx.ExecContext(ctx, `DELETE FROM `+Ident(t.Report)); err != nil {
+		// Emptied, or built again when this layout names a column other
+		// than the table does (keys alike but for case, in another order):
+		// nothing is in it to keep, and no rename can clash.
+		q := `DELETE FROM ` + Ident(t.Report)
+		if l.s.renames(t) {
+			q = `DROP TABLE ` + Ident(t.Report)
+			delete(l.s.columns, t.Report)
+		}
+		if _, err := l.tx.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("load %s: empty the table: %w", t.Report, err)
 		}
 	}

@@ -143,7 +143,8 @@ func col(key string) string { return Ident(Column(key)) }
 // differ only so (amount, Amount) the one that comes first in the table's
 // columns keeps its name, and each other is named by Column's rule for a
 // NUL byte: the key, "_" and 8 hex digits of its SHA-256. A table's
-// columns only grow, at the end, so a column once named keeps its name.
+// columns only grow, at the end, so a column once named keeps its name;
+// a load whose layout names them otherwise builds the table afresh.
 func tableNames(t *consumer.Table) map[string]string {
 	var keys []string
 	for _, c := range t.Columns {
@@ -165,6 +166,18 @@ func tableNames(t *consumer.Table) map[string]string {
 		out[k] = n
 	}
 	return out
+}
+
+// renames reports whether t names a column of its report's table other
+// than the table does.
+func (s *Store) renames(t *consumer.Table) bool {
+	names := tableNames(t)
+	for key, was := range s.names[t.Report] {
+		if now, ok := names[key]; ok && now != was {
+			return true
+		}
+	}
+	return false
 }
 
 // col quotes the name of a column of a report's table.
@@ -385,16 +398,10 @@ func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) 
 			return err
 		}
 	}
-	// A column whose name changed (its key came after another of the same
-	// name but for case in the layout before, not in this one) is renamed
-	// first.
-	for key, was := range s.names[r] {
-		if now := names[key]; now != was && slices.Contains(have, was) {
-			if _, err := tx.ExecContext(ctx, `ALTER TABLE `+Ident(r)+` RENAME COLUMN `+Ident(was)+` TO `+Ident(now)); err != nil {
-				return fmt.Errorf("rename column %s.%s: %w", r, key, err)
-			}
-			have[slices.Index(have, was)] = now
-		}
+	if exists && s.renames(t) {
+		// Outside a load, layouts only grow at the end (consumer.Table's
+		// merge), so names stand; a load builds the table again first.
+		return fmt.Errorf("layout of %s would rename its columns", r)
 	}
 	for _, c := range t.Columns {
 		if !slices.Contains(have, names[c.Key]) {
