@@ -458,10 +458,13 @@ func looksLikeJSON(body []byte) bool {
 	return len(b) > 0 && b[0] == '{'
 }
 
+// quoteLimit is how much of a body an error may quote from.
+const quoteLimit = 4096
+
 // describeBody reads the start of an error response and says what it was,
 // for the error message: `, text/html: "<html>…"`.
 func (c *Client) describeBody(resp *http.Response) string {
-	head, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, quoteLimit))
 	drain(resp.Body)
 	if len(bytes.TrimSpace(head)) == 0 {
 		return ""
@@ -476,10 +479,16 @@ func (c *Client) bodyHead(contentType string, body []byte) string {
 	if contentType == "" {
 		contentType = "no Content-Type"
 	}
-	if len(body) >= 4096 {
-		// Cut where it was read: what it ends with may be a part of the
-		// key, escaped any way, too short for the pattern to know.
-		body = body[:max(0, 4096-16*len(c.redact.key)-16)]
+	if len(body) >= quoteLimit {
+		// Cut, and the word the cut falls in dropped: it may be a part of
+		// the key, escaped any way, too short for a pattern to know (white
+		// space before it collapses, so the end can be what is shown).
+		body = body[:quoteLimit]
+		if i := bytes.LastIndexAny(body, " \t\r\n<>\"'&"); i >= 0 {
+			body = body[:i]
+		} else {
+			body = nil
+		}
 	}
 	text := c.redact.head(string(body))
 	var b strings.Builder

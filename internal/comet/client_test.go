@@ -895,3 +895,31 @@ func TestServedSize(t *testing.T) {
 		}
 	}
 }
+
+// TestCutKeyNotShown: a body long enough to be cut, whose white space
+// collapses so that its end is shown, does not show the part of an escaped
+// key the cut fell in.
+func TestCutKeyNotShown(t *testing.T) {
+	const key = "k/ey+Odd=9&x"
+	var escaped strings.Builder
+	for _, r := range key {
+		fmt.Fprintf(&escaped, `\u%04x`, r)
+	}
+	// Wherever the key starts within the last few hundred bytes read.
+	for start := 4096 - 16*len(key) - 80; start < 4096; start += 5 {
+		split := 4096 - start
+		body := "<p>" + strings.Repeat(" ", start-3) + escaped.String() + "</p>" + strings.Repeat(" ", 4096)
+		logs, err := fetchAnswered(t, key, http.StatusBadGateway, http.Header{"Content-Type": {"text/html"}}, body)
+		if err == nil {
+			t.Fatal("no error")
+		}
+		// As quoted (%q, and again in JSON logs), backslashes are doubled.
+		all := strings.ReplaceAll(strings.ReplaceAll(err.Error()+logs.String(), `\\`, `\`), `\\`, `\`)
+		for i := 0; i+8 <= escaped.Len(); i++ {
+			if piece := escaped.String()[i : i+8]; strings.Contains(all, piece) {
+				t.Errorf("cut %d bytes into the escaped key: %q of it is shown: %s", split, piece, err)
+				break
+			}
+		}
+	}
+}
