@@ -925,7 +925,6 @@ func withNulls(t *Table, row event.Row) event.Row {
 	return out
 }
 
-// handle applies a batch of events in one transaction with their positions.
 // counted is handle, counting its failures in a row.
 func (m *materializer) counted(ctx context.Context, msgs []*Message) error {
 	err := m.handle(ctx, msgs)
@@ -955,6 +954,7 @@ func (m *materializer) counted(ctx context.Context, msgs []*Message) error {
 // says so in the log, and the sink command reports not ready.
 const FailingAfter = 3
 
+// handle applies a batch of events in one transaction with their positions.
 func (m *materializer) handle(ctx context.Context, msgs []*Message) error {
 	if m.stopped {
 		return nil // the run is ending: the next reads the batch again

@@ -29,8 +29,8 @@ func printWebhookStatus(ctx context.Context, w io.Writer, js jetstream.JetStream
 	for _, d := range disabled {
 		names = append(names, d.Endpoint)
 		if print {
-			fmt.Fprintf(w, "webhook %s: DISABLED since %s (HTTP %d); cometstream sink webhook enable --nats URL --config FILE --endpoint %s\n",
-				d.Endpoint, d.DisabledAt.Format(time.RFC3339), d.Status, d.Endpoint)
+			fmt.Fprintf(w, "webhook %s: DISABLED since %s (HTTP %d); %s\n",
+				d.Endpoint, d.DisabledAt.Format(time.RFC3339), d.Status, webhook.EnableCommand(d.Endpoint))
 		}
 	}
 	return names

@@ -274,6 +274,6 @@ func (t *target) gone(ctx context.Context, eventID string, r result) {
 			"event", eventID, "bucket", BucketName(t.b.o.Prefix), "err", err)
 		return
 	}
-	t.log.Error("endpoint answered 410 Gone: disabled, across restarts, until `cometstream sink webhook enable --nats URL --config FILE --endpoint "+t.ep.Name+"`; its events wait in the stream",
+	t.log.Error("endpoint answered 410 Gone: disabled, across restarts, until `"+EnableCommand(t.ep.Name)+"`; its events wait in the stream",
 		"event", eventID, "bucket", BucketName(t.b.o.Prefix), "key", EndpointKey(t.ep.Name))
 }

@@ -10,6 +10,12 @@ import (
 	"github.com/cometstream/cometstream/internal/natsconn"
 )
 
+// EnableCommand is the command that enables a disabled endpoint again, as
+// logs and status name it.
+func EnableCommand(endpoint string) string {
+	return "cometstream sink webhook enable --nats URL --config FILE --endpoint " + endpoint
+}
+
 // Enable removes an endpoint's Disablement from the bucket, so that it
 // delivers its waiting events again: a running bridge notices within
 // seconds, a stopped one at its next start. It returns the record removed,

@@ -185,8 +185,7 @@ func (b *Bridge) watchState(ctx context.Context) (jetstream.KeyWatcher, error) {
 	for _, st := range b.eps {
 		st.markKnown()
 		if d := st.record(); d != nil && !st.skip {
-			b.o.Logger.Warn("endpoint is disabled: it delivers nothing and its events wait in the stream; re-enable it with "+
-				"`cometstream sink webhook enable --nats URL --config FILE --endpoint "+st.ep.Name+"`",
+			b.o.Logger.Warn("endpoint is disabled: it delivers nothing and its events wait in the stream; re-enable it with `"+EnableCommand(st.ep.Name)+"`",
 				"endpoint", st.ep.Name, "disabled_at", d.DisabledAt, "status", d.Status, "event", d.EventID, "reason", d.Reason)
 		}
 	}

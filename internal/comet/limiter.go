@@ -88,15 +88,16 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		return err
 	}
 	// A Retry-After holds the user: wait it out here, under the pass's
-	// context, rather than in admit under one attempt's timeout.
+	// context, rather than in admit under one attempt's timeout. Pauses
+	// are wall-clock times, as admit's window is: not the pacing's clock.
 	for {
 		l.mu.Lock()
 		paused := l.pausedUntil
 		l.mu.Unlock()
-		if !paused.After(l.now()) {
+		if !paused.After(time.Now()) {
 			break
 		}
-		if err := l.sleepUntil(ctx, paused); err != nil {
+		if err := sleepUntil(ctx, paused); err != nil {
 			return err
 		}
 	}
