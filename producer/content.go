@@ -82,9 +82,10 @@ type freshRow struct {
 // contentRow takes one row of a content-keyed report.
 func (ps *pass) contentRow(canonical []byte, h event.Hash) error {
 	r := ps.r
-	ps.content[h]++
-	ps.rowSet.add(h, ps.content[h])
-	token := event.ContentToken(h, ps.content[h])
+	n := ps.content[h] + 1
+	ps.content[h] = n
+	ps.rowSet.add(h, n)
+	token := event.ContentToken(h, n)
 	idx, known := r.snap.find(token)
 	if !known {
 		idx = r.snap.add(token)
@@ -98,12 +99,12 @@ func (ps *pass) contentRow(canonical []byte, h event.Hash) error {
 	if e.live {
 		return nil // the token is the content: nothing can have changed
 	}
-	if ps.content[h] > 1 {
+	if n > 1 {
 		ps.rowSet.surplus = true
 	}
 	start := len(ps.fresh.buf)
 	ps.fresh.buf = append(ps.fresh.buf, canonical...)
-	ps.fresh.rows = append(ps.fresh.rows, freshRow{idx: idx, start: start, end: len(ps.fresh.buf), hash: h, copy: ps.content[h]})
+	ps.fresh.rows = append(ps.fresh.rows, freshRow{idx: idx, start: start, end: len(ps.fresh.buf), hash: h, copy: n})
 	return nil
 }
 
@@ -111,8 +112,9 @@ func (ps *pass) contentRow(canonical []byte, h event.Hash) error {
 // that this pass and the last consistent one both saw, and returns how many
 // new rows wait for the next pass. A row whose content the snapshot lacks
 // altogether (the first copy of its content) cannot come of rows moving,
-// and two such passes are enough; a further copy of content the snapshot
-// holds also needs the two passes to have seen the same rows (agreed). An
+// and two such passes are enough; a further copy of content (a surplus
+// copy, whether or not the snapshot holds the first) also needs the two
+// passes to have seen the same rows (agreed). An
 // inconsistent pass confirms nothing and breaks the chain.
 func (ps *pass) confirmContent(ctx context.Context, consistent, agreed bool) (int, error) {
 	r := ps.r

@@ -53,9 +53,11 @@ type candidate struct {
 	best []byte // canonical JSON
 	vals []event.Value
 	hash event.Hash
-	// seen are the different rows seen, by hash, and times how many times.
+	// seen are the different rows seen, by hash, and times how many times;
+	// index finds a hash in seen once there are many (a poor key).
 	seen  []event.Hash
 	times []int
+	index map[event.Hash]int
 	// inline: the key's first row was diffed as it arrived (the key was not
 	// known to repeat), so the snapshot holds it, or soon will.
 	inline bool
@@ -87,14 +89,36 @@ func (c *candidate) rowsSeen() rowSet {
 	return s
 }
 
-// see counts one row of the key.
+// see counts one row of the key: a scan of the few rows a key usually
+// has, a map once it has many, so a key shared by every row costs a pass
+// linear, not quadratic, time.
 func (c *candidate) see(h event.Hash) {
-	if i := slices.Index(c.seen, h); i >= 0 {
+	i, ok := -1, false
+	if c.index != nil {
+		i, ok = c.index[h]
+	} else {
+		i = slices.Index(c.seen, h)
+		ok = i >= 0
+	}
+	if ok {
 		c.times[i]++
 		return
 	}
 	c.seen, c.times = append(c.seen, h), append(c.times, 1)
+	switch {
+	case c.index != nil:
+		c.index[h] = len(c.seen) - 1
+	case len(c.seen) > seenScan:
+		c.index = make(map[event.Hash]int, 2*len(c.seen))
+		for j, s := range c.seen {
+			c.index[s] = j
+		}
+	}
 }
+
+// seenScan is how many different rows of a key see scans before it
+// keeps a map of them.
+const seenScan = 16
 
 // isRepeated reports whether a key is known to repeat.
 func (r *reporter) isRepeated(idx int32) bool {

@@ -42,7 +42,8 @@ type reporter struct {
 	// pass; a row is created when the next consistent pass has it too.
 	pendingCreates map[string]struct{}
 	// lastRows is what the last pass of a content-keyed report saw of its
-	// rows (content.go): the next pass publishes only if it saw the same.
+	// rows (content.go): when either pass saw a surplus copy, the next
+	// publishes deletes and further copies only if it saw the same.
 	lastRows rowSet
 	// repeated are the keys seen on several rows of a pass (by index entry),
 	// held back until a pass ends; repeatedDirty says the recorded set is

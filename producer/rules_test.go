@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"encoding/binary"
 	"errors"
 	"slices"
 	"testing"
@@ -93,4 +94,34 @@ func TestKeyFromRow(t *testing.T) {
 			t.Errorf("%s: keyFromRow = %s, want %s", tc.name, got, tc.want)
 		}
 	}
+}
+
+// TestCandidateCountsEveryRow: a key's rows are counted by content, each
+// as many times as seen, whether it has a few rows or thousands.
+func TestCandidateCountsEveryRow(t *testing.T) {
+	for _, n := range []int{3, seenScan, seenScan + 1, 5000} {
+		c := &candidate{}
+		for round := range 3 {
+			for i := range n {
+				if round < 2 || i%2 == 0 {
+					c.see(hashOf(i))
+				}
+			}
+		}
+		if len(c.seen) != n {
+			t.Fatalf("%d rows: %d different seen", n, len(c.seen))
+		}
+		for i, h := range c.seen {
+			j := int(binary.BigEndian.Uint32(h[:]))
+			if want := 2 + map[bool]int{true: 1}[j%2 == 0]; c.times[i] != want {
+				t.Fatalf("%d rows: row %d seen %d times, want %d", n, j, c.times[i], want)
+			}
+		}
+	}
+}
+
+func hashOf(i int) event.Hash {
+	var h event.Hash
+	binary.BigEndian.PutUint32(h[:], uint32(i))
+	return h
 }
