@@ -2,9 +2,9 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/layout"
 )
 
 // OpenReadOnly connects to an existing sink schema for reading only: it
@@ -133,19 +134,16 @@ func (s *Store) columnKeys(ctx context.Context, tx pgx.Tx, report string) (map[s
 	if err != nil {
 		return nil, fmt.Errorf("layout of %s: %w", report, err)
 	}
-	var cols []event.Column
-	if err := json.Unmarshal(raw, &cols); err != nil {
-		return nil, fmt.Errorf("layout of %s: %w", report, err)
-	}
-	var key []string
-	if err := json.Unmarshal(rawKey, &key); err != nil {
-		return nil, fmt.Errorf("layout of %s: %w", report, err)
+	t, err := layout.Decode(report, rawKey, raw)
+	if err != nil {
+		return nil, err
 	}
 	out := map[string]string{}
-	for _, c := range cols {
-		key = append(key, c.Key)
+	keys := slices.Clone(t.Key)
+	for _, c := range t.Columns {
+		keys = append(keys, c.Key)
 	}
-	for _, k := range key {
+	for _, k := range keys {
 		if n := Column(k); n != k {
 			out[n] = k
 		}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -21,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/internal/layout"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/colname"
 )
@@ -146,15 +146,9 @@ func (s *Store) Tables(ctx context.Context) (map[string]*consumer.Table, error) 
 	var r string
 	var key, cols []byte
 	_, err = pgx.ForEachRow(rows, []any{&r, &key, &cols}, func() error {
-		t := &consumer.Table{Report: r}
-		if err := json.Unmarshal(key, &t.Key); err != nil {
-			return err
-		}
-		if err := json.Unmarshal(cols, &t.Columns); err != nil {
-			return err
-		}
+		t, err := layout.Decode(r, key, cols)
 		out[r] = t
-		return nil
+		return err
 	})
 	return out, err
 }
@@ -350,8 +344,7 @@ func (s *Store) ensureTable(ctx context.Context, tx pgx.Tx, t *consumer.Table) e
 	if err := s.comment(ctx, tx, t); err != nil {
 		return err
 	}
-	key, _ := json.Marshal(t.Key)
-	cols, _ := json.Marshal(t.Columns)
+	key, cols := layout.Encode(t)
 	if _, err := tx.Exec(ctx, `INSERT INTO `+s.name("_cometstream_table")+` (report, key, columns) VALUES ($1, $2, $3) ON CONFLICT (report) DO UPDATE SET key = excluded.key, columns = excluded.columns`, r, key, cols); err != nil {
 		return fmt.Errorf("layout of %s: %w", r, err)
 	}

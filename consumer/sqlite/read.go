@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/internal/layout"
 	"github.com/cometstream/cometstream/event"
 )
 
@@ -112,15 +111,11 @@ func columnKeys(ctx context.Context, tx *sql.Tx, report string, names []string) 
 	if err != nil {
 		return fmt.Errorf("layout of %s: %w", report, err)
 	}
-	var cols []event.Column
-	var key []string
-	if err := json.Unmarshal([]byte(rawCols), &cols); err != nil {
-		return fmt.Errorf("layout of %s: %w", report, err)
+	t, err := layout.Decode(report, []byte(rawKey), []byte(rawCols))
+	if err != nil {
+		return err
 	}
-	if err := json.Unmarshal([]byte(rawKey), &key); err != nil {
-		return fmt.Errorf("layout of %s: %w", report, err)
-	}
-	for k, n := range tableNames(&consumer.Table{Report: report, Columns: cols, Key: key}) {
+	for k, n := range tableNames(t) {
 		if n != k {
 			if i := slices.Index(names, n); i >= 0 {
 				names[i] = k

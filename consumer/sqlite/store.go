@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -15,6 +14,7 @@ import (
 	msqlite "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/internal/layout"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/colname"
 )
@@ -241,12 +241,9 @@ func (s *Store) Tables(ctx context.Context) (map[string]*consumer.Table, error) 
 		if err := rows.Scan(&r, &key, &cols); err != nil {
 			return nil, err
 		}
-		t := &consumer.Table{Report: r}
-		if err := json.Unmarshal([]byte(key), &t.Key); err != nil {
-			return nil, fmt.Errorf("layout of %s: %w", r, err)
-		}
-		if err := json.Unmarshal([]byte(cols), &t.Columns); err != nil {
-			return nil, fmt.Errorf("layout of %s: %w", r, err)
+		t, err := layout.Decode(r, []byte(key), []byte(cols))
+		if err != nil {
+			return nil, err
 		}
 		out[r] = t
 	}
@@ -412,8 +409,7 @@ func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) 
 		}
 	}
 	s.names[r] = names
-	key, _ := json.Marshal(t.Key)
-	cols, _ := json.Marshal(t.Columns)
+	key, cols := layout.Encode(t)
 	if _, err := tx.ExecContext(ctx, `INSERT INTO _cometstream_table (report, key, columns) VALUES (?, ?, ?) ON CONFLICT (report) DO UPDATE SET key = excluded.key, columns = excluded.columns`, r, string(key), string(cols)); err != nil {
 		return fmt.Errorf("layout of %s: %w", r, err)
 	}
