@@ -20,9 +20,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cometstream/cometstream/consumer"
-	"github.com/cometstream/cometstream/internal/layout"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/colname"
+	"github.com/cometstream/cometstream/internal/layout"
 )
 
 // KeyColumn is the primary key of a report keyed by content: the row key

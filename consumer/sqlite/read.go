@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cometstream/cometstream/internal/layout"
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/layout"
 )
 
 // OpenReadOnly opens an existing sink database for reading only: it

@@ -14,9 +14,9 @@ import (
 	msqlite "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/cometstream/cometstream/consumer"
-	"github.com/cometstream/cometstream/internal/layout"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/colname"
+	"github.com/cometstream/cometstream/internal/layout"
 )
 
 // KeyColumn is the primary key of a report keyed by content: the row key

@@ -11,7 +11,7 @@ import (
 
 // Encode returns the key and columns columns of t's _cometstream_table row.
 func Encode(t *consumer.Table) (key, columns []byte) {
-	key, _ = json.Marshal(t.Key)        // strings only: cannot fail
+	key, _ = json.Marshal(t.Key)         // strings only: cannot fail
 	columns, _ = json.Marshal(t.Columns) // strings only: cannot fail
 	return key, columns
 }
