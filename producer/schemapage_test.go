@@ -20,6 +20,16 @@ type retyper struct {
 	always atomic.Bool // every page
 }
 
+// retypedPersons is a 12-row persons report read 4 rows a page through a
+// retyper, after its first pass.
+func retypedPersons(t *testing.T) (*env, *retyper) {
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 12})
+	rt, base := newRetyper(e)
+	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize, rc.Comet.BaseURL = 4, base }))
+	e.poll("persons")
+	return e, rt
+}
+
 func newRetyper(e *env) (*retyper, string) {
 	rt := &retyper{}
 	return rt, rewriting(e, func(path string, body []byte) []byte {
@@ -55,10 +65,7 @@ func rewriting(e *env, rewrite func(path string, body []byte) []byte) string {
 // type on every page is published: one schema event, then every row in the
 // new type.
 func TestColumnsChangedOnOnePage(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 12})
-	rt, base := newRetyper(e)
-	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize, rc.Comet.BaseURL = 4, base }))
-	e.poll("persons")
+	e, rt := retypedPersons(t)
 	start := e.lastSeq()
 	rt.once.Store(true)
 	if _, err := e.p.Poll(context.Background(), "persons"); err == nil {

@@ -26,10 +26,7 @@ func noSchemaChange(t *testing.T, what string, evs []streamEvent) {
 // pass, then the old ones again: the confirmation is spent, and a later
 // page 0 alone with the new columns publishes nothing.
 func TestConfirmedColumnsHoldOnePass(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 12})
-	rt, base := newRetyper(e)
-	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize, rc.Comet.BaseURL = 4, base }))
-	e.poll("persons")
+	e, rt := retypedPersons(t)
 	start := e.lastSeq()
 	rt.always.Store(true)
 	e.poll("persons") // probe: B on every page
