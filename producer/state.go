@@ -14,7 +14,7 @@ import (
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
-	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/internal/redact"
 	"github.com/cometstream/cometstream/internal/statekv"
 )
 
@@ -139,5 +139,5 @@ func serverURL(nc *nats.Conn) string {
 	if raw == "" && len(nc.Opts.Servers) > 0 {
 		raw = strings.Join(nc.Opts.Servers, ",")
 	}
-	return natsconn.RedactURLs(raw)
+	return redact.URLs(raw)
 }

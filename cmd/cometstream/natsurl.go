@@ -5,7 +5,7 @@ import (
 	"os"
 
 	"github.com/cometstream/cometstream/internal/config"
-	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/internal/redact"
 )
 
 // Where a NATS URL came from, as log lines and errors name it.
@@ -47,5 +47,5 @@ func subscriberURLFrom(u string) string {
 
 // withURL names the URL, and where it came from, in a connection error.
 func withURL(err error, u, from string) error {
-	return fmt.Errorf("%w (NATS URL %s, from %s)", err, natsconn.RedactURLs(u), from)
+	return fmt.Errorf("%w (NATS URL %s, from %s)", err, redact.URLs(u), from)
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/natsserver"
 	"github.com/cometstream/cometstream/internal/opshttp"
+	"github.com/cometstream/cometstream/internal/redact"
 	"github.com/cometstream/cometstream/producer"
 )
 
@@ -54,7 +55,7 @@ func runProduce(ctx context.Context, args []string) error {
 	url, from, envIgnored := producerURL(*natsURL, cfg)
 	if envIgnored {
 		log.Info("nats.listen is set in the configuration: starting the embedded server, not connecting to $NATS_URL (set nats.url or --nats to use another server)",
-			"nats.listen", cfg.NATS.Listen, "NATS_URL", natsconn.RedactURLs(os.Getenv("NATS_URL")))
+			"nats.listen", cfg.NATS.Listen, "NATS_URL", redact.URLs(os.Getenv("NATS_URL")))
 	}
 	return produce(ctx, cfg, url, reports, allowDeletes, log, produceOptions{unsafeListen: *unsafe, creds: creds, urlFrom: from, command: "cometstream produce --config " + *path})
 }
@@ -174,7 +175,7 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 		}
 		return err
 	}
-	log.Info("producing", "nats", natsconn.RedactURLs(url), "from", from, "stream", cfg.NATS.Stream, "reports", len(reports))
+	log.Info("producing", "nats", redact.URLs(url), "from", from, "stream", cfg.NATS.Stream, "reports", len(reports))
 	if po.onReady != nil {
 		po.onReady(url)
 	}

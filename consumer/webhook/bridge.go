@@ -275,20 +275,6 @@ func (b *Bridge) client(ep *Endpoint) *http.Client {
 	}
 }
 
-// redactURL drops credentials and the query string (which may hold tokens)
-// from a URL shown in logs.
-func redactURL(s string) string {
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i]
-	}
-	if at := strings.LastIndex(s, "@"); at >= 0 {
-		if scheme := strings.Index(s, "://"); scheme >= 0 && scheme < at {
-			s = s[:scheme+3] + s[at+1:]
-		}
-	}
-	return s
-}
-
 // result of one attempt.
 type result struct {
 	status     int

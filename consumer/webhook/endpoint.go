@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/internal/redact"
 )
 
 // endpointState is one endpoint at run time: its consumer and whether it
@@ -247,7 +248,7 @@ func (b *Bridge) runEndpoint(ctx context.Context, st *endpointState) error {
 			continue
 		}
 		t := &target{b: b, st: st, ep: st.ep, log: log, client: client, limiter: limiter, cons: cons, disable: stop, stopped: run.Done()}
-		log.Info("delivering", "url", redactURL(st.ep.URL), "consumer", st.durable, "workers", workers, "ordered", st.ep.Ordered)
+		log.Info("delivering", "url", redact.URL(st.ep.URL), "consumer", st.durable, "workers", workers, "ordered", st.ep.Ordered)
 		err := cons.RunEach(run, workers, t.handle)
 		st.end()
 		stop()

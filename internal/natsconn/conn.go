@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -159,23 +158,4 @@ func DeleteRefused(err error) error {
 		return fmt.Errorf("%w (no answer from NATS: is this user allowed to delete consumers? the subscriber role is not)", err)
 	}
 	return err
-}
-
-// RedactURLs hides the passwords of a comma-separated list of URLs, and a
-// user given alone, which may be a token.
-func RedactURLs(s string) string {
-	parts := strings.Split(s, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		if u, err := url.Parse(p); err == nil && u.User != nil {
-			if _, has := u.User.Password(); has {
-				p = u.Redacted()
-			} else {
-				u.User = url.User("xxxxx")
-				p = u.String()
-			}
-		}
-		parts[i] = p
-	}
-	return strings.Join(parts, ",")
 }

@@ -1,0 +1,54 @@
+// Package redact hides the credentials a URL may carry before it is shown
+// in a log line, an error or a status: passwords, a user given alone (which
+// may be a token), and the query and fragment (which may hold tokens).
+package redact
+
+import (
+	"net/url"
+	"strings"
+)
+
+// URL returns s with its password, a user given alone, its query and its
+// fragment hidden or dropped. Where s does not parse, everything after the
+// first '?' or '#' and before the last '@' of its authority is dropped.
+func URL(s string) string {
+	s = strings.TrimSpace(s)
+	u, err := url.Parse(s)
+	if err != nil {
+		return cut(s)
+	}
+	u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		} else {
+			u.User = url.User("xxxxx")
+		}
+	}
+	return u.String()
+}
+
+// URLs applies URL to each URL of a comma-separated list, the form of
+// NATS_URL and --nats.
+func URLs(s string) string {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		if strings.TrimSpace(p) != "" {
+			parts[i] = URL(p)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// cut is URL for text that does not parse as a URL.
+func cut(s string) string {
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i]
+	}
+	if at := strings.LastIndex(s, "@"); at >= 0 {
+		if scheme := strings.Index(s, "://"); scheme >= 0 && scheme < at {
+			s = s[:scheme+3] + s[at+1:]
+		}
+	}
+	return s
+}
