@@ -3,9 +3,9 @@
 # from Debian's prometheus package when it is missing (as root: apt-get; the
 # package also ships the Prometheus server, which this script does not use).
 #
-#   1. promtool check rules docs/alerts.yml, and promtool test rules on
-#      synthetic series: the main alerts fire, and clear when the cause goes
-#      (the dead-letter alert after a replay).
+#   1. promtool check rules docs/alerts.yml, and promtool test rules
+#      .ci/alerts_test.yml on synthetic series: the main alerts fire, and
+#      clear when the cause goes (the dead-letter alert after a replay).
 #   2. promtool check metrics on the live /metrics of each long-running
 #      command: produce (against the simulator, on its embedded NATS
 #      server), sink sqlite and sink webhook (delivering to the simulator's
@@ -50,146 +50,7 @@ trap cleanup EXIT
 
 # --- the rules -------------------------------------------------------------
 promtool check rules docs/alerts.yml
-
-cp docs/alerts.yml "$tmp/alerts.yml"
-cat > "$tmp/alerts_test.yml" <<'EOF'
-rule_files: [alerts.yml]
-evaluation_interval: 1m
-tests:
-  - interval: 1m
-    input_series:
-      - series: 'cometstream_webhook_dead_letters{job="cometstream-webhook",instance="b:9464",endpoint="crm"}'
-        values: '0 0 3 3 3 0 0'
-    alert_rule_test:
-      - {eval_time: 1m, alertname: CometstreamWebhookDeadLetters, exp_alerts: []}
-      - eval_time: 3m
-        alertname: CometstreamWebhookDeadLetters
-        exp_alerts:
-          - exp_labels: {severity: warning, job: cometstream-webhook, instance: "b:9464", endpoint: crm}
-            exp_annotations:
-              summary: "cometstream webhook endpoint crm: 3 dead letters"
-              description: "Deliveries to crm failed through their whole retry schedule and wait in the dead-letter stream. Fix the receiver, then `cometstream sink webhook replay --config FILE --endpoint crm`; the alert clears within seconds of the replay."
-      # After the replay the gauge is 0, and the alert clears.
-      - {eval_time: 6m, alertname: CometstreamWebhookDeadLetters, exp_alerts: []}
-  - interval: 1m
-    input_series:
-      - series: 'cometstream_held_deletes{job="cometstream-produce",instance="p:9464",report="persons"}'
-        values: '0 12 12 0'
-      - series: 'cometstream_sink_lag_events{job="cometstream-sink",instance="s:9464",report="persons"}'
-        values: '0 5000x15 0'
-      - series: 'cometstream_report_stalled{job="cometstream-produce",instance="p:9464",report="fees"}'
-        values: '0 1x10'
-      - series: 'up{job="cometstream-produce",instance="p:9464"}'
-        values: '1x20'
-    alert_rule_test:
-      - eval_time: 2m
-        alertname: CometstreamHeldDeletes
-        exp_alerts:
-          - exp_labels: {severity: warning, job: cometstream-produce, instance: "p:9464", report: persons}
-            exp_annotations:
-              summary: "cometstream report persons holds 12 deletes back"
-              description: "A pass would delete more of persons than max_delete_fraction allows; the deletes wait for an operator. If COMET really lost those rows: `cometstream allow-deletes --nats URL --report persons`."
-      - {eval_time: 3m, alertname: CometstreamHeldDeletes, exp_alerts: []}
-      - {eval_time: 5m, alertname: CometstreamSinkLagHigh, exp_alerts: []}
-      - eval_time: 12m
-        alertname: CometstreamSinkLagHigh
-        exp_alerts:
-          - exp_labels: {severity: warning, job: cometstream-sink, instance: "s:9464", report: persons}
-            exp_annotations:
-              summary: "cometstream sink s:9464 is 5000 sequences behind in persons"
-              description: "The sink applies events of persons more slowly than the producer publishes them, or its database refuses writes (its logs say \"handler failed; retrying the batch\")."
-      - {eval_time: 17m, alertname: CometstreamSinkLagHigh, exp_alerts: []}
-      - eval_time: 4m
-        alertname: CometstreamReportStalled
-        exp_alerts:
-          - exp_labels: {severity: critical, job: cometstream-produce, instance: "p:9464", report: fees}
-            exp_annotations:
-              summary: "cometstream report fees stopped polling"
-              description: "The watchdog sees fees stuck: its next pass is overdue, or its pass makes no progress. The producer is not ready while a report is stalled; take a goroutine profile (/debug/pprof/ with --pprof) and restart it."
-      - eval_time: 7m
-        alertname: CometstreamProducerNotReady
-        exp_alerts:
-          - exp_labels: {severity: critical, job: cometstream-produce, instance: "p:9464"}
-            exp_annotations:
-              summary: "cometstream producer p:9464 is not ready"
-              description: "The producer does not answer its operations endpoint, or a report of it is stalled: /readyz answers 503."
-  - interval: 1m
-    input_series:
-      # The last successful pass at 0, then none: stale after 15 minutes
-      # and 5 of pending.
-      - series: 'cometstream_last_success_timestamp_seconds{job="cometstream-produce",instance="p:9464",report="fees"}'
-        values: '0x30'
-      - series: 'cometstream_consecutive_failures{job="cometstream-produce",instance="p:9464",report="fees"}'
-        values: '0 1 2 3x30'
-      - series: 'cometstream_passes_total{job="cometstream-produce",instance="p:9464",report="fees",result="failed"}'
-        values: '0 1 2 3x30'
-    alert_rule_test:
-      - {eval_time: 14m, alertname: CometstreamReportStale, exp_alerts: []}
-      - eval_time: 22m
-        alertname: CometstreamReportStale
-        exp_alerts:
-          - exp_labels: {severity: warning, job: cometstream-produce, instance: "p:9464", report: fees}
-            exp_annotations:
-              summary: "cometstream report fees: no successful pass for 22m 0s"
-              description: "The producer has not completed a pass over fees for 22m 0s: its sinks and webhooks see no changes. See CometstreamReportFailing, CometstreamReportUnavailable and CometstreamReportStalled for why; `cometstream status` shows the report's state."
-      - {eval_time: 4m, alertname: CometstreamReportFailing, exp_alerts: []}
-      - eval_time: 9m
-        alertname: CometstreamReportFailing
-        exp_alerts:
-          - exp_labels: {severity: warning, job: cometstream-produce, instance: "p:9464", report: fees}
-            exp_annotations:
-              summary: "cometstream report fees: 3 passes failed in a row"
-              description: "Passes over fees end in errors (pages failing after their retries, malformed pages, columns changing within a pass) and the report backs off; the stream carries comet.report.failed. The producer's logs name the error."
-      - {eval_time: 9m, alertname: CometstreamReportUnavailable, exp_alerts: []}
-  - interval: 1m
-    input_series:
-      # Available, then refused from 3m, then available again at 8m.
-      - series: 'cometstream_passes_total{job="cometstream-produce",instance="p:9464",report="fees",result="unavailable"}'
-        values: '0 0 0 1 2 3 4 5 5 5'
-      - series: 'cometstream_consecutive_failures{job="cometstream-produce",instance="p:9464",report="fees"}'
-        values: '0 0 0 1 2 3 4 5 0 0'
-    alert_rule_test:
-      - {eval_time: 2m, alertname: CometstreamReportUnavailable, exp_alerts: []}
-      - eval_time: 4m
-        alertname: CometstreamReportUnavailable
-        exp_alerts:
-          - exp_labels: {severity: critical, job: cometstream-produce, instance: "p:9464", report: fees}
-            exp_annotations:
-              summary: "cometstream report fees is unavailable: COMET refuses its API key"
-              description: "COMET refused the key of fees (revoked key, deleted report, wrong base_url or path). Nothing is deleted while it is unavailable; fix the key or the configuration."
-      # A refused key is unavailable, not failing.
-      - {eval_time: 7m, alertname: CometstreamReportFailing, exp_alerts: []}
-      - {eval_time: 9m, alertname: CometstreamReportUnavailable, exp_alerts: []}
-  - interval: 1m
-    input_series:
-      - series: 'cometstream_inconsistent_passes{job="cometstream-produce",instance="p:9464",report="persons"}'
-        values: '0 4 9 10 11 0'
-    alert_rule_test:
-      - {eval_time: 2m, alertname: CometstreamReportInconsistent, exp_alerts: []}
-      - eval_time: 3m
-        alertname: CometstreamReportInconsistent
-        exp_alerts:
-          - exp_labels: {severity: warning, job: cometstream-produce, instance: "p:9464", report: persons}
-            exp_annotations:
-              summary: "cometstream report persons: 10 passes in a row not consistent"
-              description: "No pass over persons has been consistent lately, so rows deleted in COMET stay in the stream and the sinks. The producer's log line \"no consistent pass for N passes in a row\" says why (duplicate_keys, invalid_rows, row counts); a better key or fixing the rows in COMET ends it."
-      - {eval_time: 5m, alertname: CometstreamReportInconsistent, exp_alerts: []}
-  - interval: 1m
-    input_series:
-      - series: 'cometstream_user_requests_total{job="cometstream-produce",instance="p:9464",user="sim/default"}'
-        values: '0+570x30'
-      - series: 'cometstream_user_rate_limit{job="cometstream-produce",instance="p:9464",user="sim/default"}'
-        values: '10x30'
-    alert_rule_test:
-      - eval_time: 25m
-        alertname: CometstreamRateBudgetNearlyUsed
-        exp_alerts:
-          - exp_labels: {severity: warning, job: cometstream-produce, instance: "p:9464", user: sim/default}
-            exp_annotations:
-              summary: "cometstream: COMET user sim/default uses 95% of its rate limit"
-              description: "The reports of sim/default make nearly as many calls as COMET allows: passes slow down and overrun their intervals. `cometstream plan` says which intervals fit the budget."
-EOF
-(cd "$tmp" && promtool test rules alerts_test.yml)
+promtool test rules .ci/alerts_test.yml
 
 # --- the live /metrics -----------------------------------------------------
 go build -o "$tmp/cometstream" ./cmd/cometstream
