@@ -34,62 +34,61 @@ const (
 )
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	report := []string{"report"}
+	r := &registrar{reg: reg}
 	m := &metrics{
-		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cometstream_passes_total", Help: "Passes over a report, by result (consistent, inconsistent, failed, unavailable).",
-		}, []string{"report", "result"}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cometstream_comet_requests_total", Help: "HTTP requests to COMET, by status (\"error\" when no response arrived).",
-		}, []string{"report", "status"}),
-		rows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_report_rows", Help: "Rows seen by the last pass.",
-		}, report),
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cometstream_events_total", Help: "Events published, by op (created, updated, deleted, synced, schema, unavailable, held).",
-		}, []string{"report", "op"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		passes:   r.counter("cometstream_passes_total", "Passes over a report, by result (consistent, inconsistent, failed, unavailable).", "report", "result"),
+		requests: r.counter("cometstream_comet_requests_total", "HTTP requests to COMET, by status (\"error\" when no response arrived).", "report", "status"),
+		rows:     r.gauge("cometstream_report_rows", "Rows seen by the last pass.", "report"),
+		events:   r.counter("cometstream_events_total", "Events published, by op (created, updated, deleted, synced, schema, unavailable, held).", "report", "op"),
+		duration: r.histogram(prometheus.HistogramOpts{
 			Name: "cometstream_pass_duration_seconds", Help: "Duration of passes.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 16),
-		}, report),
-		lastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_last_success_timestamp_seconds", Help: "Unix time of the last pass that completed.",
-		}, report),
-		rateWait: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cometstream_rate_limit_wait_seconds_total", Help: "Time spent waiting for a rate-limiter token.",
-		}, report),
-		snapshotRows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_snapshot_rows", Help: "Rows in the report's snapshot bucket.",
-		}, report),
-		heldDeletes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_held_deletes", Help: "Deletes held back because they exceed max_delete_fraction.",
-		}, report),
-		failures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_consecutive_failures", Help: "Passes failed in a row; the report backs off while above zero.",
-		}, report),
-		kvWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cometstream_snapshot_writes_total", Help: "Writes to the snapshot bucket.",
-		}, report),
-		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_report_stalled", Help: "1 while the report has stopped polling (its next pass overdue, or its pass making no progress).",
-		}, report),
-		inconsistent: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_inconsistent_passes", Help: "Passes in a row that read every page but were not consistent, so applied no deletes; 0 after a consistent pass.",
-		}, report),
-		overruns: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cometstream_pass_overruns_total", Help: "Passes that took longer than the report's interval (the next one started at once).",
-		}, report),
-		userCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cometstream_user_requests_total", Help: "Requests to COMET by the reports of one COMET user (they share its budget); rate() over cometstream_user_rate_limit is the share of the budget used.",
-		}, []string{"user"}),
-		userLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cometstream_user_rate_limit", Help: "Calls a second COMET allows one user (rate_limit).",
-		}, []string{"user"}),
+		}, "report"),
+		lastSuccess:  r.gauge("cometstream_last_success_timestamp_seconds", "Unix time of the last pass that completed.", "report"),
+		rateWait:     r.counter("cometstream_rate_limit_wait_seconds_total", "Time spent waiting for a rate-limiter token.", "report"),
+		snapshotRows: r.gauge("cometstream_snapshot_rows", "Rows in the report's snapshot bucket.", "report"),
+		heldDeletes:  r.gauge("cometstream_held_deletes", "Deletes held back because they exceed max_delete_fraction.", "report"),
+		failures:     r.gauge("cometstream_consecutive_failures", "Passes failed in a row; the report backs off while above zero.", "report"),
+		kvWrites:     r.counter("cometstream_snapshot_writes_total", "Writes to the snapshot bucket.", "report"),
+		stalled:      r.gauge("cometstream_report_stalled", "1 while the report has stopped polling (its next pass overdue, or its pass making no progress).", "report"),
+		inconsistent: r.gauge("cometstream_inconsistent_passes", "Passes in a row that read every page but were not consistent, so applied no deletes; 0 after a consistent pass.", "report"),
+		overruns:     r.counter("cometstream_pass_overruns_total", "Passes that took longer than the report's interval (the next one started at once).", "report"),
+		userCalls:    r.counter("cometstream_user_requests_total", "Requests to COMET by the reports of one COMET user (they share its budget); rate() over cometstream_user_rate_limit is the share of the budget used.", "user"),
+		userLimit:    r.gauge("cometstream_user_rate_limit", "Calls a second COMET allows one user (rate_limit).", "user"),
 	}
-	for _, c := range []prometheus.Collector{m.passes, m.requests, m.rows, m.events, m.duration, m.lastSuccess, m.rateWait, m.snapshotRows, m.heldDeletes, m.failures, m.kvWrites, m.stalled, m.inconsistent, m.overruns, m.userCalls, m.userLimit} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if r.err != nil {
+		return nil, r.err
 	}
 	return m, nil
+}
+
+// registrar creates series and registers them in order, keeping the first
+// registration error; after it, it registers nothing more.
+type registrar struct {
+	reg prometheus.Registerer
+	err error
+}
+
+func (r *registrar) register(c prometheus.Collector) {
+	if r.err == nil {
+		r.err = r.reg.Register(c)
+	}
+}
+
+func (r *registrar) counter(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	r.register(c)
+	return c
+}
+
+func (r *registrar) gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+	r.register(g)
+	return g
+}
+
+func (r *registrar) histogram(opts prometheus.HistogramOpts, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(opts, labels)
+	r.register(h)
+	return h
 }
