@@ -97,26 +97,32 @@ func (p *Producer) watchdog(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case now := <-t.C:
+			p.checkStalls(now)
 		}
-		now := time.Now()
-		n := 0
-		for _, name := range p.order {
-			r := p.reports[name]
-			stalled, changed, why := r.watch.check(now, r.passStall())
-			if stalled {
-				n++
-				p.m.stalled.WithLabelValues(name).Set(1)
-			} else {
-				p.m.stalled.WithLabelValues(name).Set(0)
-			}
-			switch {
-			case changed && stalled:
-				r.log.Error("report stalled: "+why+"; the producer is not ready until it polls again", "report", name)
-			case changed:
-				r.log.Info("report polls again")
-			}
-		}
-		p.stalled.Store(int64(n))
 	}
+}
+
+// checkStalls sets each report's stalled gauge, logs the reports that
+// stalled or poll again since the last check, and counts the stalled ones
+// for the readiness check.
+func (p *Producer) checkStalls(now time.Time) {
+	n := 0
+	for _, name := range p.order {
+		r := p.reports[name]
+		stalled, changed, why := r.watch.check(now, r.passStall())
+		if stalled {
+			n++
+			p.m.stalled.WithLabelValues(name).Set(1)
+		} else {
+			p.m.stalled.WithLabelValues(name).Set(0)
+		}
+		switch {
+		case changed && stalled:
+			r.log.Error("report stalled: "+why+"; the producer is not ready until it polls again", "report", name)
+		case changed:
+			r.log.Info("report polls again")
+		}
+	}
+	p.stalled.Store(int64(n))
 }
