@@ -3,8 +3,8 @@ package producer
 import (
 	"context"
 	"log/slog"
-	"net/http/httptest"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,19 +43,9 @@ func newEnv(t *testing.T, specs ...simulator.ReportSpec) *env {
 func newEnvOn(t *testing.T, srv *server.Server, specs ...simulator.ReportSpec) *env {
 	t.Helper()
 	logs := &testenv.Buffer{}
-	nc, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), Publisher: true}, slog.New(slog.NewTextHandler(logs, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
-	sim, err := simulator.New(simulator.Config{Seed: 42, Reports: specs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(sim.Handler())
-	t.Cleanup(hs.Close)
-	return &env{t: t, srv: srv, nc: nc, js: js, sim: sim, base: hs.URL, logs: logs}
+	nc, js := testenv.ConnectWith(t, natsconn.Options{URL: srv.ClientURL(), Publisher: true}, slog.New(slog.NewTextHandler(logs, nil)))
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 42, Reports: specs})
+	return &env{t: t, srv: srv, nc: nc, js: js, sim: sim, base: base, logs: logs}
 }
 
 // reportConfig returns a producer configuration of a simulated report with
@@ -108,6 +98,22 @@ func (e *env) poll(report string) *event.Synced {
 	}
 	return s
 }
+
+// testClock is a clock for Config.Now that a test moves by hand; it starts
+// at 2026-12-01 20:00 UTC.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+// Now is the clock's time.
+func (c *testClock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
+
+// Add moves the clock on by d.
+func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 type streamEvent = testenv.Event
 

@@ -60,7 +60,14 @@ func StartNATSWithRoles(t testing.TB) *server.Server {
 // Connect opens a connection that fails publishes while disconnected.
 func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := natsconn.Connect(natsconn.Options{URL: url, Publisher: true}, slog.New(slog.DiscardHandler))
+	return ConnectWith(t, natsconn.Options{URL: url, Publisher: true}, slog.New(slog.DiscardHandler))
+}
+
+// ConnectWith opens a connection as natsconn.Connect does, closed when the
+// test ends, and a JetStream context on it.
+func ConnectWith(t testing.TB, opts natsconn.Options, log *slog.Logger) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := natsconn.Connect(opts, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,6 +191,16 @@ func Chains(t testing.TB, evs []Event) map[string]map[string]string {
 		tok := ev.Event.Subject
 		cur, exists := rows[tok]
 		before, after := Canonical(r.Before), Canonical(r.After)
+		// follows checks that the event's before is what the stream last
+		// said of the row.
+		follows := func(absent, was string) {
+			t.Helper()
+			if !exists {
+				t.Errorf("seq %d: %s %s", ev.Seq, tok, absent)
+			} else if before != cur {
+				t.Errorf("seq %d: %s %s %s, but the stream last said %s", ev.Seq, tok, was, before, cur)
+			}
+		}
 		switch r.Op {
 		case event.OpCreated:
 			if exists {
@@ -191,21 +208,13 @@ func Chains(t testing.TB, evs []Event) map[string]map[string]string {
 			}
 			rows[tok] = after
 		case event.OpUpdated:
-			if !exists {
-				t.Errorf("seq %d: %s updated but never created", ev.Seq, tok)
-			} else if before != cur {
-				t.Errorf("seq %d: %s updated from %s, but the stream last said %s", ev.Seq, tok, before, cur)
-			}
+			follows("updated but never created", "updated from")
 			if before == after {
 				t.Errorf("seq %d: %s updated with no change", ev.Seq, tok)
 			}
 			rows[tok] = after
 		case event.OpDeleted:
-			if !exists {
-				t.Errorf("seq %d: %s deleted but not present", ev.Seq, tok)
-			} else if before != cur {
-				t.Errorf("seq %d: %s deleted as %s, but the stream last said %s", ev.Seq, tok, before, cur)
-			}
+			follows("deleted but not present", "deleted as")
 			delete(rows, tok)
 		}
 	}
