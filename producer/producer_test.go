@@ -195,15 +195,13 @@ func TestRowsShiftedDuringPassesNeverFalselyDeleted(t *testing.T) {
 
 func TestEmptiedReportHoldsDeletes(t *testing.T) {
 	e := newEnv(t, simulator.ReportSpec{Name: "fees", Kind: "fees", Rows: 60})
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC).UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
-	e.openWith(func(c *Config) { c.Now = now }, e.reportConfig("fees"))
+	clock := newTestClock()
+	e.openWith(func(c *Config) { c.Now = clock.Now }, e.reportConfig("fees"))
 	e.poll("fees")
 	ctx := context.Background()
 
 	// Nothing held: a release is refused, and arms nothing.
-	if _, err := ReleaseDeletes(ctx, e.js, "comet", "fees", 0, now()); !errors.Is(err, ErrNothingHeld) {
+	if _, err := ReleaseDeletes(ctx, e.js, "comet", "fees", 0, clock.Now()); !errors.Is(err, ErrNothingHeld) {
 		t.Fatalf("release with nothing held: %v", err)
 	}
 	state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
@@ -241,10 +239,10 @@ func TestEmptiedReportHoldsDeletes(t *testing.T) {
 	}
 
 	// A release that expired before a pass used it applies to nothing.
-	if _, err := ReleaseDeletes(ctx, e.js, "comet", "fees", time.Minute, now()); err != nil {
+	if _, err := ReleaseDeletes(ctx, e.js, "comet", "fees", time.Minute, clock.Now()); err != nil {
 		t.Fatal(err)
 	}
-	clock.Add(int64(2 * time.Minute))
+	clock.Add(2 * time.Minute)
 	if s := e.poll("fees"); s.Deleted != 0 || s.DeletesHeld != 60 {
 		t.Fatalf("after an expired release: %+v", s)
 	}
@@ -253,8 +251,8 @@ func TestEmptiedReportHoldsDeletes(t *testing.T) {
 	}
 
 	// A release names the hold: it does not outlive it.
-	rel, err := ReleaseDeletes(ctx, e.js, "comet", "fees", 0, now())
-	if err != nil || rel.Held != 60 || rel.Hold != held.Hold || !rel.Expires.Equal(now().Add(DefaultReleaseTTL)) {
+	rel, err := ReleaseDeletes(ctx, e.js, "comet", "fees", 0, clock.Now())
+	if err != nil || rel.Held != 60 || rel.Hold != held.Hold || !rel.Expires.Equal(clock.Now().Add(DefaultReleaseTTL)) {
 		t.Fatalf("release %+v, %v", rel, err)
 	}
 	s := e.poll("fees")

@@ -405,11 +405,9 @@ func TestTemplatePathAndFilterOnEveryRequest(t *testing.T) {
 // once, again after an hour, and the next synced says it recovered.
 func TestFailingCometCostsOnePagesRetriesAndSaysSo(t *testing.T) {
 	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 300})
-	var clock atomic.Int64
-	clock.Store(time.Date(2026, 12, 1, 20, 0, 0, 0, time.UTC).UnixNano())
-	now := func() time.Time { return time.Unix(0, clock.Load()) }
+	clock := newTestClock()
 	rc := e.reportConfig("persons", func(rc *ReportConfig) { rc.Comet.MaxRetries = 3; rc.Comet.Concurrency = 8 })
-	e.openWith(func(c *Config) { c.Now = now }, rc)
+	e.openWith(func(c *Config) { c.Now = clock.Now }, rc)
 	e.shapes("persons", simulator.Shapes{Storm: 1000, HTMLErrors: true})
 	if _, err := e.p.Poll(context.Background(), "persons"); !errors.Is(err, comet.ErrTransient) || !strings.Contains(err.Error(), "text/html") {
 		t.Fatalf("pass against a 503 storm: %v", err)
@@ -437,17 +435,17 @@ func TestFailingCometCostsOnePagesRetriesAndSaysSo(t *testing.T) {
 		}
 		return out
 	}
-	if f := failed(); len(f) != 1 || f[0].Failed.Attempts != 1 || !f[0].Failed.Since.Equal(now()) || !strings.Contains(f[0].Failed.Error, "HTTP 503") || f[0].Subject != "comet.persons.report.failed" {
+	if f := failed(); len(f) != 1 || f[0].Failed.Attempts != 1 || !f[0].Failed.Since.Equal(clock.Now()) || !strings.Contains(f[0].Failed.Error, "HTTP 503") || f[0].Subject != "comet.persons.report.failed" {
 		t.Fatalf("failed events %+v", f)
 	}
 	for range 3 {
-		clock.Add(int64(10 * time.Minute))
+		clock.Add(10 * time.Minute)
 		e.p.Poll(context.Background(), "persons")
 	}
 	if n := len(failed()); n != 1 {
 		t.Fatalf("%d failed events within the hour, want 1", n)
 	}
-	clock.Add(int64(31 * time.Minute))
+	clock.Add(31 * time.Minute)
 	e.p.Poll(context.Background(), "persons")
 	if f := failed(); len(f) != 2 || f[1].Failed.Attempts != 5 {
 		t.Fatalf("after an hour: %d failed events, last %+v", len(f), f[len(f)-1].Failed)
