@@ -200,76 +200,52 @@ func decodeEnvelope(b []byte) (*jsonscan.Scanner, *Event, int, error) {
 	s := jsonscan.New(b)
 	e := &Event{}
 	dataAt := -1
-	if err := s.Expect('{'); err != nil {
-		return nil, nil, 0, err
-	}
-	if s.Peek() == '}' {
-		s.I++
-	} else {
-		for {
-			name, err := s.Str()
-			if err != nil {
-				return nil, nil, 0, err
+	err := s.Object(func(name string) (err error) {
+		var field *string
+		switch name {
+		case "specversion":
+			field = &e.SpecVersion
+		case "id":
+			field = &e.ID
+		case "source":
+			field = &e.Source
+		case "type":
+			field = (*string)(&e.Type)
+		case "subject":
+			field = &e.Subject
+		case "datacontenttype":
+			field = &e.DataContentType
+		case "dataschema":
+			field = &e.DataSchema
+		case "time":
+			var t string
+			if t, err = optString(s); err != nil {
+				return err
 			}
-			if err := s.Expect(':'); err != nil {
-				return nil, nil, 0, err
-			}
-			var field *string
-			switch name {
-			case "specversion":
-				field = &e.SpecVersion
-			case "id":
-				field = &e.ID
-			case "source":
-				field = &e.Source
-			case "type":
-				var t string
-				if t, err = optString(s); err != nil {
-					return nil, nil, 0, fmt.Errorf("type: %w", err)
-				}
-				e.Type = Type(t)
-			case "subject":
-				field = &e.Subject
-			case "datacontenttype":
-				field = &e.DataContentType
-			case "dataschema":
-				field = &e.DataSchema
-			case "time":
-				var t string
-				if t, err = optString(s); err != nil {
-					return nil, nil, 0, err
-				}
-				if t != "" {
-					if e.Time, err = time.Parse(time.RFC3339Nano, t); err != nil {
-						return nil, nil, 0, fmt.Errorf("time: %w", err)
-					}
-				}
-			case "data":
-				s.WS()
-				dataAt = s.I
-				if err := s.Skip(); err != nil {
-					return nil, nil, 0, err
-				}
-				e.Data = json.RawMessage(b[dataAt:s.I])
-			default:
-				if err := s.Skip(); err != nil {
-					return nil, nil, 0, err
+			if t != "" {
+				if e.Time, err = time.Parse(time.RFC3339Nano, t); err != nil {
+					return fmt.Errorf("time: %w", err)
 				}
 			}
-			if field != nil {
-				if *field, err = optString(s); err != nil {
-					return nil, nil, 0, fmt.Errorf("%s: %w", name, err)
-				}
+		case "data":
+			s.WS()
+			dataAt = s.I
+			if err := s.Skip(); err != nil {
+				return err
 			}
-			if s.Peek() == ',' {
-				s.I++
-				continue
-			}
-			if err := s.Expect('}'); err != nil {
-				return nil, nil, 0, err
-			}
-			break
+			e.Data = json.RawMessage(b[dataAt:s.I])
+		default:
+			return s.Skip()
 		}
+		if field != nil {
+			if *field, err = optString(s); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, 0, err
 	}
 	if s.Peek() != 0 {
 		return nil, nil, 0, s.Errorf("data after the event")
@@ -288,21 +264,8 @@ func optString(s *jsonscan.Scanner) (string, error) {
 // decodeRowChange reads a row event's data.
 func decodeRowChange(s *jsonscan.Scanner) (*RowChange, error) {
 	r := &RowChange{}
-	if err := s.Expect('{'); err != nil {
-		return nil, err
-	}
-	if s.Peek() == '}' {
-		s.I++
-		return r, nil
-	}
-	for {
-		name, err := s.Str()
-		if err != nil {
-			return nil, err
-		}
-		if err := s.Expect(':'); err != nil {
-			return nil, err
-		}
+	err := s.Object(func(name string) error {
+		var err error
 		switch name {
 		case "report":
 			r.Report, err = optString(s)
@@ -324,14 +287,14 @@ func decodeRowChange(s *jsonscan.Scanner) (*RowChange, error) {
 			err = s.Skip()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return fmt.Errorf("%s: %w", name, err)
 		}
-		if s.Peek() == ',' {
-			s.I++
-			continue
-		}
-		return r, s.Expect('}')
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return r, nil
 }
 
 // decodeRow reads a row object (nil for null).
@@ -339,25 +302,11 @@ func decodeRow(s *jsonscan.Scanner) (Row, error) {
 	if s.Peek() == 'n' {
 		return nil, s.Literal("null")
 	}
-	if err := s.Expect('{'); err != nil {
-		return nil, err
-	}
 	row := Row{}
-	if s.Peek() == '}' {
-		s.I++
-		return row, nil
-	}
-	for {
-		col, err := s.Str()
-		if err != nil {
-			return nil, err
-		}
-		if err := s.Expect(':'); err != nil {
-			return nil, err
-		}
+	err := s.Object(func(col string) error {
 		v, err := s.Scalar()
 		if err != nil {
-			return nil, fmt.Errorf("column %q: %w", jsonscan.Truncate(col, 64), err)
+			return fmt.Errorf("column %q: %w", jsonscan.Truncate(col, 64), err)
 		}
 		switch v.Kind {
 		case jsonscan.KindNull:
@@ -367,14 +316,14 @@ func decodeRow(s *jsonscan.Scanner) (Row, error) {
 		case jsonscan.KindString:
 			row[col] = TextValue(v.Text)
 		default:
-			return nil, fmt.Errorf("column %q: unsupported %s value", jsonscan.Truncate(col, 64), v.Kind)
+			return fmt.Errorf("column %q: unsupported %s value", jsonscan.Truncate(col, 64), v.Kind)
 		}
-		if s.Peek() == ',' {
-			s.I++
-			continue
-		}
-		return row, s.Expect('}')
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return row, nil
 }
 
 func (r *RowChange) validate(typ Type) error {

@@ -474,3 +474,34 @@ func (s *Scanner) Strings() ([]string, error) {
 		return out, s.Expect(']')
 	}
 }
+
+// Object reads a JSON object, calling member with the name of each member
+// once the scanner stands at its value; member must read the value. It
+// returns the first error of member unchanged, or the syntax error of the
+// object itself.
+func (s *Scanner) Object(member func(name string) error) error {
+	if err := s.Expect('{'); err != nil {
+		return err
+	}
+	if s.Peek() == '}' {
+		s.I++
+		return nil
+	}
+	for {
+		name, err := s.Str()
+		if err != nil {
+			return err
+		}
+		if err := s.Expect(':'); err != nil {
+			return err
+		}
+		if err := member(name); err != nil {
+			return err
+		}
+		if s.Peek() == ',' {
+			s.I++
+			continue
+		}
+		return s.Expect('}')
+	}
+}
