@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/cometstream/cometstream/internal/jsonscan"
 )
 
 // ValueKind says which JSON form a Value takes.
@@ -143,48 +145,7 @@ func noControl(b []byte) bool {
 }
 
 // ValidNumber reports whether s is a JSON number, exactly as RFC 8259 defines it.
-func ValidNumber(s string) bool {
-	i := 0
-	if i < len(s) && s[i] == '-' {
-		i++
-	}
-	if i >= len(s) {
-		return false
-	}
-	if s[i] == '0' {
-		i++
-	} else if s[i] >= '1' && s[i] <= '9' {
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-	} else {
-		return false
-	}
-	if i < len(s) && s[i] == '.' {
-		i++
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
-		i++
-		if i < len(s) && (s[i] == '+' || s[i] == '-') {
-			i++
-		}
-		start := i
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
-		}
-		if i == start {
-			return false
-		}
-	}
-	return i == len(s)
-}
+func ValidNumber(s string) bool { return jsonscan.ValidNumber(s) }
 
 // AppendString appends s as a JSON string. It escapes only what JSON requires
 // (quotes, backslashes, control characters) plus U+2028 and U+2029, does not

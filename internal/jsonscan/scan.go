@@ -257,38 +257,55 @@ func (s *Scanner) Number() (string, error) {
 
 // NumberEnd moves past a JSON number.
 func (s *Scanner) NumberEnd() error {
-	if s.I < len(s.B) && s.B[s.I] == '-' {
-		s.I++
-	}
-	digits := func() int {
-		n := 0
-		for s.I < len(s.B) && s.B[s.I] >= '0' && s.B[s.I] <= '9' {
-			s.I++
-			n++
-		}
-		return n
-	}
-	if s.I < len(s.B) && s.B[s.I] == '0' {
-		s.I++
-	} else if digits() == 0 {
-		return s.Errorf("invalid number")
-	}
-	if s.I < len(s.B) && s.B[s.I] == '.' {
-		s.I++
-		if digits() == 0 {
-			return s.Errorf("invalid number fraction")
-		}
-	}
-	if s.I < len(s.B) && (s.B[s.I] == 'e' || s.B[s.I] == 'E') {
-		s.I++
-		if s.I < len(s.B) && (s.B[s.I] == '+' || s.B[s.I] == '-') {
-			s.I++
-		}
-		if digits() == 0 {
-			return s.Errorf("invalid number exponent")
-		}
+	end, problem := numberEnd(s.B, s.I)
+	s.I = end
+	if problem != "" {
+		return s.Errorf("%s", problem)
 	}
 	return nil
+}
+
+// ValidNumber reports whether s is one JSON number and nothing else,
+// exactly as RFC 8259 defines it.
+func ValidNumber(s string) bool {
+	end, problem := numberEnd(s, 0)
+	return problem == "" && end == len(s)
+}
+
+// numberEnd returns the end of the JSON number that starts at b[i]; or,
+// when there is none, the offset where it goes wrong and what is wrong.
+func numberEnd[T string | []byte](b T, i int) (end int, problem string) {
+	digits := func() int {
+		start := i
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return i, "invalid number"
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return i, "invalid number fraction"
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return i, "invalid number exponent"
+		}
+	}
+	return i, ""
 }
 
 // Integer reads a JSON number that must be a whole number fitting an int.
