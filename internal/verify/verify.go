@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -93,21 +94,15 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 	if cfg.JetStream == nil || cfg.DB == nil {
 		return nil, errors.New("verify: JetStream and database are required")
 	}
-	if cfg.Stream == "" {
-		cfg.Stream = event.DefaultStream
-	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = event.DefaultPrefix
-	}
+	cfg.Stream = cmp.Or(cfg.Stream, event.DefaultStream)
+	cfg.Prefix = cmp.Or(cfg.Prefix, event.DefaultPrefix)
 	if cfg.Attempts <= 0 {
 		cfg.Attempts = 5
 	}
 	if cfg.Poll <= 0 {
 		cfg.Poll = 100 * time.Millisecond
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
+	cfg.Logger = cmp.Or(cfg.Logger, slog.New(slog.DiscardHandler))
 	for _, r := range cfg.Reports {
 		if !event.NameRE.MatchString(r) {
 			return nil, fmt.Errorf("verify: report %q must match %s", r, event.NameRE)
