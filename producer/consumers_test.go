@@ -5,32 +5,23 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
-
-	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/simulator"
 )
 
 // TestRecoveryLeavesNoConsumer: loading the snapshot and applying the
 // stream's tail leave no consumer on the event stream or on any bucket.
 func TestRecoveryLeavesNoConsumer(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 2500})
-	rc := e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize = 1000 })
-	e.open(rc)
-	e.poll("persons")
+	big := func(rc *ReportConfig) { rc.PageSize = 1000 }
+	e := newPolledPersons(t, 2500, big)
 	// A restart whose recovery reads more than one batch from both: every
 	// event since the start, and a snapshot of 2,500 rows.
 	ctx := context.Background()
-	state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
-	st, rev, err := loadState(ctx, state, "persons")
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, rev := e.state("persons")
 	st.Checkpoint = 0
 	b, _ := json.Marshal(st)
-	if _, err := state.Update(ctx, "persons", b, rev); err != nil {
+	if _, err := e.stateBucket().Update(ctx, "persons", b, rev); err != nil {
 		t.Fatal(err)
 	}
-	e.open(rc)
+	e.open(e.reportConfig("persons", big))
 	e.assertKV("persons")
 
 	names := e.js.StreamNames(ctx)

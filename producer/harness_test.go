@@ -3,7 +3,9 @@ package producer
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +48,17 @@ func newEnvOn(t *testing.T, srv *server.Server, specs ...simulator.ReportSpec) *
 	nc, js := testenv.ConnectWith(t, natsconn.Options{URL: srv.ClientURL(), Publisher: true}, slog.New(slog.NewTextHandler(logs, nil)))
 	sim, base := testenv.StartSim(t, simulator.Config{Seed: 42, Reports: specs})
 	return &env{t: t, srv: srv, nc: nc, js: js, sim: sim, base: base, logs: logs}
+}
+
+// newPolledPersons is newEnv with one persons report of rows rows, a
+// producer open on it (its configuration changed by mods) and its first
+// pass done.
+func newPolledPersons(t *testing.T, rows int, mods ...func(*ReportConfig)) *env {
+	t.Helper()
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: rows})
+	e.open(e.reportConfig("persons", mods...))
+	e.poll("persons")
+	return e
 }
 
 // reportConfig returns a producer configuration of a simulated report with
@@ -116,6 +129,78 @@ func (c *testClock) Now() time.Time { return time.Unix(0, c.ns.Load()) }
 func (c *testClock) Add(d time.Duration) { c.ns.Add(int64(d)) }
 
 type streamEvent = testenv.Event
+
+// lastSeq is the stream's last sequence, 0 while it is empty.
+func (e *env) lastSeq() uint64 {
+	evs := e.events()
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Seq
+}
+
+// shapes switches a simulated report to what a real COMET deployment does.
+func (e *env) shapes(report string, sh simulator.Shapes) {
+	e.t.Helper()
+	if err := e.sim.SetShapes(report, sh); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// pageShifter changes a simulated report during passes: at most once a
+// pass, right after the page it drew is served, it makes a change of the
+// kind it drew.
+type pageShifter struct {
+	mu   sync.Mutex // rng and kind are shared with the simulator's goroutines
+	rng  *rand.Rand
+	kind int
+	at   atomic.Int32 // the page after which to change; negative: none
+}
+
+// newPageShifter hooks a pageShifter, seeded, into e's simulator; change
+// makes a change of a kind to the report, drawing from rng as it needs.
+func newPageShifter(e *env, seed uint64, change func(report string, kind int, rng *rand.Rand)) *pageShifter {
+	s := &pageShifter{rng: rand.New(rand.NewPCG(seed, seed))}
+	s.at.Store(-1)
+	e.sim.OnPage(func(report string, page int) {
+		if !s.at.CompareAndSwap(int32(page), -1) {
+			return
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		change(report, s.kind, s.rng)
+	})
+	return s
+}
+
+// next draws the next pass's change: one of kinds, after a page drawn from
+// [-3, slots-3), where a negative page means no change this pass.
+func (s *pageShifter) next(kinds, slots int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.kind = s.rng.IntN(kinds)
+	s.at.Store(int32(s.rng.IntN(slots)) - 3)
+}
+
+// stateBucket is the producer's bucket of report state records.
+func (e *env) stateBucket() jetstream.KeyValue {
+	e.t.Helper()
+	kv, err := e.js.KeyValue(context.Background(), event.StateBucketName("comet"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return kv
+}
+
+// state reads a report's state record and its revision.
+func (e *env) state(report string) (event.ReportState, uint64) {
+	e.t.Helper()
+	st, rev, err := loadState(context.Background(), e.stateBucket(), report)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return st, rev
+}
 
 // events reads the whole stream.
 func (e *env) events() []streamEvent { return e.eventsAfter(0) }

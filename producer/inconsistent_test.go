@@ -1,14 +1,10 @@
 package producer
 
 import (
-	"context"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-
-	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/simulator"
 )
 
 // TestLongInconsistencyIsLoud: a report whose passes stay inconsistent
@@ -17,17 +13,10 @@ import (
 // InconsistentAlarm passes on the log says so as an error. A consistent
 // pass sets it back to 0.
 func TestLongInconsistencyIsLoud(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 30})
-	e.open(e.reportConfig("persons"))
-	e.poll("persons")
-	ctx := context.Background()
+	e := newPolledPersons(t, 30)
 	inconsistent := func() (float64, int) {
 		t.Helper()
-		state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
-		st, _, err := loadState(ctx, state, "persons")
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, _ := e.state("persons")
 		return testutil.ToFloat64(e.p.m.inconsistent.WithLabelValues("persons")), st.Inconsistent
 	}
 	if g, n := inconsistent(); g != 0 || n != 0 {

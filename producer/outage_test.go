@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"time"
 
-	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
@@ -19,12 +18,10 @@ import (
 // TestStateSaveSaysWhy: a state record changed behind the producer's back
 // is blamed on another producer; a NATS outage is called one, not that.
 func TestStateSaveSaysWhy(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 20})
-	e.open(e.reportConfig("persons"))
-	e.poll("persons")
+	e := newPolledPersons(t, 20)
 	ctx := context.Background()
 
-	state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
+	state := e.stateBucket()
 	rec, err := state.Get(ctx, "persons")
 	if err != nil {
 		t.Fatal(err)

@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,10 +72,8 @@ func TestFirstPassThenNoChange(t *testing.T) {
 }
 
 func TestInsertUpdateDelete(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 100})
-	e.open(e.reportConfig("persons"))
-	e.poll("persons")
-	start := e.events()[len(e.events())-1].Seq
+	e := newPolledPersons(t, 100)
+	start := e.lastSeq()
 	before := e.sim.Rows("persons")
 
 	e.sim.Insert("persons", 1, 0)  // shifts every row down a position
@@ -128,21 +124,10 @@ func TestInsertUpdateDelete(t *testing.T) {
 // the pages of 200 passes — inserts at the top, deletes anywhere, updates —
 // and checks that no deleted event ever names a row that still exists.
 func TestRowsShiftedDuringPassesNeverFalselyDeleted(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 150})
-	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize = 20; rc.MaxDeleteFraction = 1 }))
-	e.poll("persons")
-	rng := rand.New(rand.NewPCG(7, 7))
+	e := newPolledPersons(t, 150, func(rc *ReportConfig) { rc.PageSize = 20; rc.MaxDeleteFraction = 1 })
 	// Each pass gets one change, landing right after a random page is
-	// served (or none, a third of the time).
-	var at atomic.Int32
-	var kind int
-	var mu sync.Mutex // rng and kind are shared with the simulator's goroutines
-	e.sim.OnPage(func(report string, page int) {
-		if !at.CompareAndSwap(int32(page), -1) {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
+	// served (or none, a quarter of the time).
+	shift := newPageShifter(e, 7, func(report string, kind int, rng *rand.Rand) {
 		switch kind {
 		case 0:
 			e.sim.Insert(report, 1+rng.IntN(3), 0)
@@ -158,10 +143,7 @@ func TestRowsShiftedDuringPassesNeverFalselyDeleted(t *testing.T) {
 	last := uint64(0)
 	deletes := 0
 	for i := range 200 {
-		mu.Lock()
-		kind = rng.IntN(6)
-		at.Store(int32(rng.IntN(12)) - 3) // negative: no change this pass
-		mu.Unlock()
+		shift.next(6, 12)
 		if _, err := e.p.Poll(context.Background(), "persons"); err != nil {
 			t.Fatalf("pass %d: %v", i, err)
 		}
@@ -204,12 +186,12 @@ func TestEmptiedReportHoldsDeletes(t *testing.T) {
 	if _, err := ReleaseDeletes(ctx, e.js, "comet", "fees", 0, clock.Now()); !errors.Is(err, ErrNothingHeld) {
 		t.Fatalf("release with nothing held: %v", err)
 	}
-	state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
+	state := e.stateBucket()
 	if _, err := state.Get(ctx, event.AllowDeletesKey("fees")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Fatalf("a refused release left a record: %v", err)
 	}
 
-	start := e.events()[len(e.events())-1].Seq
+	start := e.lastSeq()
 	e.sim.Truncate("fees")
 	for range 3 {
 		e.poll("fees")
@@ -278,10 +260,8 @@ func TestEmptiedReportHoldsDeletes(t *testing.T) {
 // pass publishes one held event when it starts and one when it ends, and a
 // release given for one hold does not apply to the next.
 func TestHoldPublishesStartAndEndOnly(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 40})
-	e.open(e.reportConfig("persons"))
-	e.poll("persons")
-	start := e.events()[len(e.events())-1].Seq
+	e := newPolledPersons(t, 40)
+	start := e.lastSeq()
 	e.sim.Delete("persons", 30, 0)
 	for range 2 {
 		e.poll("persons")
@@ -324,7 +304,7 @@ func TestHoldPublishesStartAndEndOnly(t *testing.T) {
 	if h := held(); len(h) != 2 || h[1].Phase != event.HoldEnded || h[1].Hold != first {
 		t.Fatalf("held events: %+v, want started then ended", h)
 	}
-	mark := e.events()[len(e.events())-1].Seq
+	mark := e.lastSeq()
 	e.sim.Truncate("persons")
 	for range 3 {
 		e.poll("persons")
@@ -335,17 +315,14 @@ func TestHoldPublishesStartAndEndOnly(t *testing.T) {
 	if c := count(since(e.events(), mark)); c[event.TypeDeleted] != 0 {
 		t.Fatalf("%d deletes: the release of the first hold applied to the second", c[event.TypeDeleted])
 	}
-	state, _ := e.js.KeyValue(context.Background(), event.StateBucketName("comet"))
-	if _, err := state.Get(context.Background(), event.AllowDeletesKey("persons")); !errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, err := e.stateBucket().Get(context.Background(), event.AllowDeletesKey("persons")); !errors.Is(err, jetstream.ErrKeyNotFound) {
 		t.Errorf("the release of a hold that ended was kept: %v", err)
 	}
 }
 
 func TestRevokedKeyThenRestored(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 40})
-	e.open(e.reportConfig("persons"))
-	e.poll("persons")
-	start := e.events()[len(e.events())-1].Seq
+	e := newPolledPersons(t, 40)
+	start := e.lastSeq()
 	e.sim.Revoke("persons", 410)
 	for range 3 {
 		if _, err := e.p.Poll(context.Background(), "persons"); err == nil {
@@ -382,7 +359,7 @@ func TestSchemaChangeUpdatesEveryRow(t *testing.T) {
 	e := newEnv(t, simulator.ReportSpec{Name: "matches", Kind: "matches", Rows: 30})
 	e.open(e.reportConfig("matches"))
 	e.poll("matches")
-	start := e.events()[len(e.events())-1].Seq
+	start := e.lastSeq()
 	e.sim.AddColumn("matches", "referee", "Referee")
 	// The pass that first sees the new columns only reads every page; the
 	// next publishes them.
@@ -422,7 +399,7 @@ func TestContentKey(t *testing.T) {
 	if s := e.poll("matches"); s.Created != 20 {
 		t.Fatalf("confirming pass created %d, want 20", s.Created)
 	}
-	start := e.events()[len(e.events())-1].Seq
+	start := e.lastSeq()
 	e.sim.UpdateAt("matches", 3)
 	e.poll("matches")
 	e.poll("matches")
@@ -445,9 +422,7 @@ func TestContentKey(t *testing.T) {
 // and checks that a new producer catches up from the stream instead of
 // publishing the changes again.
 func TestRecoveryAppliesTheStreamTail(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 80})
-	e.open(e.reportConfig("persons"))
-	e.poll("persons")
+	e := newPolledPersons(t, 80)
 	published := len(e.events())
 
 	ctx := context.Background()
@@ -458,11 +433,10 @@ func TestRecoveryAppliesTheStreamTail(t *testing.T) {
 	if err := kv.Purge(ctx, "100004"); err != nil {
 		t.Fatal(err)
 	}
-	state, _ := e.js.KeyValue(ctx, event.StateBucketName("comet"))
-	st, _, _ := loadState(ctx, state, "persons")
+	st, _ := e.state("persons")
 	st.Checkpoint = 1 // only the schema event applied
 	b, _ := json.Marshal(st)
-	state.Put(ctx, "persons", b)
+	e.stateBucket().Put(ctx, "persons", b)
 
 	e.open(e.reportConfig("persons"))
 	e.assertKV("persons")
@@ -518,8 +492,7 @@ func TestAPIKeyAppearsNowhere(t *testing.T) {
 	for k, v := range e.kv("persons") {
 		everything.WriteString(k + v)
 	}
-	state, _ := e.js.KeyValue(context.Background(), event.StateBucketName("comet"))
-	st, _ := state.Get(context.Background(), "persons")
+	st, _ := e.stateBucket().Get(context.Background(), "persons")
 	everything.Write(st.Value())
 	everything.WriteString(e.logs.String())
 	mfs, _ := e.reg.Gather()

@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,21 +29,6 @@ func rowEvents(evs []streamEvent) []streamEvent {
 		}
 	}
 	return out
-}
-
-func (e *env) lastSeq() uint64 {
-	evs := e.events()
-	if len(evs) == 0 {
-		return 0
-	}
-	return evs[len(evs)-1].Seq
-}
-
-func (e *env) shapes(report string, sh simulator.Shapes) {
-	e.t.Helper()
-	if err := e.sim.SetShapes(report, sh); err != nil {
-		e.t.Fatal(err)
-	}
 }
 
 // standing returns, for each key of a report, the row that must stand for
@@ -199,17 +182,7 @@ func TestContentKeyedShiftedPassesNeverInventOrFalselyDelete(t *testing.T) {
 		}
 		return m
 	}
-	rng := rand.New(rand.NewPCG(11, 11))
-	var at atomic.Int32
-	var kind int
-	var mu sync.Mutex
-	at.Store(-1)
-	e.sim.OnPage(func(report string, page int) {
-		if !at.CompareAndSwap(int32(page), -1) {
-			return
-		}
-		mu.Lock()
-		defer mu.Unlock()
+	shift := newPageShifter(e, 11, func(report string, kind int, rng *rand.Rand) {
 		switch kind {
 		case 0:
 			e.sim.Insert(report, 1, 0)
@@ -223,10 +196,7 @@ func TestContentKeyedShiftedPassesNeverInventOrFalselyDelete(t *testing.T) {
 	seenBefore := []map[string]int{copies()}
 	last, creates, deletes := uint64(0), 0, 0
 	for i := range 120 {
-		mu.Lock()
-		kind = rng.IntN(5)
-		at.Store(int32(rng.IntN(9)) - 3)
-		mu.Unlock()
+		shift.next(5, 9)
 		seenBefore = append(seenBefore, copies())
 		if _, err := e.p.Poll(context.Background(), "events"); err != nil {
 			t.Fatalf("pass %d: %v", i, err)
@@ -471,9 +441,7 @@ func TestFailingCometCostsOnePagesRetriesAndSaysSo(t *testing.T) {
 }
 
 func TestMaintenancePageIsATransientFailure(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 40})
-	e.open(e.reportConfig("persons"))
-	e.poll("persons")
+	e := newPolledPersons(t, 40)
 	start := e.lastSeq()
 	e.shapes("persons", simulator.Shapes{Maintenance: 100})
 	_, err := e.p.Poll(context.Background(), "persons")

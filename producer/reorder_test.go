@@ -233,9 +233,7 @@ func TestRepeatedKeyReorderedNeverFlips(t *testing.T) {
 // to, the other one, is published by the next pass, which follows at once:
 // one update of the key a pass, never two.
 func TestRepeatedKeyRevealedOneUpdateAPass(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 8})
-	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize = 4 }))
-	e.poll("persons")
+	e := newPolledPersons(t, 8, func(rc *ReportConfig) { rc.PageSize = 4 })
 	e.shapes("persons", simulator.Shapes{RepeatKeys: 1})
 	key := e.sim.RepeatedKeys("persons")[0]
 	stored := e.kv("persons")[key]

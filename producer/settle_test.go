@@ -50,9 +50,7 @@ func TestConfirmedColumnsHoldOnePass(t *testing.T) {
 // gains a column: rows arriving meanwhile do not keep the new columns from
 // being confirmed, and the changes are published.
 func TestNewColumnsWhileGrowing(t *testing.T) {
-	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: 12})
-	e.open(e.reportConfig("persons", func(rc *ReportConfig) { rc.PageSize = 4 }))
-	e.poll("persons")
+	e := newPolledPersons(t, 12, func(rc *ReportConfig) { rc.PageSize = 4 })
 	start := e.lastSeq()
 	if err := e.sim.AddColumn("persons", "referee", "Referee"); err != nil {
 		t.Fatal(err)
