@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +52,10 @@ type Config struct {
 	DeadLetterStream string
 	Logger           *slog.Logger
 }
+
+// defaultBackoff is the retry schedule of a Consumer or a Reader whose
+// configuration sets none.
+var defaultBackoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second}
 
 // Errors of New and NewReader.
 var (
@@ -103,12 +108,8 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.Durable == "" {
 		return nil, ErrNoDurable
 	}
-	if cfg.Stream == "" {
-		cfg.Stream = event.DefaultStream
-	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = event.DefaultPrefix
-	}
+	cfg.Stream = cmp.Or(cfg.Stream, event.DefaultStream)
+	cfg.Prefix = cmp.Or(cfg.Prefix, event.DefaultPrefix)
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 256
 	}
@@ -116,7 +117,7 @@ func New(cfg Config) (*Consumer, error) {
 		cfg.MaxDeliver = 5
 	}
 	if len(cfg.Backoff) == 0 {
-		cfg.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second}
+		cfg.Backoff = defaultBackoff
 	}
 	if cfg.AckWait <= 0 {
 		cfg.AckWait = time.Minute
@@ -124,9 +125,7 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.MaxAckPending <= 0 {
 		cfg.MaxAckPending = 4 * cfg.BatchSize
 	}
-	if cfg.DeadLetterStream == "" {
-		cfg.DeadLetterStream = DefaultDeadLetterStream(cfg.Stream)
-	}
+	cfg.DeadLetterStream = cmp.Or(cfg.DeadLetterStream, DefaultDeadLetterStream(cfg.Stream))
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

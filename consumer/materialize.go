@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,12 +127,8 @@ func Materialize(ctx context.Context, cfg MaterializeConfig) error {
 	if cfg.Store == nil || cfg.JetStream == nil || cfg.Durable == "" {
 		return errors.New("materialize: store, JetStream and durable name are required")
 	}
-	if cfg.Stream == "" {
-		cfg.Stream = event.DefaultStream
-	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = event.DefaultPrefix
-	}
+	cfg.Stream = cmp.Or(cfg.Stream, event.DefaultStream)
+	cfg.Prefix = cmp.Or(cfg.Prefix, event.DefaultPrefix)
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 1000
 	}

@@ -1,6 +1,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -57,20 +58,14 @@ func NewReader(cfg ReaderConfig) (*Reader, error) {
 	if cfg.JetStream == nil {
 		return nil, ErrNoJetStream
 	}
-	if cfg.Stream == "" {
-		cfg.Stream = event.DefaultStream
-	}
-	if cfg.Prefix == "" {
-		cfg.Prefix = event.DefaultPrefix
-	}
-	if cfg.Name == "" {
-		cfg.Name = "cometstream"
-	}
+	cfg.Stream = cmp.Or(cfg.Stream, event.DefaultStream)
+	cfg.Prefix = cmp.Or(cfg.Prefix, event.DefaultPrefix)
+	cfg.Name = cmp.Or(cfg.Name, "cometstream")
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 256
 	}
 	if len(cfg.Backoff) == 0 {
-		cfg.Backoff = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second}
+		cfg.Backoff = defaultBackoff
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

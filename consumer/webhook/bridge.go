@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -82,12 +83,8 @@ func New(cfg *Config, o Options) (*Bridge, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: no configuration", ErrInvalidConfig)
 	}
-	if o.Stream == "" {
-		o.Stream = event.DefaultStream
-	}
-	if o.Prefix == "" {
-		o.Prefix = event.DefaultPrefix
-	}
+	o.Stream = cmp.Or(o.Stream, event.DefaultStream)
+	o.Prefix = cmp.Or(o.Prefix, event.DefaultPrefix)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -102,9 +99,7 @@ func New(cfg *Config, o Options) (*Bridge, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Durable == "" {
-		o.Durable = DefaultDurable
-	}
+	o.Durable = cmp.Or(o.Durable, DefaultDurable)
 	if !durableRE.MatchString(o.Durable) {
 		return nil, fmt.Errorf("%w: durable prefix %q must match [A-Za-z0-9_-]+", ErrInvalidOptions, o.Durable)
 	}

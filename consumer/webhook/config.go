@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -126,9 +127,7 @@ func (c *Config) Validate(log *slog.Logger) error {
 		log = slog.New(slog.DiscardHandler)
 	}
 	c.allowed, c.validated = nil, false
-	if c.DeadLetterStream == "" {
-		c.DeadLetterStream = DefaultDeadLetterStream
-	}
+	c.DeadLetterStream = cmp.Or(c.DeadLetterStream, DefaultDeadLetterStream)
 	if strings.ContainsAny(c.DeadLetterStream, ". *>") {
 		return fieldErr("dead_letter_stream", "%q is not a stream name", c.DeadLetterStream)
 	}
