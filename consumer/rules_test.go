@@ -89,23 +89,39 @@ func TestColumnWidening(t *testing.T) {
 	}
 }
 
-// TestPrimaryKey: the primary key of a report's table in a SQL store.
+// TestPrimaryKey: the primary key of a report's table in a SQL store, and
+// the statement that creates the table.
 func TestPrimaryKey(t *testing.T) {
 	cols := []event.Column{{Key: "personId", Type: event.TypeNumber}, {Key: "season", Type: event.TypeString}}
+	col := func(key string) string { return "[" + key + "]" }
+	sqlType := func(t event.ColumnType) string {
+		if t.Numeric() {
+			return "num"
+		}
+		return "txt"
+	}
 	for _, tc := range []struct {
-		name string
-		key  []string
-		want []KeyColumn
+		name   string
+		key    []string
+		want   []KeyColumn
+		create string
 	}{
-		{"one declared column", []string{"personId"}, []KeyColumn{{Name: "personId"}}},
-		{"declared columns, in the key's order", []string{"season", "personId"}, []KeyColumn{{Name: "season"}, {Name: "personId"}}},
-		{"a key column COMET does not declare", []string{"personId", "club"}, []KeyColumn{{Name: "personId"}, {Name: "club", Extra: true}}},
-		{"content-keyed: the token, not null", []string{event.ContentKey}, []KeyColumn{{Name: TokenColumn, Extra: true, NotNull: true}}},
+		{"one declared column", []string{"personId"}, []KeyColumn{{Name: "personId"}},
+			"CREATE TABLE IF NOT EXISTS [r] ([personId] num, [season] txt, PRIMARY KEY ([personId]))"},
+		{"declared columns, in the key's order", []string{"season", "personId"}, []KeyColumn{{Name: "season"}, {Name: "personId"}},
+			"CREATE TABLE IF NOT EXISTS [r] ([personId] num, [season] txt, PRIMARY KEY ([season], [personId]))"},
+		{"a key column COMET does not declare", []string{"personId", "club"}, []KeyColumn{{Name: "personId"}, {Name: "club", Extra: true}},
+			"CREATE TABLE IF NOT EXISTS [r] ([personId] num, [season] txt, [club] txt, PRIMARY KEY ([personId], [club]))"},
+		{"content-keyed: the token, not null", []string{event.ContentKey}, []KeyColumn{{Name: TokenColumn, Extra: true, NotNull: true}},
+			"CREATE TABLE IF NOT EXISTS [r] ([personId] num, [season] txt, [_cometstream_key] txt NOT NULL, PRIMARY KEY ([_cometstream_key]))"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := (&Table{Report: "r", Columns: cols, Key: tc.key}).PrimaryKey()
-			if !slices.Equal(got, tc.want) {
+			table := &Table{Report: "r", Columns: cols, Key: tc.key}
+			if got := table.PrimaryKey(); !slices.Equal(got, tc.want) {
 				t.Errorf("PrimaryKey() = %+v, want %+v", got, tc.want)
+			}
+			if got := table.CreateTable(col("r"), col, sqlType); got != tc.create {
+				t.Errorf("CreateTable() = %s, want %s", got, tc.create)
 			}
 		})
 	}

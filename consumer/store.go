@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/cometstream/cometstream/event"
 )
@@ -78,8 +79,9 @@ type KeyColumn struct {
 
 // PrimaryKey returns the columns of the table's primary key in a SQL store:
 // TokenColumn for a content-keyed table, else the key columns in order.
-// The two built-in stores create their tables by it, and a SQL store of
-// another database should too, so that its rows are identified as theirs.
+// The two built-in stores create their tables by it (CreateTable), and a
+// SQL store of another database should too, so that its rows are
+// identified as theirs.
 func (t *Table) PrimaryKey() []KeyColumn {
 	if t.ContentKeyed() {
 		return []KeyColumn{{Name: TokenColumn, Extra: true, NotNull: true}}
@@ -90,6 +92,29 @@ func (t *Table) PrimaryKey() []KeyColumn {
 		out[i] = KeyColumn{Name: k, Extra: !declared}
 	}
 	return out
+}
+
+// CreateTable returns the statement that creates the table in a SQL store
+// unless it exists: named table (quoted already), a column for each of
+// Columns, named by col and typed by sqlType, each Extra column of
+// PrimaryKey typed as a STRING, and the primary key.
+func (t *Table) CreateTable(table string, col func(key string) string, sqlType func(event.ColumnType) string) string {
+	var defs, pk []string
+	for _, c := range t.Columns {
+		defs = append(defs, col(c.Key)+" "+sqlType(c.Type))
+	}
+	for _, k := range t.PrimaryKey() {
+		pk = append(pk, col(k.Name))
+		if !k.Extra {
+			continue
+		}
+		def := col(k.Name) + " " + sqlType(event.TypeString)
+		if k.NotNull {
+			def += " NOT NULL"
+		}
+		defs = append(defs, def)
+	}
+	return `CREATE TABLE IF NOT EXISTS ` + table + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`
 }
 
 // Column returns the column with the given key.

@@ -320,20 +320,7 @@ func (s *Store) ensureTable(ctx context.Context, tx pgx.Tx, t *consumer.Table) e
 		}
 		delete(s.tables, r)
 	}
-	var defs, pk []string
-	for _, c := range t.Columns {
-		defs = append(defs, col(c.Key)+" "+SQLType(c.Type))
-	}
-	for _, k := range t.PrimaryKey() {
-		pk = append(pk, col(k.Name))
-		if k.Extra && k.NotNull {
-			defs = append(defs, col(k.Name)+" text NOT NULL")
-		} else if k.Extra {
-			defs = append(defs, col(k.Name)+" text")
-		}
-	}
-	q := `CREATE TABLE IF NOT EXISTS ` + s.name(r) + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`
-	if _, err := tx.Exec(ctx, q); err != nil {
+	if _, err := tx.Exec(ctx, t.CreateTable(s.name(r), col, SQLType)); err != nil {
 		return fmt.Errorf("create table %s: %w", r, err)
 	}
 	for _, c := range t.Columns {

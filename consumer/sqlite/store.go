@@ -374,20 +374,7 @@ func (s *Store) ensureTable(ctx context.Context, tx *sql.Tx, t *consumer.Table) 
 	names := tableNames(t)
 	name := func(key string) string { return Ident(names[key]) }
 	if !exists {
-		var defs, pk []string
-		for _, c := range t.Columns {
-			defs = append(defs, name(c.Key)+" "+sqlType(c.Type))
-		}
-		for _, k := range t.PrimaryKey() {
-			pk = append(pk, name(k.Name))
-			if k.Extra && k.NotNull {
-				defs = append(defs, name(k.Name)+" TEXT NOT NULL")
-			} else if k.Extra {
-				defs = append(defs, name(k.Name)+" TEXT")
-			}
-		}
-		q := `CREATE TABLE IF NOT EXISTS ` + Ident(r) + ` (` + strings.Join(defs, ", ") + `, PRIMARY KEY (` + strings.Join(pk, ", ") + `))`
-		if _, err := tx.ExecContext(ctx, q); err != nil {
+		if _, err := tx.ExecContext(ctx, t.CreateTable(Ident(r), name, sqlType)); err != nil {
 			return fmt.Errorf("create table %s: %w", r, err)
 		}
 		var err error
