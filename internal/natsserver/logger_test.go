@@ -1,30 +1,20 @@
-package natsserver
+package natsserver_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/cometstream/cometstream/internal/natsserver"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+// records parses the JSON log lines written so far.
+func records(t *testing.T, logs *testenv.Buffer) []map[string]any {
+	t.Helper()
 	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(l.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
 		var rec map[string]any
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
@@ -37,14 +27,14 @@ func (l *lockedBuffer) lines(t *testing.T) []map[string]any {
 // TestStartIsQuiet: the banner and the restore notices of a starting
 // server are debug lines; what it says once up is info again.
 func TestStartIsQuiet(t *testing.T) {
-	var buf lockedBuffer
+	var buf testenv.Buffer
 	log := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := Start(Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Logger: log})
+	s, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	debug := 0
-	for _, rec := range buf.lines(t) {
+	for _, rec := range records(t, &buf) {
 		if rec["level"] != "DEBUG" {
 			t.Errorf("a starting server logged at %v: %v", rec["level"], rec["msg"])
 		}
@@ -58,7 +48,7 @@ func TestStartIsQuiet(t *testing.T) {
 	}
 	s.Shutdown()
 	s.WaitForShutdown()
-	recs := buf.lines(t)
+	recs := records(t, &buf)
 	if last := recs[len(recs)-1]; last["level"] != "INFO" {
 		t.Errorf("a running server's notice %q at %v, want INFO", last["msg"], last["level"])
 	}

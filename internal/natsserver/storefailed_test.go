@@ -2,8 +2,8 @@ package natsserver
 
 import (
 	"errors"
+	"go/build"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -42,11 +42,11 @@ func TestStoreFailedReported(t *testing.T) {
 // is the one the nats-server in go.mod logs, so that an upgrade that
 // rewords it fails here rather than silently.
 func TestStoreFailedFormatIsTheServers(t *testing.T) {
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/nats-io/nats-server/v2").Output()
+	pkg, err := build.Import("github.com/nats-io/nats-server/v2/server", ".", build.FindOnly)
 	if err != nil {
-		t.Fatalf("go list: %v", err)
+		t.Fatalf("find nats-server's source: %v", err)
 	}
-	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "server", "stream.go"))
+	src, err := os.ReadFile(filepath.Join(pkg.Dir, "stream.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
