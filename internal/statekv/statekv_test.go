@@ -2,6 +2,7 @@ package statekv
 
 import (
 	"context"
+	"log/slog"
 	"slices"
 	"testing"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
@@ -19,12 +21,7 @@ import (
 func TestReportsAsSubscriber(t *testing.T) {
 	srv := testenv.StartNATSWithRoles(t)
 	ctx := context.Background()
-	prod, err := nats.Connect(srv.ClientURL(), nats.UserInfo("producer", "producer-pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	pjs, _ := jetstream.New(prod)
+	_, pjs := testenv.ConnectWith(t, natsconn.Options{URL: srv.ClientURL(), User: "producer", Password: "producer-pw"}, slog.New(slog.DiscardHandler))
 	kv, err := pjs.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")})
 	if err != nil {
 		t.Fatal(err)

@@ -19,12 +19,7 @@ import (
 func TestReadAsSubscriber(t *testing.T) {
 	srv := testenv.StartNATSWithRoles(t)
 	ctx := context.Background()
-	prod, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), User: "producer", Password: "producer-pw"}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prod.Close()
-	pjs, _ := jetstream.New(prod)
+	_, pjs := testenv.ConnectWith(t, natsconn.Options{URL: srv.ClientURL(), User: "producer", Password: "producer-pw"}, slog.New(slog.DiscardHandler))
 	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -35,12 +30,7 @@ func TestReadAsSubscriber(t *testing.T) {
 	}
 
 	var logs testenv.Buffer
-	nc, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), User: "sink", Password: "sink-pw"}, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	_, js := testenv.ConnectWith(t, natsconn.Options{URL: srv.ClientURL(), User: "sink", Password: "sink-pw"}, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	n, err := streamrange.Read(ctx, js, "COMET", jetstream.OrderedConsumerConfig{}, func(jetstream.Msg) error { return nil })
 	if err != nil || n != 3 {
 		t.Fatalf("read %d messages: %v", n, err)
