@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -95,4 +96,79 @@ func TestFencedByLastSequence(t *testing.T) {
 	e.poll("persons") // recovers, then publishes
 	e.assertKV("persons")
 	testenv.Chains(t, e.events())
+}
+
+// TestFencedBetweenBatches: a producer whose pass spans several atomic
+// batches, each filled while the one before is being stored, loses the
+// report to another producer before its last batch. That batch, already
+// filled, does not land, and the stream stays one unbroken chain per row
+// key.
+func TestFencedBetweenBatches(t *testing.T) {
+	const rows = 2500 // pages of 1000: batches of 1000, 1000 and 500 rows
+	e := newEnv(t, simulator.ReportSpec{Name: "persons", Kind: "persons", Rows: rows})
+	big := func(rc *ReportConfig) { rc.PageSize = 1000 }
+	var fetched atomic.Bool // every page of a's pass has arrived
+	a := e.openWith(func(c *Config) {
+		c.CheckpointEvery = 10 * rows
+		c.Progress = func(_ string, pages, lastPage, _ int) { fetched.Store(pages == lastPage+1) }
+	}, e.reportConfig("persons", big))
+	b, err := New(Config{
+		Conn: e.nc, Stream: "COMET", Prefix: "comet", Reports: []ReportConfig{e.reportConfig("persons", big)},
+		Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), Registerer: prometheus.NewRegistry(), CheckpointEvery: 10 * rows,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rb := b.reports["persons"]
+	rb.gate, rb.recovered = func() error { return nil }, false
+
+	// a believes it holds the lease throughout. When it is about to send
+	// its last batch (the lease is asked before each batch, and before each
+	// request, which have all been made by then), its first two batches and
+	// their snapshot rows stored, the rows of the last page change and b
+	// takes the report over.
+	ra := a.reports["persons"]
+	var taken int
+	ra.gate, ra.recovered = func() error {
+		if !fetched.Load() || taken > 0 {
+			return nil
+		}
+		if n := len(e.events()); n != 1+2000 {
+			t.Fatalf("%d events stored before the last batch, want the schema and 2000 rows", n)
+		}
+		testenv.WaitFor(t, "the first two batches' snapshot rows", func() bool { return len(e.kv("persons")) == 2000 })
+		for i := 2000; i < rows; i++ {
+			if err := e.sim.UpdateAt("persons", i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := b.Poll(context.Background(), "persons"); err != nil {
+			t.Fatalf("the second producer's pass: %v", err)
+		}
+		taken = len(e.events())
+		return nil
+	}, false
+	_, err = a.Poll(context.Background(), "persons")
+	if !errors.Is(err, ErrFenced) || !strings.Contains(err.Error(), "last sequence") {
+		t.Fatalf("the first producer's pass: %v, want fenced by the report's last sequence", err)
+	}
+	if taken == 0 {
+		t.Fatal("the second producer never took over: the test exercised nothing")
+	}
+	evs := e.events()
+	if len(evs) != taken {
+		t.Errorf("the fenced-out producer stored %d events after the other took over", len(evs)-taken)
+	}
+	if d := testenv.Diff(testenv.Chains(t, evs)["persons"], e.want("persons")); d != "" {
+		t.Errorf("the stream does not add up to the report:\n%s", d)
+	}
+
+	// Fenced, a recovers from the stream and carries on without repeating.
+	if s, err := a.Poll(context.Background(), "persons"); err != nil || s.Created+s.Updated+s.Deleted != 0 {
+		t.Fatalf("the recovered producer's pass: %+v, %v", s, err)
+	}
+	e.assertKV("persons")
 }
