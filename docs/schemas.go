@@ -67,13 +67,9 @@ var ErrInvalid = errors.New("invalid")
 // when a schema rejected the event. Other errors mean the embedded schemas do
 // not compile, a defect of this package.
 func ValidateEvent(raw []byte) error {
-	s, err := compiled()
+	s, doc, err := decode("event", raw)
 	if err != nil {
 		return err
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		return fmt.Errorf("%w event: decode: %w", ErrInvalid, err)
 	}
 	ev, _ := doc.(map[string]any)
 	what := describe(ev)
@@ -107,18 +103,28 @@ func ValidateEvent(raw []byte) error {
 // row (snapshot-row.json). The error wraps ErrInvalid and names each member
 // that failed.
 func ValidateSnapshotRow(raw []byte) error {
-	s, err := compiled()
+	s, doc, err := decode("snapshot row", raw)
 	if err != nil {
 		return err
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
-	if err != nil {
-		return fmt.Errorf("%w snapshot row: decode: %w", ErrInvalid, err)
 	}
 	if err := s.snapshotRow.Validate(doc); err != nil {
 		return invalid("snapshot row", doc, nil, err)
 	}
 	return nil
+}
+
+// decode returns the compiled schemas and raw decoded for them (numbers as
+// json.Number); what names the input in the error when raw is not JSON.
+func decode(what string, raw []byte) (*schemas, any, error) {
+	s, err := compiled()
+	if err != nil {
+		return nil, nil, err
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w %s: decode: %w", ErrInvalid, what, err)
+	}
+	return s, doc, nil
 }
 
 // describe names an event in errors: its type and id when it has them.
