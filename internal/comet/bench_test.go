@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // BenchmarkFetchRateLimited fetches a 100-page report from a simulator that
@@ -29,7 +30,7 @@ func BenchmarkFetchRateLimited(b *testing.B) {
 	}
 	for _, tc := range cases {
 		b.Run(tc.name, func(b *testing.B) {
-			sim, base := startSim(b, simulator.Config{
+			sim, base := testenv.StartSim(b, simulator.Config{
 				Seed: 1, RateLimit: limit, Latency: 300 * time.Millisecond,
 				Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: tc.pages * 10}},
 			})

@@ -26,18 +26,6 @@ import (
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
-// startSim serves a simulator over real HTTP on loopback.
-func startSim(t testing.TB, cfg simulator.Config) (*simulator.Simulator, string) {
-	t.Helper()
-	sim, err := simulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(sim.Handler())
-	t.Cleanup(srv.Close)
-	return sim, srv.URL
-}
-
 func newClient(t testing.TB, base, key string, mod func(*Config)) (*Client, *testenv.Buffer) {
 	t.Helper()
 	logs := &testenv.Buffer{}
@@ -110,7 +98,7 @@ func TestValidatePathAndParams(t *testing.T) {
 // TestFailureClasses drives every failure class through real HTTP and checks
 // the class, the status and that the key appears in no error or log line.
 func TestFailureClasses(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Seed: 7, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 60}}})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 7, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 60}}})
 	key := sim.Key("p")
 	closed := func() string { // an address nobody listens on
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -202,7 +190,7 @@ func TestFailureClasses(t *testing.T) {
 }
 
 func TestRetriesThenSucceeds(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Seed: 7, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 10}}})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 7, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 10}}})
 	sim.Inject("p", simulator.Fault{Status: 500, Count: 1})
 	sim.Inject("p", simulator.Fault{Count: 1}) // truncated
 	c, logs := newClient(t, base, sim.Key("p"), nil)
@@ -219,7 +207,7 @@ func TestRetriesThenSucceeds(t *testing.T) {
 }
 
 func TestRetryAfterHonoured(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Seed: 7, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 10}}})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 7, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 10}}})
 	sim.Inject("p", simulator.Fault{Status: 429, RetryAfter: "1", Count: 1})
 	c, _ := newClient(t, base, sim.Key("p"), nil)
 	start := time.Now()
@@ -232,7 +220,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 }
 
 func TestFetchWholeReportInPageOrder(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "m", Kind: "matches", Rows: 185}}})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "m", Kind: "matches", Rows: 185}}})
 	want := sim.Rows("m")
 	for _, hint := range []int{0, 3, 8, 12} {
 		t.Run(fmt.Sprintf("expect %d pages", hint), func(t *testing.T) {
@@ -274,7 +262,7 @@ func TestFetchWholeReportInPageOrder(t *testing.T) {
 }
 
 func TestFetchNoticesChangesDuringPass(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 100}}})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 100}}})
 	sim.OnPage(func(_ string, page int) {
 		if page == 1 {
 			sim.Insert("p", 1, 0)
@@ -291,7 +279,7 @@ func TestFetchNoticesChangesDuringPass(t *testing.T) {
 }
 
 func TestFetchStopsAtFailedPage(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 100}}})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 100}}})
 	sim.OnPage(func(_ string, page int) {
 		if page == 1 {
 			sim.Revoke("p", 410)
@@ -318,7 +306,7 @@ func TestSharedLimiterNoViolations(t *testing.T) {
 	for i := range 8 {
 		specs = append(specs, simulator.ReportSpec{Name: fmt.Sprintf("r%d", i), Kind: "persons", Rows: 100, User: "federation"})
 	}
-	sim, base := startSim(t, simulator.Config{Seed: 1, Reports: specs, RateLimit: 10})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 1, Reports: specs, RateLimit: 10})
 	shared, own := NewLimiter(10), NewLimiter(10)
 	var wg sync.WaitGroup
 	done := make([]time.Duration, len(specs))
@@ -621,7 +609,7 @@ func fetchAnswered(t *testing.T, key string, status int, hdr http.Header, body s
 }
 
 func TestNotFoundSaysKeyOrURL(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Seed: 7, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 10}}})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 7, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 10}}})
 	c, _ := newClient(t, base, sim.Key("p"), func(c *Config) { c.Path = "/wrong/{page}/{size}/" })
 	_, err := c.FetchPage(context.Background(), 0, 25)
 	if !errors.Is(err, ErrReportUnavailable) || !strings.Contains(err.Error(), "base_url or path is wrong") || !strings.Contains(err.Error(), "/wrong/0/25/") {

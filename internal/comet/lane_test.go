@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cometstream/cometstream/internal/simulator"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // fakeClock is a pacing clock that moves only when the test says so.
@@ -261,7 +262,7 @@ func (f *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // granted its token after at most one of the big pass's. The pacing clock
 // is fake and moved one slot at a time; the order of grants is recorded.
 func TestFetchTakesTurns(t *testing.T) {
-	sim, base := startSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{
 		{Name: "big", Kind: "persons", Rows: 300}, {Name: "small", Kind: "persons", Rows: 1},
 	}})
 	clk := newFakeClock()

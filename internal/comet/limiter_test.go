@@ -66,7 +66,7 @@ func TestLateRequestsStillUnderTheLimit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("four seconds of rate-limited requests")
 	}
-	sim, base := startSim(t, simulator.Config{Seed: 2, RateLimit: 10, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 400}}})
+	sim, base := testenv.StartSim(t, simulator.Config{Seed: 2, RateLimit: 10, Reports: []simulator.ReportSpec{{Name: "p", Kind: "persons", Rows: 400}}})
 	tr := &lateTransport{next: http.DefaultTransport.(*http.Transport).Clone()}
 	c, _ := newClient(t, base, sim.Key("p"), func(c *Config) {
 		c.Limiter = NewLimiter(10)
