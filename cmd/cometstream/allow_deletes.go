@@ -11,20 +11,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/internal/config"
-	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/statekv"
 	"github.com/cometstream/cometstream/producer"
 )
 
 func runAllowDeletes(ctx context.Context, args []string) error {
 	fs := newFlags("allow-deletes")
-	var no natsconn.Options
-	no.Register(fs)
+	var sf subscriberFlags
+	sf.register(fs)
 	report := fs.String("report", "", "report whose current hold of deletes to release (required)")
 	prefix := fs.String("prefix", config.DefaultSubjectPrefix, "subject prefix")
 	ttl := fs.Duration("ttl", producer.DefaultReleaseTTL, "how long the release waits for the pass that applies it")
-	var lf logFlags
-	lf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,11 +31,11 @@ func runAllowDeletes(ctx context.Context, args []string) error {
 	if *ttl <= 0 {
 		return usagef("--ttl: %s must be positive", *ttl)
 	}
-	log, err := lf.logger()
+	log, err := sf.log.logger()
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectSink(&no, "cometstream allow-deletes", log)
+	nc, js, err := sf.connect("cometstream allow-deletes", log)
 	if err != nil {
 		return err
 	}

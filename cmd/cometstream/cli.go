@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -159,6 +160,15 @@ func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.format, "log-format", "auto", "text, json, or auto (text on a terminal)")
 }
 
+// parse parses args (see parseFlags) and returns the logger the log flags
+// ask for.
+func (l *logFlags) parse(fs *flag.FlagSet, args []string) (*slog.Logger, error) {
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	return l.logger()
+}
+
 // logger builds the one slog handler of the process.
 func (l *logFlags) logger() (*slog.Logger, error) {
 	var level slog.Level
@@ -194,3 +204,10 @@ func durationSeconds(_ []string, a slog.Attr) slog.Attr {
 }
 
 func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+// printJSON writes v to w as what --json prints: indented JSON.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

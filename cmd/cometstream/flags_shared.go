@@ -35,6 +35,55 @@ func (p *postgresFlags) check() error {
 	return nil
 }
 
+// sqliteFlag is --db, the file of a SQLite sink, which sink sqlite and
+// verify sqlite share; help is the flag's.
+type sqliteFlag struct {
+	help string
+	path *string
+}
+
+func (s *sqliteFlag) register(fs *flag.FlagSet) {
+	s.path = fs.String("db", "", s.help)
+}
+
+// check refuses a missing --db as a usage error.
+func (s *sqliteFlag) check() error {
+	if *s.path == "" {
+		return usagef("--db is required")
+	}
+	return nil
+}
+
+// databaseFlags are the flags naming a sink's database: sqliteFlag or
+// postgresFlags.
+type databaseFlags interface {
+	register(fs *flag.FlagSet)
+	check() error
+}
+
+// databaseCommandFlags are the other flags of a command on a sink's
+// database: sinkFlags or verifyFlags. check validates them once parsed and
+// returns the logger they ask for.
+type databaseCommandFlags interface {
+	register(fs *flag.FlagSet)
+	check() (*slog.Logger, error)
+}
+
+// parseDatabase parses the flags of the command name on a sink's database
+// (sink postgres, verify sqlite): f's and db's, db's checked first.
+func parseDatabase(name string, f databaseCommandFlags, db databaseFlags, args []string) (*slog.Logger, error) {
+	fs := newFlags(name)
+	f.register(fs)
+	db.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	if err := db.check(); err != nil {
+		return nil, err
+	}
+	return f.check()
+}
+
 // configFlag is --config, the configuration file produce, plan and
 // inspect require.
 type configFlag struct{ path *string }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,9 +68,7 @@ func runPlan(ctx context.Context, args []string) error {
 		out.Users = append(out.Users, res)
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
+		if err := printJSON(os.Stdout, out); err != nil {
 			return err
 		}
 	} else {

@@ -148,19 +148,11 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 	if err != nil {
 		return err
 	}
-	if cfg.HTTP.Listen != "" {
-		srv, err := opshttp.Start(opshttp.Config{Addr: cfg.HTTP.Listen, Registry: reg, Ready: p.Ready, Pprof: cfg.HTTP.Pprof, Logger: log})
-		if err != nil {
-			// Like a taken nats.listen, or a sink's --http: the operator
-			// must change the configuration.
-			return &usageError{err: fmt.Errorf("http.listen: %w", err)}
-		}
-		defer func() {
-			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Close(c)
-		}()
+	stopOps, err := serveOps(opshttp.Config{Addr: cfg.HTTP.Listen, Registry: reg, Ready: p.Ready, Pprof: cfg.HTTP.Pprof, Logger: log}, "http.listen")
+	if err != nil {
+		return err
 	}
+	defer stopOps()
 	if err := p.Open(ctx); err != nil {
 		if ctx.Err() != nil {
 			if err := storeFailedError(ctx, cfg); err != nil {

@@ -34,10 +34,7 @@ func runSimulate(ctx context.Context, args []string) error {
 	changes := fs.Float64("changes-per-second", 0, "live inserts, updates and deletes per second")
 	var lf logFlags
 	lf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := lf.logger()
+	log, err := lf.parse(fs, args)
 	if err != nil {
 		return err
 	}

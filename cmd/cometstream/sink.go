@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -14,9 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/consumer/postgres"
@@ -46,7 +42,7 @@ func runSink(ctx context.Context, args []string) error {
 
 // sinkFlags are the flags every materializing sink takes.
 type sinkFlags struct {
-	nats      natsconn.Options
+	subscriberFlags
 	reports   string
 	durable   string
 	fromStart bool
@@ -54,12 +50,11 @@ type sinkFlags struct {
 	prefix    string
 	http      string
 	pprof     bool // Go's profiles on the --http endpoint
-	log       logFlags
-	batch     int // events per transaction; 0: the library's default
+	batch     int  // events per transaction; 0: the library's default
 }
 
 func (f *sinkFlags) register(fs *flag.FlagSet) {
-	f.nats.Register(fs)
+	f.subscriberFlags.register(fs)
 	fs.StringVar(&f.reports, "reports", "", "comma-separated reports to materialize (default: all)")
 	fs.StringVar(&f.durable, "durable", "", "JetStream consumer name (default: derived from the sink kind and target)")
 	fs.BoolVar(&f.fromStart, "from-start", false, "rebuild the selected reports from the snapshot")
@@ -67,7 +62,6 @@ func (f *sinkFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.prefix, "prefix", config.DefaultSubjectPrefix, "subject prefix")
 	fs.StringVar(&f.http, "http", "", "address of /metrics, /healthz and /readyz (default: none)")
 	fs.BoolVar(&f.pprof, "pprof", false, "also serve Go's profiles under /debug/pprof/ on --http")
-	f.log.register(fs)
 }
 
 func splitList(s string) []string {
@@ -95,30 +89,12 @@ func defaultDurable(kind, label, target string) string {
 	return "sink_" + kind + "_" + base + "_" + hex.EncodeToString(sum[:4])
 }
 
-// connectSink connects to NATS for a sink or a subscriber.
-func connectSink(f *natsconn.Options, name string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
-	f.Name = name
-	nc, err := natsconn.Connect(*f, log)
-	if errors.Is(err, natsconn.ErrNoURL) {
-		return nil, nil, &usageError{err: err}
-	}
-	if err != nil {
-		return nil, nil, withURL(err, f.URL, subscriberURLFrom(f.URL))
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, err
-	}
-	return nc, js, nil
-}
-
 // materialize runs a store's sink until ctx ends.
 func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, store consumer.Store, log *slog.Logger, onApplied func([]*consumer.Message)) error {
 	if f.pprof && f.http == "" {
 		return usagef("--pprof serves the profiles on the --http endpoint: give --http too")
 	}
-	nc, js, err := connectSink(&f.nats, "cometstream sink "+kind, log)
+	nc, js, err := f.connect("cometstream sink "+kind, log)
 	if err != nil {
 		return err
 	}
@@ -131,17 +107,11 @@ func materialize(ctx context.Context, f *sinkFlags, kind, label, target string, 
 	// Set by Materialize's goroutine, read by /readyz: bootstrapped, and
 	// not failing batch after batch.
 	var ready, failing atomic.Bool
-	if f.http != "" {
-		srv, err := opshttp.Start(opshttp.Config{Addr: f.http, Registry: reg, Ready: func() bool { return ready.Load() && !failing.Load() && nc.IsConnected() }, Pprof: f.pprof, Logger: log})
-		if err != nil {
-			return &usageError{err: fmt.Errorf("--http: %w", err)}
-		}
-		defer func() {
-			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Close(c)
-		}()
+	stopOps, err := serveOps(opshttp.Config{Addr: f.http, Registry: reg, Ready: func() bool { return ready.Load() && !failing.Load() && nc.IsConnected() }, Pprof: f.pprof, Logger: log}, "--http")
+	if err != nil {
+		return err
 	}
+	defer stopOps()
 	warnUnknownReports(ctx, js, f.prefix, splitList(f.reports), log)
 	log.Info("sink starting", "kind", kind, "durable", durable)
 	err = consumer.Materialize(ctx, consumer.MaterializeConfig{
@@ -198,23 +168,18 @@ func bootstrapLine() func(consumer.BootstrapProgress) {
 	}
 }
 
+// check returns the logger the flags ask for (materialize checks the rest).
+func (f *sinkFlags) check() (*slog.Logger, error) { return f.log.logger() }
+
 func runSinkSQLite(ctx context.Context, args []string) error {
-	fs := newFlags("sink sqlite")
 	var f sinkFlags
-	f.register(fs)
-	db := fs.String("db", "", "SQLite database file (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *db == "" {
-		return usagef("--db is required")
-	}
-	log, err := f.log.logger()
+	db := sqliteFlag{help: "SQLite database file (required)"}
+	log, err := parseDatabase("sink sqlite", &f, &db, args)
 	if err != nil {
 		return err
 	}
-	abs, _ := filepath.Abs(*db)
-	store, err := sqlite.Open(ctx, *db)
+	abs, _ := filepath.Abs(*db.path)
+	store, err := sqlite.Open(ctx, *db.path)
 	if err != nil {
 		return fmt.Errorf("--db: %w", err)
 	}
@@ -226,23 +191,14 @@ func runSinkSQLite(ctx context.Context, args []string) error {
 const PostgresBatch = 5000
 
 func runSinkPostgres(ctx context.Context, args []string) error {
-	fs := newFlags("sink postgres")
 	var f sinkFlags
-	f.register(fs)
 	var pg postgresFlags
-	pg.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := pg.check(); err != nil {
-		return err
-	}
-	dsn, schema := pg.dsn, pg.schema
-	log, err := f.log.logger()
+	log, err := parseDatabase("sink postgres", &f, &pg, args)
 	if err != nil {
 		return err
 	}
-	store, err := postgres.Open(ctx, *dsn, *schema)
+	dsn, schema := *pg.dsn, *pg.schema
+	store, err := postgres.Open(ctx, dsn, schema)
 	if err != nil {
 		return fmt.Errorf("--dsn: %w", err)
 	}
@@ -250,5 +206,5 @@ func runSinkPostgres(ctx context.Context, args []string) error {
 	// PostgreSQL pays per transaction more than per row: larger batches.
 	f.batch = PostgresBatch
 	// The durable name hashes the DSN (which may hold a password) with the schema.
-	return materialize(ctx, &f, "postgres", *schema, *schema+"\x00"+*dsn, store, log, nil)
+	return materialize(ctx, &f, "postgres", schema, schema+"\x00"+dsn, store, log, nil)
 }

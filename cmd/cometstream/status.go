@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/config"
-	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/statekv"
 	"github.com/cometstream/cometstream/producer"
 )
@@ -68,21 +66,16 @@ func (e *errAttention) Error() string {
 
 func runStatus(ctx context.Context, args []string) error {
 	fs := newFlags("status")
-	var no natsconn.Options
-	no.Register(fs)
+	var sf subscriberFlags
+	sf.register(fs)
 	stream := fs.String("stream", config.DefaultStream, "stream name")
 	prefix := fs.String("prefix", config.DefaultSubjectPrefix, "subject prefix")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	var lf logFlags
-	lf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := lf.logger()
+	log, err := sf.log.parse(fs, args)
 	if err != nil {
 		return err
 	}
-	nc, js, err := connectSink(&no, "cometstream status", log)
+	nc, js, err := sf.connect("cometstream status", log)
 	if err != nil {
 		return err
 	}
@@ -100,9 +93,7 @@ func runStatus(ctx context.Context, args []string) error {
 		}
 	}
 	if *asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(statuses); err != nil {
+		if err := printJSON(os.Stdout, statuses); err != nil {
 			return err
 		}
 	} else {

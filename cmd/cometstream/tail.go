@@ -12,25 +12,19 @@ import (
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/config"
-	"github.com/cometstream/cometstream/internal/natsconn"
 )
 
 func runTail(ctx context.Context, args []string) error {
 	fs := newFlags("tail")
-	var no natsconn.Options
-	no.Register(fs)
+	var sf subscriberFlags
+	sf.register(fs)
 	reports := fs.String("reports", "", "comma-separated reports (default: all)")
 	opsFlag := fs.String("ops", "", "comma-separated operations: created, updated, deleted, synced, schema, unavailable, held, failed (default: all)")
 	fromStart := fs.Bool("from-start", false, "print the stream from its beginning, not only new events")
 	stream := fs.String("stream", config.DefaultStream, "stream name")
 	prefix := fs.String("prefix", config.DefaultSubjectPrefix, "subject prefix")
 	color := fs.String("color", "auto", "human-readable coloured output: auto (on a terminal), always or never (JSON lines)")
-	var lf logFlags
-	lf.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	log, err := lf.logger()
+	log, err := sf.log.parse(fs, args)
 	if err != nil {
 		return err
 	}
@@ -38,7 +32,7 @@ func runTail(ctx context.Context, args []string) error {
 	if *color != "auto" && *color != "always" && *color != "never" {
 		return usagef("--color: %q is not auto, always or never", *color)
 	}
-	nc, js, err := connectSink(&no, "cometstream tail", log)
+	nc, js, err := sf.connect("cometstream tail", log)
 	if err != nil {
 		return err
 	}

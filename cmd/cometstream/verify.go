@@ -17,7 +17,6 @@ import (
 	"github.com/cometstream/cometstream/consumer/sqlite"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/config"
-	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/verify"
 )
 
@@ -48,23 +47,21 @@ Prints the differences; exits 1 on any. Run "cometstream verify <kind> --help" f
 
 // verifyFlags are the flags of both verify commands.
 type verifyFlags struct {
-	nats     natsconn.Options
+	subscriberFlags
 	reports  string
 	stream   string
 	prefix   string
 	timeout  time.Duration
 	maxDiffs int
-	log      logFlags
 }
 
 func (f *verifyFlags) register(fs *flag.FlagSet) {
-	f.nats.Register(fs)
+	f.subscriberFlags.register(fs)
 	fs.StringVar(&f.reports, "reports", "", "comma-separated reports to verify (default: all the database holds)")
 	fs.StringVar(&f.stream, "stream", config.DefaultStream, "stream name")
 	fs.StringVar(&f.prefix, "prefix", config.DefaultSubjectPrefix, "subject prefix")
 	fs.DurationVar(&f.timeout, "timeout", 30*time.Second, "how long to wait for the sink to catch up with the stream, per report")
 	fs.IntVar(&f.maxDiffs, "max-diffs", 100, "differing rows printed per report (0: all)")
-	f.log.register(fs)
 }
 
 // check validates the flags once parsed and returns the logger they ask
@@ -85,21 +82,13 @@ func (f *verifyFlags) check() (*slog.Logger, error) {
 }
 
 func runVerifySQLite(ctx context.Context, args []string) error {
-	fs := newFlags("verify sqlite")
 	var f verifyFlags
-	f.register(fs)
-	db := fs.String("db", "", "SQLite database file of the sink (required)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if *db == "" {
-		return usagef("--db is required")
-	}
-	log, err := f.check()
+	db := sqliteFlag{help: "SQLite database file of the sink (required)"}
+	log, err := parseDatabase("verify sqlite", &f, &db, args)
 	if err != nil {
 		return err
 	}
-	store, err := sqlite.OpenReadOnly(ctx, *db)
+	store, err := sqlite.OpenReadOnly(ctx, *db.path)
 	if err != nil {
 		return fmt.Errorf("--db: %w", err)
 	}
@@ -108,23 +97,13 @@ func runVerifySQLite(ctx context.Context, args []string) error {
 }
 
 func runVerifyPostgres(ctx context.Context, args []string) error {
-	fs := newFlags("verify postgres")
 	var f verifyFlags
-	f.register(fs)
 	var pg postgresFlags
-	pg.register(fs)
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := pg.check(); err != nil {
-		return err
-	}
-	dsn, schema := pg.dsn, pg.schema
-	log, err := f.check()
+	log, err := parseDatabase("verify postgres", &f, &pg, args)
 	if err != nil {
 		return err
 	}
-	store, err := postgres.OpenReadOnly(ctx, *dsn, *schema)
+	store, err := postgres.OpenReadOnly(ctx, *pg.dsn, *pg.schema)
 	if err != nil {
 		return fmt.Errorf("--dsn: %w", err)
 	}
@@ -135,7 +114,7 @@ func runVerifyPostgres(ctx context.Context, args []string) error {
 
 // verifyStore runs the verification and prints its report.
 func verifyStore(ctx context.Context, f *verifyFlags, log *slog.Logger, cfg verify.Config) error {
-	nc, js, err := connectSink(&f.nats, "cometstream verify", log)
+	nc, js, err := f.connect("cometstream verify", log)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,7 @@ import (
 // runVersion prints which build this is: `cometstream version` and
 // `cometstream --version`.
 func runVersion(_ context.Context, args []string) error {
-	fs := newFlags("version")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(newFlags("version"), args); err != nil {
 		return err
 	}
 	fmt.Fprintln(os.Stdout, version.Get().String())

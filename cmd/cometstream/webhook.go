@@ -56,10 +56,9 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 		fs.PrintDefaults()
 	}
 	var f sinkFlags
-	f.nats.Register(fs)
+	f.subscriberFlags.register(fs)
 	fs.StringVar(&f.stream, "stream", config.DefaultStream, "stream name")
 	fs.StringVar(&f.prefix, "prefix", config.DefaultSubjectPrefix, "subject prefix")
-	f.log.register(fs)
 	path := fs.String("config", "", "webhook configuration file (required)")
 	endpoint := ""
 	durable := func() {
@@ -105,7 +104,7 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	nc, js, err := connectSink(&f.nats, "cometstream "+name, log)
+	nc, js, err := f.connect("cometstream "+name, log)
 	if err != nil {
 		return err
 	}
@@ -129,17 +128,11 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 	case "reset":
 		return natsRefusal(nc, webhookReset(ctx, b, cfg, endpoint))
 	}
-	if f.http != "" {
-		srv, err := opshttp.Start(opshttp.Config{Addr: f.http, Registry: reg, Ready: b.Ready, Pprof: f.pprof, Logger: log})
-		if err != nil {
-			return &usageError{err: fmt.Errorf("--http: %w", err)}
-		}
-		defer func() {
-			c, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Close(c)
-		}()
+	stopOps, err := serveOps(opshttp.Config{Addr: f.http, Registry: reg, Ready: b.Ready, Pprof: f.pprof, Logger: log}, "--http")
+	if err != nil {
+		return err
 	}
+	defer stopOps()
 	return b.Run(ctx)
 }
 
