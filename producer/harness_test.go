@@ -182,6 +182,16 @@ func (s *pageShifter) next(kinds, slots int) {
 	s.at.Store(int32(s.rng.IntN(slots)) - 3)
 }
 
+// streamConfig reads the event stream's configuration from the server.
+func (e *env) streamConfig() jetstream.StreamConfig {
+	e.t.Helper()
+	s, err := e.js.Stream(context.Background(), "COMET")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s.CachedInfo().Config
+}
+
 // stateBucket is the producer's bucket of report state records.
 func (e *env) stateBucket() jetstream.KeyValue {
 	e.t.Helper()
