@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
@@ -208,13 +209,8 @@ func ValidateParams(params map[string]string) error {
 
 // EncodeParams renders params as "&name=value…" in name order, URL-encoded.
 func EncodeParams(params map[string]string) string {
-	names := make([]string, 0, len(params))
-	for n := range params {
-		names = append(names, n)
-	}
-	slices.Sort(names)
 	var b strings.Builder
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(params)) {
 		b.WriteByte('&')
 		b.WriteString(url.QueryEscape(n))
 		b.WriteByte('=')
