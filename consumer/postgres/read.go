@@ -9,9 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/layout"
 )
@@ -21,21 +19,17 @@ import (
 // tables is enough. It fails when the schema holds no sink bookkeeping.
 // Apply and Reset are not meant for the store it returns.
 func OpenReadOnly(ctx context.Context, dsn, schema string) (*Store, error) {
-	if !SchemaRE.MatchString(schema) {
-		return nil, fmt.Errorf("schema %q must match %s", schema, SchemaRE)
-	}
-	pool, err := pgxpool.New(ctx, dsn)
+	s, err := connect(ctx, dsn, schema)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
+		return nil, err
 	}
-	s := &Store{pool: pool, schema: schema, tables: map[string]*consumer.Table{}}
 	var pos, tables *string
-	err = pool.QueryRow(ctx, `SELECT to_regclass($1)::text, to_regclass($2)::text`, s.name("_cometstream_position"), s.name("_cometstream_table")).Scan(&pos, &tables)
+	err = s.pool.QueryRow(ctx, `SELECT to_regclass($1)::text, to_regclass($2)::text`, s.name("_cometstream_position"), s.name("_cometstream_table")).Scan(&pos, &tables)
 	if err == nil && (pos == nil || tables == nil) {
 		err = fmt.Errorf("schema %s holds no sink tables (_cometstream_position, _cometstream_table)", schema)
 	}
 	if err != nil {
-		pool.Close()
+		s.Close()
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
 	return s, nil

@@ -48,6 +48,36 @@ var _ consumer.Store = (*Store)(nil)
 
 // Open connects and creates the schema and the bookkeeping tables.
 func Open(ctx context.Context, dsn, schema string) (*Store, error) {
+	s, err := connect(ctx, dsn, schema)
+	if err != nil {
+		return nil, err
+	}
+	for _, q := range []string{
+		`CREATE SCHEMA IF NOT EXISTS ` + Ident(schema),
+		`CREATE TABLE IF NOT EXISTS ` + s.name("_cometstream_position") + ` (report text PRIMARY KEY, seq bigint NOT NULL)`,
+		`CREATE TABLE IF NOT EXISTS ` + s.name("_cometstream_table") + ` (report text PRIMARY KEY, key jsonb NOT NULL, columns jsonb NOT NULL)`,
+	} {
+		if _, err := s.pool.Exec(ctx, q); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("postgres: %w", err)
+		}
+	}
+	if s.tables, err = s.Tables(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	for _, t := range s.tables {
+		if err := s.comment(ctx, s.pool, t); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// connect checks the schema's name and connects to the database, creating
+// nothing: the start of Open and OpenReadOnly.
+func connect(ctx context.Context, dsn, schema string) (*Store, error) {
 	if !SchemaRE.MatchString(schema) {
 		return nil, fmt.Errorf("schema %q must match %s", schema, SchemaRE)
 	}
@@ -55,28 +85,7 @@ func Open(ctx context.Context, dsn, schema string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	s := &Store{pool: pool, schema: schema, tables: map[string]*consumer.Table{}}
-	for _, q := range []string{
-		`CREATE SCHEMA IF NOT EXISTS ` + Ident(schema),
-		`CREATE TABLE IF NOT EXISTS ` + s.name("_cometstream_position") + ` (report text PRIMARY KEY, seq bigint NOT NULL)`,
-		`CREATE TABLE IF NOT EXISTS ` + s.name("_cometstream_table") + ` (report text PRIMARY KEY, key jsonb NOT NULL, columns jsonb NOT NULL)`,
-	} {
-		if _, err := pool.Exec(ctx, q); err != nil {
-			pool.Close()
-			return nil, fmt.Errorf("postgres: %w", err)
-		}
-	}
-	if s.tables, err = s.Tables(ctx); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	for _, t := range s.tables {
-		if err := s.comment(ctx, pool, t); err != nil {
-			pool.Close()
-			return nil, err
-		}
-	}
-	return s, nil
+	return &Store{pool: pool, schema: schema, tables: map[string]*consumer.Table{}}, nil
 }
 
 // Pool returns the connection pool, for reading.
