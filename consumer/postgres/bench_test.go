@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,20 +73,18 @@ func BenchmarkSinkApply100k(b *testing.B) {
 
 func copyBaseline(b *testing.B, dsn, schema string, rows []event.Row, cols []event.Column) time.Duration {
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
+	conn := dial(b, dsn)
 	defer conn.Close(ctx)
 	var defs, names []string
 	for _, c := range cols {
 		defs = append(defs, Ident(c.Key)+" "+SQLType(c.Type))
 		names = append(names, c.Key)
 	}
-	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+Ident(schema)+`; CREATE TABLE `+Ident(schema)+`.persons (`+joinComma(defs)+`, PRIMARY KEY ("personId"))`); err != nil {
+	if _, err := conn.Exec(ctx, `CREATE SCHEMA `+Ident(schema)+`; CREATE TABLE `+Ident(schema)+`.persons (`+strings.Join(defs, ", ")+`, PRIMARY KEY ("personId"))`); err != nil {
 		b.Fatal(err)
 	}
 	data := make([][]any, len(rows))
+	var err error
 	for i, r := range rows {
 		data[i] = make([]any, len(cols))
 		for j, c := range cols {
@@ -99,17 +98,6 @@ func copyBaseline(b *testing.B, dsn, schema string, rows []event.Row, cols []eve
 		b.Fatal(err)
 	}
 	return time.Since(start)
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += ", "
-		}
-		out += v
-	}
-	return out
 }
 
 // bootstrapRows is the size of the snapshot BenchmarkBootstrap1M loads.

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
 )
@@ -73,10 +71,7 @@ func TestLoadValues(t *testing.T) {
 		copied = append(copied, consumer.Change{Kind: consumer.ChangeUpsert, Table: table, Token: fmt.Sprint(i), Row: values(i, i+1)})
 		again = append(again, consumer.Change{Kind: consumer.ChangeUpsert, Table: table, Token: fmt.Sprint(i), Row: row(i)})
 	}
-	conn, err := pgx.Connect(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dial(t, d)
 	defer conn.Close(ctx)
 	const asText = `%s::numeric::text, %s::numeric::text, %s::date::text, to_char((%s::timestamptz) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'), %s::text`
 	check := func(rowOf func(token int) event.Row) {

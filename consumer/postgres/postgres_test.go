@@ -41,25 +41,47 @@ func schemaFor(t *testing.T, name string) string {
 	return s
 }
 
-// fresh drops a test's schema the first time the test uses it, so a
-// schema left by an earlier run cannot leak into this one.
+// dial connects to the test server; the caller closes the connection.
+func dial(tb testing.TB, d string) *pgx.Conn {
+	tb.Helper()
+	conn, err := pgx.Connect(context.Background(), d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return conn
+}
+
+// dropSchema drops a schema and everything in it.
+func dropSchema(t *testing.T, d, schema string) {
+	t.Helper()
+	ctx := context.Background()
+	conn := dial(t, d)
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+Ident(schema)+` CASCADE`); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fresh holds the schemas freshSchema has dropped.
 var fresh sync.Map
+
+// freshSchema drops a test's schema the first time the test uses it, so a
+// schema left by an earlier run cannot leak into this one, and returns it.
+func freshSchema(t *testing.T, d, name string) string {
+	t.Helper()
+	schema := schemaFor(t, name)
+	if _, done := fresh.LoadOrStore(schema, true); !done {
+		dropSchema(t, d, schema)
+	}
+	return schema
+}
 
 func target(t *testing.T) sinktest.Target {
 	d := dsn(t)
 	return sinktest.Target{
 		Kind: "postgres",
 		Args: func(t *testing.T, name string) []string {
-			schema := schemaFor(t, name)
-			if _, done := fresh.LoadOrStore(schema, true); !done {
-				conn, err := pgx.Connect(context.Background(), d)
-				if err != nil {
-					t.Fatal(err)
-				}
-				conn.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+Ident(schema)+` CASCADE`)
-				conn.Close(context.Background())
-			}
-			return []string{"--dsn", d, "--schema", schema}
+			return []string{"--dsn", d, "--schema", freshSchema(t, d, name)}
 		},
 		Rows: func(t *testing.T, name, report string) []map[string]any {
 			return readTable(t, d, schemaFor(t, name), report)
@@ -73,10 +95,7 @@ func target(t *testing.T) sinktest.Target {
 func readTable(t *testing.T, dsn, schema, report string) []map[string]any {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dial(t, dsn)
 	defer conn.Close(ctx)
 	rows, err := conn.Query(ctx, `SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position`, schema, report)
 	if err != nil {
@@ -141,18 +160,7 @@ func TestSchemaChange(t *testing.T) { sinktest.SchemaChange(t, target(t)) }
 func TestTypesExact(t *testing.T) {
 	d := dsn(t)
 	ctx := context.Background()
-	schema := schemaFor(t, "types")
-	s, err := Open(ctx, d, schema)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	s.pool.Exec(ctx, `DROP SCHEMA IF EXISTS `+Ident(schema)+` CASCADE`)
-	s.Close()
-	if s, err = Open(ctx, d, schema); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, schema := freshStore(t, d, "types")
 	tbl := &consumer.Table{Report: "fees", Key: []string{"ref"}, Columns: []event.Column{
 		{Key: "ref", Type: event.TypeString}, {Key: "amount", Type: event.TypeAmount}, {Key: "big", Type: event.TypeNumber},
 		{Key: "due", Type: event.TypeDate}, {Key: "at", Type: event.TypeDateTime}, {Key: `x"; DROP TABLE fees; --`, Type: event.TypeString},
@@ -163,7 +171,7 @@ func TestTypesExact(t *testing.T) {
 	}
 	exp := event.Row{"ref": event.TextValue("E"), "amount": event.NumberValue("1.5e3"), "big": event.NumberValue("-2E-2"),
 		"due": {}, "at": {}, `x"; DROP TABLE fees; --`: {}}
-	err = s.Apply(ctx, &consumer.Batch{
+	err := s.Apply(ctx, &consumer.Batch{
 		Changes: []consumer.Change{
 			{Kind: consumer.ChangeTable, Table: tbl},
 			{Kind: consumer.ChangeUpsert, Table: tbl, Row: row},
@@ -237,15 +245,7 @@ func TestStoreSuite(t *testing.T) {
 	var schemas sync.Map // *Store → its schema
 	sinktest.RunStore(t, sinktest.StoreTarget{
 		Open: func(t *testing.T, name string) consumer.Store {
-			schema := schemaFor(t, "store_"+name)
-			if _, done := fresh.LoadOrStore(schema, true); !done {
-				conn, err := pgx.Connect(context.Background(), d)
-				if err != nil {
-					t.Fatal(err)
-				}
-				conn.Exec(context.Background(), `DROP SCHEMA IF EXISTS `+Ident(schema)+` CASCADE`)
-				conn.Close(context.Background())
-			}
+			schema := freshSchema(t, d, "store_"+name)
 			s, err := Open(context.Background(), d, schema)
 			if err != nil {
 				t.Fatal(err)

@@ -3,30 +3,22 @@ package postgres
 import (
 	"context"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/consumer/sinktest"
 	"github.com/cometstream/cometstream/event"
 )
 
 // freshStore opens a store on an empty schema of its own.
 func freshStore(t *testing.T, d, name string) (*Store, string) {
 	t.Helper()
-	ctx := context.Background()
 	schema := schemaFor(t, name)
-	conn, err := pgx.Connect(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+Ident(schema)+` CASCADE`); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(ctx, d, schema)
+	dropSchema(t, d, schema)
+	s, err := Open(context.Background(), d, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,45 +102,13 @@ func withOptions(t *testing.T, d, options string) string {
 // those of the position read with them.
 func TestReadRowsConsistent(t *testing.T) {
 	d := dsn(t)
-	ctx := context.Background()
 	s, schema := freshStore(t, d, "consistent")
-	table := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: []event.Column{{Key: "id", Type: event.TypeNumber}}}
-	if err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{{Kind: consumer.ChangeTable, Table: table}}, Positions: map[string]uint64{"people": 0}}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := OpenReadOnly(ctx, d, schema)
+	r, err := OpenReadOnly(context.Background(), d, schema)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	const n = 100
-	done := make(chan error, 1)
-	go func() {
-		for i := 1; i <= n; i++ {
-			id := strconv.Itoa(i)
-			err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{{Kind: consumer.ChangeUpsert, Table: table, Row: event.Row{"id": event.NumberValue(id)}}}, Positions: map[string]uint64{"people": uint64(i)}})
-			if err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	for {
-		rows, pos, err := r.ReadRows(ctx, "people")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if uint64(len(rows)) != pos {
-			t.Fatalf("read %d rows at position %d", len(rows), pos)
-		}
-		if pos == n {
-			break
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	sinktest.ReadsConsistent(t, s, r, 100)
 }
 
 // TestOpenReadOnly needs no more than reading, refuses a schema without a
@@ -157,10 +117,7 @@ func TestOpenReadOnly(t *testing.T) {
 	d := dsn(t)
 	ctx := context.Background()
 	missing := schemaFor(t, "missing")
-	conn, err := pgx.Connect(ctx, d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dial(t, d)
 	defer conn.Close(ctx)
 	conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+Ident(missing)+` CASCADE`)
 	if _, err := OpenReadOnly(ctx, d, missing); err == nil || !strings.Contains(err.Error(), "holds no sink tables") {

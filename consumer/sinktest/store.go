@@ -393,12 +393,6 @@ func storeNewAndHeld(t *testing.T, st StoreTarget) {
 	}
 }
 
-// rowReader is what the built-in stores offer to read a table back with
-// the column keys, whatever the columns are named.
-type rowReader interface {
-	ReadRows(ctx context.Context, report string) ([]event.Row, uint64, error)
-}
-
 // storeHostileColumnKeys: column keys COMET may send that a database
 // cannot keep as names as they are (longer than PostgreSQL's 63 bytes, two
 // of them alike in their first 63, one cut inside a character; keys that
@@ -408,7 +402,7 @@ type rowReader interface {
 func storeHostileColumnKeys(t *testing.T, st StoreTarget) {
 	ctx := context.Background()
 	s := st.Open(t, "hostile_keys")
-	rr, ok := s.(rowReader)
+	rr, ok := s.(RowReader)
 	if !ok {
 		t.Skip("the store reads no rows back")
 	}
@@ -526,7 +520,7 @@ func storeHostileColumnKeys(t *testing.T, st StoreTarget) {
 		check(fmt.Sprintf("after load %d, columns in another order", round))
 	}
 	s = st.Open(t, "hostile_keys")
-	rr = s.(rowReader)
+	rr = s.(RowReader)
 	check("read by a store opened again")
 	apply("an update after the loads", row("9", "f", table))
 	check("after an update after the loads")

@@ -5,12 +5,25 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 
 	"github.com/cometstream/cometstream/consumer"
+	"github.com/cometstream/cometstream/consumer/sinktest"
 	"github.com/cometstream/cometstream/event"
 )
+
+// tempStore opens a store on a new database file in the test's temporary
+// directory, closed when the test ends, and returns it with the file's path.
+func tempStore(t *testing.T) (*Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sink.db")
+	s, err := Open(context.Background(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
 
 func byKey(rows []event.Row, col string) map[string]event.Row {
 	out := map[string]event.Row{}
@@ -24,12 +37,7 @@ func byKey(rows []event.Row, col string) map[string]event.Row {
 // position, from a read-only store.
 func TestReadRows(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "sink.db")
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, path := tempStore(t)
 	fees := &consumer.Table{Report: "fees", Key: []string{"ref"}, Columns: []event.Column{
 		{Key: "ref", Type: event.TypeString}, {Key: "n", Type: event.TypeNumber}, {Key: "amount", Type: event.TypeAmount}, {Key: "big", Type: event.TypeNumber},
 		{Key: "due", Type: event.TypeDate}, {Key: "at", Type: event.TypeDateTime}, {Key: "note", Type: event.TypeString},
@@ -39,7 +47,7 @@ func TestReadRows(t *testing.T) {
 		"ref": event.TextValue("FEE 1"), "n": event.NumberValue("42"), "amount": event.NumberValue("125.50"), "big": event.NumberValue("12345678901234567890"),
 		"due": event.TextValue("2002-07-24"), "at": event.TextValue("2026-03-31T07:49:21.680Z"), "note": event.NullValue(),
 	}
-	err = s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{
+	err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{
 		{Kind: consumer.ChangeTable, Table: fees},
 		{Kind: consumer.ChangeUpsert, Table: fees, Row: row},
 		{Kind: consumer.ChangeUpsert, Table: fees, Row: event.Row{"ref": event.TextValue("007"), "n": event.NumberValue("-1.5e3")}},
@@ -103,52 +111,13 @@ func TestReadRows(t *testing.T) {
 // TestReadRowsConsistent reads while a sink writes: the rows are always
 // those of the position read with them.
 func TestReadRowsConsistent(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "sink.db")
-	s, err := Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	table := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: []event.Column{{Key: "id", Type: event.TypeNumber}}}
-	if err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{{Kind: consumer.ChangeTable, Table: table}}, Positions: map[string]uint64{"people": 0}}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := OpenReadOnly(ctx, path)
+	s, path := tempStore(t)
+	r, err := OpenReadOnly(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	const n = 200
-	done := make(chan error, 1)
-	go func() {
-		// Batch i adds row i at position i.
-		for i := 1; i <= n; i++ {
-			id := strconv.Itoa(i)
-			err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{{Kind: consumer.ChangeUpsert, Table: table, Token: id, Row: event.Row{"id": event.NumberValue(id)}}}, Positions: map[string]uint64{"people": uint64(i)}})
-			if err != nil {
-				done <- err
-				return
-			}
-		}
-		done <- nil
-	}()
-	for reads := 0; ; reads++ {
-		rows, pos, err := r.ReadRows(ctx, "people")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if uint64(len(rows)) != pos {
-			t.Fatalf("read %d rows at position %d", len(rows), pos)
-		}
-		if pos == n {
-			t.Logf("%d reads", reads)
-			break
-		}
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	sinktest.ReadsConsistent(t, s, r, 200)
 }
 
 // TestOpenReadOnly refuses what is not a sink's database, and creates

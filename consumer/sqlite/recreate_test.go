@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"github.com/cometstream/cometstream/consumer"
@@ -14,11 +13,7 @@ import (
 // brand-new one (sequences start over): its positions mean nothing there, so
 // the sink must rebuild instead of skipping the new stream's events.
 func TestRecreatedStreamRebuilds(t *testing.T) {
-	store, err := Open(context.Background(), filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store, _ := tempStore(t)
 	for i, n := range []int{7, 3} {
 		srv := testenv.StartNATS(t, t.TempDir())
 		_, js := testenv.Connect(t, srv.ClientURL())
