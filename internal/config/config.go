@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -424,8 +425,8 @@ func (c *Config) Validate() error {
 	sources := map[string]bool{}
 	for i, s := range c.Sources {
 		at := fmt.Sprintf("sources[%d]", i)
-		if !event.NameRE.MatchString(s.Name) {
-			return fieldErr(at+".name", "%q must match [a-z0-9_-]+", s.Name)
+		if err := checkName(at, s.Name); err != nil {
+			return err
 		}
 		if sources[s.Name] {
 			return fieldErr(at+".name", "%q is used twice", s.Name)
@@ -458,9 +459,18 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// checkName refuses the name of the source or report at at unless it is
+// an event.NameRE name: one that subjects and buckets can carry.
+func checkName(at, name string) error {
+	if !event.NameRE.MatchString(name) {
+		return fieldErr(at+".name", "%q must match [a-z0-9_-]+", name)
+	}
+	return nil
+}
+
 func (r Report) validate(at string, draft bool) error {
-	if !event.NameRE.MatchString(r.Name) {
-		return fieldErr(at+".name", "%q must match [a-z0-9_-]+", r.Name)
+	if err := checkName(at, r.Name); err != nil {
+		return err
 	}
 	secrets := 0
 	for _, s := range []string{r.APIKeyEnv, r.APIKeyFile, r.APIKey} {
@@ -502,12 +512,7 @@ func (r Report) validate(at string, draft bool) error {
 	if err := comet.ValidatePath(r.Path); err != nil {
 		return fieldErr(at+".path", "%v", err)
 	}
-	names := make([]string, 0, len(r.Params))
-	for name := range r.Params {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(r.Params)) {
 		if err := comet.ValidateParams(map[string]string{name: r.Params[name]}); err != nil {
 			return fieldErr(fmt.Sprintf("%s.params[%q]", at, name), "%v", err)
 		}
