@@ -3,6 +3,7 @@ package sinktest
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/cometstream/cometstream/consumer"
@@ -55,4 +56,43 @@ func ReadsConsistent(t *testing.T, s consumer.Store, r RowReader, n int) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+}
+
+// RowsFromSQL turns rows a database returned (one map per row, values as
+// database/sql or a text cast gives them) into event rows, using the
+// store's table layout for the column types: a helper for StoreTarget.Rows
+// of SQL stores.
+func RowsFromSQL(t *testing.T, s consumer.Store, report string, raw []map[string]any) []event.Row {
+	t.Helper()
+	if raw == nil {
+		return nil
+	}
+	tables, err := s.Tables(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := tables[report]
+	out := make([]event.Row, 0, len(raw))
+	for _, r := range raw {
+		row := event.Row{}
+		for k, v := range r {
+			if strings.HasPrefix(k, "_cometstream") {
+				continue
+			}
+			c, known := event.Column{}, false
+			if table != nil {
+				c, known = table.Column(k)
+			}
+			switch {
+			case v == nil:
+				row[k] = event.Value{}
+			case known && c.Type.Numeric():
+				row[k] = event.NumberValue(text(v))
+			default:
+				row[k] = event.TextValue(text(v))
+			}
+		}
+		out = append(out, row)
+	}
+	return out
 }

@@ -2,19 +2,15 @@ package sinktest
 
 import (
 	"context"
-	"fmt"
-	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
@@ -274,100 +270,4 @@ func BootstrapKilled(t *testing.T, target Target) {
 	if err := p.Stop(); err != nil {
 		t.Fatalf("sink: %v\n%s", err, p.Tail(2000))
 	}
-}
-
-// canonicalRows renders rows as sorted strings, for comparing databases.
-func canonicalRows(rows []map[string]any) []string {
-	out := make([]string, len(rows))
-	for i, r := range rows {
-		keys := make([]string, 0, len(r))
-		for k := range r {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		var b strings.Builder
-		for _, k := range keys {
-			fmt.Fprintf(&b, "%s=%v;", k, text(r[k]))
-		}
-		out[i] = b.String()
-	}
-	slices.Sort(out)
-	return out
-}
-
-func text(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return "<null>"
-	case []byte:
-		return string(x)
-	case float64:
-		return strconv.FormatFloat(x, 'g', 15, 64)
-	}
-	return fmt.Sprint(v)
-}
-
-// Diff compares a table's rows with the simulator's, matched by key.
-// Numbers compare by value (SQLite keeps 15 significant digits), text
-// exactly, null as null.
-func Diff(cols []event.Column, key []string, want []event.Row, got []map[string]any) string {
-	byKey := map[string]map[string]any{}
-	for _, r := range got {
-		parts := make([]string, len(key))
-		for i, k := range key {
-			parts[i] = text(r[k])
-		}
-		byKey[strings.Join(parts, "/")] = r
-	}
-	var problems []string
-	for _, w := range want {
-		parts := make([]string, len(key))
-		for i, k := range key {
-			parts[i] = w[k].Raw
-		}
-		k := strings.Join(parts, "/")
-		r, ok := byKey[k]
-		if !ok {
-			problems = append(problems, "missing row "+k)
-			continue
-		}
-		delete(byKey, k)
-		for _, c := range cols {
-			if !sameValue(c.Type, w[c.Key], r[c.Key]) {
-				problems = append(problems, fmt.Sprintf("row %s column %s: got %v, want %v", k, c.Key, text(r[c.Key]), w[c.Key].Raw))
-			}
-		}
-	}
-	for k := range byKey {
-		problems = append(problems, "extra row "+k)
-	}
-	if len(problems) > 5 {
-		problems = append(problems[:5], fmt.Sprintf("… %d more", len(problems)-5))
-	}
-	return strings.Join(problems, "; ")
-}
-
-func sameValue(typ event.ColumnType, want event.Value, got any) bool {
-	if want.IsNull() || got == nil {
-		return want.IsNull() && got == nil
-	}
-	if !typ.Numeric() {
-		return want.Raw == text(got)
-	}
-	w, err := strconv.ParseFloat(want.Raw, 64)
-	if err != nil {
-		return false
-	}
-	var g float64
-	switch x := got.(type) {
-	case int64:
-		g = float64(x)
-	case float64:
-		g = x
-	default:
-		if g, err = strconv.ParseFloat(text(got), 64); err != nil {
-			return false
-		}
-	}
-	return math.Abs(w-g) <= 1e-12*math.Max(1, math.Abs(w))
 }

@@ -2,25 +2,19 @@ package sinktest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/cometstream/cometstream/cometstreamtest"
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // StoreTarget is a consumer.Store under test: any implementation, the
@@ -47,218 +41,25 @@ type StoreTarget struct {
 // and bootstrapped again. Every table must end equal to the simulated COMET row
 // by row.
 func RunStore(t *testing.T, st StoreTarget) {
-	t.Run("rules", func(t *testing.T) { storeRules(t, st) })
-	t.Run("new-and-held-rows", func(t *testing.T) { storeNewAndHeld(t, st) })
-	t.Run("hostile-column-keys", func(t *testing.T) { storeHostileColumnKeys(t, st) })
-	t.Run("bulk-load", func(t *testing.T) { storeBulkLoad(t, st) })
-	t.Run("bootstrap", func(t *testing.T) { storeBootstrap(t, st) })
-	t.Run("converge", func(t *testing.T) { storeConverge(t, st) })
-	t.Run("behind-while-running", func(t *testing.T) { storeBehindWhileRunning(t, st) })
-	t.Run("no-restart-loop", func(t *testing.T) { storeNoRestartLoop(t, st) })
-	t.Run("failing", func(t *testing.T) { storeFailing(t, st) })
-	t.Run("pass-under-way-load", func(t *testing.T) { passUnderWayLoad(t, st) })
-	t.Run("pass-under-way-new-store", func(t *testing.T) { passUnderWayNewStore(t, st) })
-	t.Run("pass-under-way-stopped", func(t *testing.T) { passUnderWayStopped(t, st) })
-}
-
-// storeBootstrap materializes a snapshot bucket that keeps five revisions
-// of each key (the producer's keep one), with keys updated, deleted and
-// purged, and a row with a column the schema lacks: the table holds the
-// last revision of each key still there, and the new column.
-func storeBootstrap(t *testing.T, st StoreTarget) {
-	ctx := context.Background()
-	srv := testenv.StartNATS(t, t.TempDir())
-	_, js := testenv.Connect(t, srv.ClientURL())
-	cols := []event.Column{{Key: "id", Name: "Id", Type: event.TypeNumber}, {Key: "name", Name: "Name", Type: event.TypeString}}
-	checkpoint := createStream(t, js, cols)
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.BucketName(event.DefaultPrefix, "people"), History: 5})
-	if err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T, StoreTarget)
+	}{
+		{"rules", storeRules},
+		{"new-and-held-rows", storeNewAndHeld},
+		{"hostile-column-keys", storeHostileColumnKeys},
+		{"bulk-load", storeBulkLoad},
+		{"bootstrap", storeBootstrap},
+		{"converge", storeConverge},
+		{"behind-while-running", storeBehindWhileRunning},
+		{"no-restart-loop", storeNoRestartLoop},
+		{"failing", storeFailing},
+		{"pass-under-way-load", passUnderWayLoad},
+		{"pass-under-way-new-store", passUnderWayNewStore},
+		{"pass-under-way-stopped", passUnderWayStopped},
+	} {
+		t.Run(c.name, func(t *testing.T) { c.run(t, st) })
 	}
-	put := func(id int, value string) {
-		t.Helper()
-		if _, err := kv.PutString(ctx, strconv.Itoa(id), value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want := map[int]event.Row{}
-	for id := 1; id <= 30; id++ {
-		put(id, fmt.Sprintf(`{"id":%d,"name":"p%d"}`, id, id))
-		want[id] = event.Row{"id": event.NumberValue(strconv.Itoa(id)), "name": event.TextValue(fmt.Sprint("p", id)), "nickname": {}}
-	}
-	for id := 1; id <= 10; id++ {
-		put(id, fmt.Sprintf(`{"id":%d,"name":"q%d"}`, id, id))
-		want[id]["name"] = event.TextValue(fmt.Sprint("q", id))
-	}
-	for id := 11; id <= 15; id++ {
-		if err := kv.Delete(ctx, strconv.Itoa(id)); err != nil {
-			t.Fatal(err)
-		}
-		delete(want, id)
-	}
-	if err := kv.Purge(ctx, "16"); err != nil {
-		t.Fatal(err)
-	}
-	delete(want, 16)
-	put(31, `{"id":31,"name":"p31","nickname":"Tiny"}`)
-	want[31] = event.Row{"id": event.NumberValue("31"), "name": event.TextValue("p31"), "nickname": event.TextValue("Tiny")}
-	state, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName(event.DefaultPrefix)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, _ := json.Marshal(event.ReportState{Checkpoint: checkpoint, Key: []string{"id"}, Columns: cols})
-	if _, err := state.Put(ctx, "people", rec); err != nil {
-		t.Fatal(err)
-	}
-
-	s := st.Open(t, "bootstrap")
-	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	err = consumer.Materialize(mctx, consumer.MaterializeConfig{JetStream: js, Durable: "bootstrap", Store: s, Reports: []string{"people"}, OnReady: cancel})
-	if err != nil && !errors.Is(err, context.Canceled) {
-		t.Fatal(err)
-	}
-	all := append(slices.Clone(cols), event.Column{Key: "nickname", Type: event.TypeString})
-	if d := storeDiff(all, []string{"id"}, slices.Collect(maps.Values(want)), st.Rows(t, s, "people")); d != "" {
-		t.Errorf("the table after the bootstrap: %s", d)
-	}
-	pos, err := s.Positions(ctx)
-	if err != nil || pos["people"] != checkpoint {
-		t.Errorf("position %v, %v; want the checkpoint %d", pos["people"], err, checkpoint)
-	}
-}
-
-// storeBulkLoad checks the BulkLoader contract without a producer.
-func storeBulkLoad(t *testing.T, st StoreTarget) {
-	ctx := context.Background()
-	s := st.Open(t, "bulk")
-	bl, ok := s.(consumer.BulkLoader)
-	if !ok {
-		t.Skip("the store is not a consumer.BulkLoader")
-	}
-	cols := []event.Column{{Key: "id", Name: "Id", Type: event.TypeNumber}, {Key: "name", Name: "Name", Type: event.TypeString}}
-	table := &consumer.Table{Report: "people", Columns: cols, Key: []string{"id"}}
-	wider := &consumer.Table{Report: "people", Columns: append(slices.Clone(cols), event.Column{Key: "club", Name: "Club", Type: event.TypeString}), Key: []string{"id"}}
-	person := func(id, name string, club ...string) consumer.Change {
-		r := event.Row{"id": event.NumberValue(id), "name": event.TextValue(name)}
-		t := table
-		if len(club) > 0 {
-			r["club"], t = event.TextValue(club[0]), wider
-		}
-		return consumer.Change{Kind: consumer.ChangeUpsert, Table: t, Token: id, Row: r}
-	}
-	names := func(s consumer.Store) map[string]string {
-		t.Helper()
-		out := map[string]string{}
-		for _, r := range st.Rows(t, s, "people") {
-			out[r["id"].Raw] = r["name"].Raw + "/" + r["club"].Raw
-		}
-		return out
-	}
-	position := func(s consumer.Store) uint64 {
-		t.Helper()
-		pos, err := s.Positions(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pos["people"]
-	}
-	if err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{
-		{Kind: consumer.ChangeTable, Table: table}, person("1", "Bale"), person("2", "Ramsey"),
-	}, Positions: map[string]uint64{"people": 5}}); err != nil {
-		t.Fatal(err)
-	}
-	load := func(writes ...*consumer.LoadBatch) consumer.BulkLoad {
-		t.Helper()
-		ld, err := bl.BeginLoad(ctx, table)
-		if err != nil {
-			t.Fatalf("BeginLoad: %v", err)
-		}
-		for _, w := range writes {
-			if err := ld.Write(ctx, w); err != nil {
-				t.Fatalf("Write: %v", err)
-			}
-		}
-		return ld
-	}
-
-	// A load that is aborted leaves the store as it was, rows, layout and
-	// position.
-	ld := load(batch(table, person("7", "Allen"), person("8", "James")), batch(wider, person("9", "Moore", "Wrexham")))
-	if err := ld.Abort(ctx); err != nil {
-		t.Fatalf("Abort: %v", err)
-	}
-	if err := ld.Abort(ctx); err != nil {
-		t.Errorf("a second Abort: %v", err)
-	}
-	if got, want := names(s), map[string]string{"1": "Bale/", "2": "Ramsey/"}; !maps.Equal(got, want) || position(s) != 5 {
-		t.Fatalf("after an aborted load: rows %v, position %d; want %v, 5", got, position(s), want)
-	}
-	if tables, err := s.Tables(ctx); err != nil || len(tables["people"].Columns) != 2 {
-		t.Fatalf("after an aborted load the layout is %v, %v; want the 2 columns it had", tables["people"], err)
-	}
-
-	// A committed load replaces the rows: a token that comes again ends
-	// with its last row, and a column added mid-load (a batch whose table
-	// has it) is null in the rows written before it.
-	ld = load(
-		batch(table, person("10", "Fishlock"), person("11", "Ward"), person("10", "Fishlock-Harding")),
-		batch(wider, person("12", "Ingle", "Chelsea"), person("11", "Ward", "Swansea")),
-		batch(wider, person("13", "Hughes")),
-	)
-	if err := ld.Commit(ctx, map[string]uint64{"people": 9}); err != nil {
-		t.Fatalf("Commit: %v", err)
-	}
-	if err := ld.Write(ctx, batch(wider, person("14", "Late"))); err == nil {
-		t.Error("Write after Commit is no error")
-	}
-	want := map[string]string{"10": "Fishlock-Harding/", "11": "Ward/Swansea", "12": "Ingle/Chelsea", "13": "Hughes/"}
-	s = st.Open(t, "bulk") // what was committed survives a restart
-	if got := names(s); !maps.Equal(got, want) || position(s) != 9 {
-		t.Fatalf("after a committed load: rows %v, position %d; want %v, 9", got, position(s), want)
-	}
-	// The table takes upserts and deletes as before.
-	if err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{
-		person("13", "Hughes", "Cardiff"), person("15", "Harding"),
-		{Kind: consumer.ChangeDelete, Table: wider, Token: "10", Row: event.Row{"id": event.NumberValue("10")}},
-	}}); err != nil {
-		t.Fatal(err)
-	}
-	if got, want := names(s), map[string]string{"11": "Ward/Swansea", "12": "Ingle/Chelsea", "13": "Hughes/Cardiff", "15": "Harding/"}; !maps.Equal(got, want) {
-		t.Fatalf("after a load and upserts: %v, want %v", got, want)
-	}
-
-	// A content-keyed table loads identical rows as distinct rows, and one
-	// token written twice as one row.
-	ct := &consumer.Table{Report: "goals", Columns: cols, Key: []string{event.ContentKey}}
-	goal := func(tok string) consumer.Change {
-		return consumer.Change{Kind: consumer.ChangeUpsert, Table: ct, Token: tok, Row: event.Row{"id": event.NumberValue("1"), "name": event.TextValue("goal")}}
-	}
-	ld, err := bl.BeginLoad(ctx, ct)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ld.Write(ctx, batch(ct, goal("h01"), goal("h01-2"), goal("h01"))); err != nil {
-		t.Fatal(err)
-	}
-	if err := ld.Commit(ctx, map[string]uint64{"goals": 3}); err != nil {
-		t.Fatal(err)
-	}
-	if n := len(st.Rows(t, s, "goals")); n != 2 {
-		t.Fatalf("a content-keyed load has %d rows, want 2", n)
-	}
-}
-
-// batch makes a LoadBatch of upserts, for the table t.
-func batch(t *consumer.Table, upserts ...consumer.Change) *consumer.LoadBatch {
-	b := &consumer.LoadBatch{Table: t}
-	for _, ch := range upserts {
-		b.Tokens = append(b.Tokens, ch.Token)
-		for _, c := range t.Columns {
-			b.Values = append(b.Values, ch.Row[c.Key])
-		}
-	}
-	return b
 }
 
 // storeRules checks the Store contract without a producer.
@@ -668,135 +469,4 @@ func waitStore(t *testing.T, w *cometstreamtest.World, st StoreTarget, s consume
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// storeDiff compares rows read back from a store with the report's, as
-// multisets matched by key (by content for content-keyed reports).
-func storeDiff(cols []event.Column, key []string, want, got []event.Row) string {
-	keyOf := func(r event.Row) string {
-		if len(key) == 1 && key[0] == event.ContentKey {
-			var parts []string
-			for _, c := range cols {
-				parts = append(parts, c.Key+"="+valueText(c.Type, r[c.Key]))
-			}
-			return strings.Join(parts, ";")
-		}
-		texts := make([]string, len(key))
-		for i, k := range key {
-			texts[i] = valueText(columnType(cols, k), r[k])
-		}
-		return strings.Join(texts, "/")
-	}
-	byKey := map[string][]event.Row{}
-	for _, r := range got {
-		byKey[keyOf(r)] = append(byKey[keyOf(r)], r)
-	}
-	var problems []string
-	for _, w := range want {
-		k := keyOf(w)
-		rs := byKey[k]
-		if len(rs) == 0 {
-			problems = append(problems, "missing row "+k)
-			continue
-		}
-		if !sameRow(cols, rs[0], w) {
-			problems = append(problems, fmt.Sprintf("row %s differs: got %v, want %v", k, rs[0], w))
-		}
-		byKey[k] = rs[1:]
-	}
-	var extra []string
-	for k, rs := range byKey {
-		for range rs {
-			extra = append(extra, "extra row "+k)
-		}
-	}
-	sort.Strings(extra)
-	problems = append(problems, extra...)
-	if len(problems) > 5 {
-		problems = append(problems[:5], fmt.Sprintf("… %d more", len(problems)-5))
-	}
-	return strings.Join(problems, "; ")
-}
-
-func columnType(cols []event.Column, key string) event.ColumnType {
-	for _, c := range cols {
-		if c.Key == key {
-			return c.Type
-		}
-	}
-	return event.TypeString
-}
-
-// valueText renders a value for matching: numbers by value, so a store
-// that rounds matches.
-func valueText(t event.ColumnType, v event.Value) string {
-	if v.IsNull() {
-		return "<null>"
-	}
-	if t.Numeric() {
-		return text(numberOf(v.Raw))
-	}
-	return v.Raw
-}
-
-// sameRow compares a row read back with the report's, column by column.
-func sameRow(cols []event.Column, got, want event.Row) bool {
-	for _, c := range cols {
-		g := any(nil)
-		if v := got[c.Key]; !v.IsNull() {
-			g = v.Raw
-		}
-		if !sameValue(c.Type, want[c.Key], g) {
-			return false
-		}
-	}
-	return true
-}
-
-// numberOf parses a number literal for matching by value.
-func numberOf(s string) any {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return s
-	}
-	return f
-}
-
-// RowsFromSQL turns rows a database returned (one map per row, values as
-// database/sql or a text cast gives them) into event rows, using the
-// store's table layout for the column types: a helper for StoreTarget.Rows
-// of SQL stores.
-func RowsFromSQL(t *testing.T, s consumer.Store, report string, raw []map[string]any) []event.Row {
-	t.Helper()
-	if raw == nil {
-		return nil
-	}
-	tables, err := s.Tables(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	table := tables[report]
-	out := make([]event.Row, 0, len(raw))
-	for _, r := range raw {
-		row := event.Row{}
-		for k, v := range r {
-			if strings.HasPrefix(k, "_cometstream") {
-				continue
-			}
-			c, known := event.Column{}, false
-			if table != nil {
-				c, known = table.Column(k)
-			}
-			switch {
-			case v == nil:
-				row[k] = event.Value{}
-			case known && c.Type.Numeric():
-				row[k] = event.NumberValue(text(v))
-			default:
-				row[k] = event.TextValue(text(v))
-			}
-		}
-		out = append(out, row)
-	}
-	return out
 }

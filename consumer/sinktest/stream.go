@@ -25,12 +25,8 @@ func PublishPersons(tb testing.TB, js jetstream.JetStream, n int) ([]event.Row, 
 	rows, cols, schema := persons(tb, n)
 	ctx := context.Background()
 	createStream(tb, js, cols)
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	st, _ := json.Marshal(event.ReportState{Key: []string{"personId"}, Columns: cols})
-	kv.Put(ctx, "persons", st) // the key, for the sink; checkpoint 0: everything is in the stream
+	// The key, for the sink; checkpoint 0: everything is in the stream.
+	putState(tb, js, "persons", event.ReportState{Key: []string{"personId"}, Columns: cols})
 	ajs, _ := jetstream.New(js.Conn(), jetstream.WithPublishAsyncMaxPending(publishWindow))
 	for i, r := range rows {
 		tok := r["personId"].Raw
@@ -101,12 +97,23 @@ func PublishSnapshot(tb testing.TB, js jetstream.JetStream, n int) {
 		publishAsync(tb, ajs, i, prefix+r["personId"].Raw, schema.AppendRow(nil, values(cols, r)))
 	}
 	waitPublished(tb, ajs)
+	putState(tb, js, "persons", event.ReportState{Checkpoint: checkpoint, Key: []string{"personId"}, Columns: cols})
+}
+
+// putState writes a report's state record as the producer does, creating
+// the state bucket if need be.
+func putState(tb testing.TB, js jetstream.JetStream, report string, state event.ReportState) {
+	tb.Helper()
+	ctx := context.Background()
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName(event.DefaultPrefix)})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st, _ := json.Marshal(event.ReportState{Checkpoint: checkpoint, Key: []string{"personId"}, Columns: cols})
-	if _, err := kv.Put(ctx, "persons", st); err != nil {
+	rec, err := json.Marshal(state)
+	if err == nil {
+		_, err = kv.Put(ctx, report, rec)
+	}
+	if err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -49,6 +49,16 @@ func pendingDelete(t *testing.T, w *cometstreamtest.World, kv jetstream.KeyValue
 	return ack.Sequence
 }
 
+// personsBucket returns the snapshot bucket of the persons report.
+func personsBucket(t *testing.T, w *cometstreamtest.World) jetstream.KeyValue {
+	t.Helper()
+	kv, err := w.JetStream().KeyValue(context.Background(), event.BucketName(event.DefaultPrefix, "persons"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
 func syncedEvent(t *testing.T, w *cometstreamtest.World, report string) uint64 {
 	t.Helper()
 	id := event.ID(report, "review-synced", time.Now().String())
@@ -85,10 +95,7 @@ func passUnderWayLoad(t *testing.T, st StoreTarget) {
 	w := cometstreamtest.New(t, cometstreamtest.Report{Name: "persons", Kind: cometstreamtest.Persons, Rows: 30})
 	w.SettleAll()
 	ctx := context.Background()
-	kv, err := w.JetStream().KeyValue(ctx, event.BucketName(event.DefaultPrefix, "persons"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := personsBucket(t, w)
 	lister, err := kv.ListKeys(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -149,10 +156,7 @@ func passUnderWayStopped(t *testing.T, st StoreTarget) {
 	waitStore(t, w, st, s)
 	m.stop()
 
-	kv, err := w.JetStream().KeyValue(ctx, event.BucketName(event.DefaultPrefix, "persons"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := personsBucket(t, w)
 	got := tokens(t, w, st, s)
 	a, b := got[0], got[1]
 	pendingDelete(t, w, kv, a)
@@ -195,10 +199,7 @@ func passUnderWayNewStore(t *testing.T, st StoreTarget) {
 	w := cometstreamtest.New(t, cometstreamtest.Report{Name: "persons", Kind: cometstreamtest.Persons, Rows: 30})
 	w.SettleAll()
 	ctx := context.Background()
-	kv, err := w.JetStream().KeyValue(ctx, event.BucketName(event.DefaultPrefix, "persons"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	kv := personsBucket(t, w)
 	a, b := "100000", "100001"
 	pendingDelete(t, w, kv, a)
 	seqB := pendingDelete(t, w, kv, b)
