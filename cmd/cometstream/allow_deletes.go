@@ -16,9 +16,7 @@ import (
 )
 
 func runAllowDeletes(ctx context.Context, args []string) error {
-	fs := newFlags("allow-deletes")
-	var sf subscriberFlags
-	sf.register(fs)
+	fs, sf := newSubscriberFlags("allow-deletes")
 	report := fs.String("report", "", "report whose current hold of deletes to release (required)")
 	prefix := fs.String("prefix", config.DefaultSubjectPrefix, "subject prefix")
 	ttl := fs.Duration("ttl", producer.DefaultReleaseTTL, "how long the release waits for the pass that applies it")
@@ -31,11 +29,7 @@ func runAllowDeletes(ctx context.Context, args []string) error {
 	if *ttl <= 0 {
 		return usagef("--ttl: %s must be positive", *ttl)
 	}
-	log, err := sf.log.logger()
-	if err != nil {
-		return err
-	}
-	nc, js, err := sf.connect("cometstream allow-deletes", log)
+	nc, js, err := sf.dial("cometstream allow-deletes")
 	if err != nil {
 		return err
 	}

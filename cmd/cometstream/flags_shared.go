@@ -134,10 +134,15 @@ type configCommand struct {
 	log   logFlags
 }
 
-func (c *configCommand) register(fs *flag.FlagSet, help string) {
+// newConfigCommand returns the flag set of the command name with the
+// flags of a configCommand, help saying what --config is.
+func newConfigCommand(name, help string) (*flag.FlagSet, *configCommand) {
+	fs := newFlags(name)
+	c := &configCommand{}
 	c.configFlag.register(fs, help)
 	c.creds.RegisterAuth(fs)
 	c.log.register(fs)
+	return fs, c
 }
 
 // parse parses args, loads the file --config names (a draft: see load) and

@@ -40,9 +40,7 @@ func (e *errCannotKeep) Error() string {
 const planNATSTimeout = 15 * time.Second
 
 func runPlan(ctx context.Context, args []string) error {
-	fs := newFlags("plan")
-	var cc configCommand
-	cc.register(fs, "configuration file (required); the reports need no key columns yet")
+	fs, cc := newConfigCommand("plan", "configuration file (required); the reports need no key columns yet")
 	natsURL := fs.String("nats", "", "NATS URL holding the producer's state records; default nats.url, then $NATS_URL; without one, every page count comes from page 0")
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
 	cfg, log, err := cc.parse(fs, args, true)

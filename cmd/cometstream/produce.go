@@ -28,9 +28,7 @@ import (
 )
 
 func runProduce(ctx context.Context, args []string) error {
-	fs := newFlags("produce")
-	var cc configCommand
-	cc.register(fs, "configuration file (required)")
+	fs, cc := newConfigCommand("produce", "configuration file (required)")
 	natsURL := fs.String("nats", "", "NATS URL; default nats.url, then $NATS_URL; none starts an embedded server")
 	allow := fs.String("allow-deletes", "", "comma-separated reports whose current hold of deletes is released (refused for a report that holds none)")
 	unsafe := fs.Bool("unsafe-listen-without-auth", false, "let the embedded server listen on a non-loopback address with no users configured")

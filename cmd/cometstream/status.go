@@ -65,17 +65,14 @@ func (e *errAttention) Error() string {
 }
 
 func runStatus(ctx context.Context, args []string) error {
-	fs := newFlags("status")
-	var sf subscriberFlags
-	sf.register(fs)
+	fs, sf := newSubscriberFlags("status")
 	stream := fs.String("stream", config.DefaultStream, "stream name")
 	prefix := fs.String("prefix", config.DefaultSubjectPrefix, "subject prefix")
 	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	log, err := sf.log.parse(fs, args)
-	if err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	nc, js, err := sf.connect("cometstream status", log)
+	nc, js, err := sf.dial("cometstream status")
 	if err != nil {
 		return err
 	}

@@ -24,6 +24,15 @@ func (f *subscriberFlags) register(fs *flag.FlagSet) {
 	f.log.register(fs)
 }
 
+// newSubscriberFlags returns the flag set of the command name with the
+// subscriber flags.
+func newSubscriberFlags(name string) (*flag.FlagSet, *subscriberFlags) {
+	fs := newFlags(name)
+	f := &subscriberFlags{}
+	f.register(fs)
+	return fs, f
+}
+
 // connect connects to NATS as name (the client name the server shows). A
 // missing URL is a usage error; a failure names the URL and where it came
 // from.
@@ -42,4 +51,14 @@ func (f *subscriberFlags) connect(name string, log *slog.Logger) (*nats.Conn, je
 		return nil, nil, err
 	}
 	return nc, js, nil
+}
+
+// dial is connect for a command that logs nothing else: with the logger
+// the log flags ask for.
+func (f *subscriberFlags) dial(name string) (*nats.Conn, jetstream.JetStream, error) {
+	log, err := f.log.logger()
+	if err != nil {
+		return nil, nil, err
+	}
+	return f.connect(name, log)
 }

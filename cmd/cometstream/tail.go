@@ -15,9 +15,7 @@ import (
 )
 
 func runTail(ctx context.Context, args []string) error {
-	fs := newFlags("tail")
-	var sf subscriberFlags
-	sf.register(fs)
+	fs, sf := newSubscriberFlags("tail")
 	reports := fs.String("reports", "", "comma-separated reports (default: all)")
 	opsFlag := fs.String("ops", "", "comma-separated operations: created, updated, deleted, synced, schema, unavailable, held, failed (default: all)")
 	fromStart := fs.Bool("from-start", false, "print the stream from its beginning, not only new events")
