@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/consumer/sinktest"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/testenv"
@@ -30,45 +28,51 @@ func BenchmarkSinkApply100k(b *testing.B) {
 	srv := testenv.StartNATS(b, b.TempDir())
 	_, js := testenv.Connect(b, srv.ClientURL())
 	rows, cols, last := sinktest.PublishPersons(b, js, benchEvents)
-	ctx := context.Background()
 	var sinkTime, copyTime time.Duration
 	for i := 0; b.Loop(); i++ {
-		schema := fmt.Sprintf("bench_%d_%d", time.Now().UnixNano()%1e9, i)
+		schema := benchSchema(i)
 		copyTime += copyBaseline(b, d, schema+"_copy", rows, cols)
-		store, err := Open(ctx, d, schema)
-		if err != nil {
-			b.Fatal(err)
-		}
-		mctx, cancel := context.WithCancel(ctx)
-		start := time.Now()
-		var end time.Time
+		store := openBench(b, d, schema)
 		ts := &timedStore{Store: store}
-		err = consumer.Materialize(mctx, consumer.MaterializeConfig{
-			JetStream: js, Durable: "bench" + schema, Store: ts, BatchSize: 5000, // as the sink command
-			OnApplied: func(msgs []*consumer.Message) {
-				if msgs[len(msgs)-1].Seq == last {
-					end = time.Now()
-					cancel()
-				}
-			},
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		sinkTime += end.Sub(start)
-		b.ReportMetric(float64(ts.total.Load())/float64(end.Sub(start)), "share_in_postgres")
-		var n int
-		store.pool.QueryRow(ctx, `SELECT count(*) FROM `+Ident(schema)+`.persons`).Scan(&n)
-		if n != benchEvents {
-			b.Fatalf("%d rows, want %d", n, benchEvents)
-		}
-		store.pool.Exec(ctx, `DROP SCHEMA `+Ident(schema)+` CASCADE; DROP SCHEMA `+Ident(schema+"_copy")+` CASCADE`)
-		store.Close()
+		took := sinktest.ApplyUntil(b, js, ts, "bench"+schema, 5000, last) // 5000: as the sink command
+		sinkTime += took
+		b.ReportMetric(float64(ts.total.Load())/float64(took), "share_in_postgres")
+		store.finish(b, schema, benchEvents)
 	}
-	total := float64(benchEvents * b.N)
-	b.ReportMetric(total/sinkTime.Seconds(), "events/s")
-	b.ReportMetric(total/copyTime.Seconds(), "copy_rows/s")
-	b.ReportMetric(copyTime.Seconds()/sinkTime.Seconds(), "ratio")
+	sinktest.ReportRates(b, float64(benchEvents*b.N), sinkTime, copyTime, "events/s", "copy_rows/s")
+}
+
+// benchSchema names a schema for run i of a benchmark, one no earlier
+// run has used.
+func benchSchema(i int) string { return fmt.Sprintf("bench_%d_%d", time.Now().UnixNano()%1e9, i) }
+
+// openBench opens the sink's store of one run of a benchmark, on schema.
+func openBench(b *testing.B, d, schema string) *Store {
+	b.Helper()
+	store, err := Open(context.Background(), d, schema)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return store
+}
+
+// finish ends one run of a benchmark: it fails b unless the sink's persons
+// table holds n rows, and drops the run's schemas.
+func (s *Store) finish(b *testing.B, schema string, n int) {
+	b.Helper()
+	var got int
+	s.pool.QueryRow(context.Background(), `SELECT count(*) FROM `+Ident(schema)+`.persons`).Scan(&got)
+	if got != n {
+		b.Fatalf("%d rows, want %d", got, n)
+	}
+	s.drop(schema)
+}
+
+// drop drops the schemas of one run of a benchmark, the sink's and the
+// baseline's, and closes the store.
+func (s *Store) drop(schema string) {
+	s.pool.Exec(context.Background(), `DROP SCHEMA `+Ident(schema)+` CASCADE; DROP SCHEMA `+Ident(schema+"_copy")+` CASCADE`)
+	s.Close()
 }
 
 func copyBaseline(b *testing.B, dsn, schema string, rows []event.Row, cols []event.Column) time.Duration {
@@ -119,32 +123,20 @@ func BenchmarkBootstrap1M(b *testing.B) {
 	// The server runs in a process of its own, as a sink's does.
 	_, js := testenv.Connect(b, testenv.StartNATSBinary(b, testenv.CurrentNATSServer(b)))
 	sinktest.PublishSnapshot(b, js, bootstrapRows)
-	ctx := context.Background()
 	var sinkTime, copyTime, readTime time.Duration
 	for i := 0; b.Loop(); i++ {
-		schema := fmt.Sprintf("bench_%d_%d", time.Now().UnixNano()%1e9, i)
+		schema := benchSchema(i)
 		readTime += sinktest.ReadSnapshot(b, js)
 		rows, cols := sinktest.Persons(b, bootstrapRows)
 		copyTime += copyBaseline(b, d, schema+"_copy", rows, cols)
 		rows = nil
 		runtime.GC() // the baseline's rows are not the sink's garbage
-		store, err := Open(ctx, d, schema)
-		if err != nil {
-			b.Fatal(err)
-		}
+		store := openBench(b, d, schema)
 		sinkTime += sinktest.Bootstrap(b, js, store, "bench"+schema, 5000)
-		var n int
-		store.pool.QueryRow(ctx, `SELECT count(*) FROM `+Ident(schema)+`.persons`).Scan(&n)
-		if n != bootstrapRows {
-			b.Fatalf("%d rows, want %d", n, bootstrapRows)
-		}
-		store.pool.Exec(ctx, `DROP SCHEMA `+Ident(schema)+` CASCADE; DROP SCHEMA `+Ident(schema+"_copy")+` CASCADE`)
-		store.Close()
+		store.finish(b, schema, bootstrapRows)
 	}
 	total := float64(bootstrapRows * b.N)
-	b.ReportMetric(total/sinkTime.Seconds(), "bootstrap_rows/s")
-	b.ReportMetric(total/copyTime.Seconds(), "copy_rows/s")
-	b.ReportMetric(copyTime.Seconds()/sinkTime.Seconds(), "ratio")
+	sinktest.ReportRates(b, total, sinkTime, copyTime, "bootstrap_rows/s", "copy_rows/s")
 	b.ReportMetric(total/readTime.Seconds(), "read_rows/s")
 	b.ReportMetric((readTime+copyTime).Seconds()/sinkTime.Seconds(), "of_serial")
 }
@@ -164,43 +156,21 @@ func BenchmarkSinkChanges100k(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		_, js := testenv.Connect(b, testenv.StartNATSBinary(b, server))
 		rows, cols, created := sinktest.PublishPersons(b, js, benchEvents)
-		schema := fmt.Sprintf("bench_%d_%d", time.Now().UnixNano()%1e9, i)
+		schema := benchSchema(i)
 		copyTime += copyBaseline(b, d, schema+"_copy", rows, cols)
-		store, err := Open(ctx, d, schema)
-		if err != nil {
-			b.Fatal(err)
-		}
-		applyUntil := func(last uint64) time.Duration {
-			mctx, cancel := context.WithCancel(ctx)
-			start := time.Now()
-			var end time.Time
-			err := consumer.Materialize(mctx, consumer.MaterializeConfig{
-				JetStream: js, Durable: "bench" + schema, Store: store, BatchSize: 5000,
-				OnApplied: func(msgs []*consumer.Message) {
-					if msgs[len(msgs)-1].Seq == last {
-						end = time.Now()
-						cancel()
-					}
-				},
-			})
-			if err != nil && !errors.Is(err, context.Canceled) {
-				b.Fatal(err)
-			}
-			return end.Sub(start)
-		}
-		applyUntil(created)
+		store := openBench(b, d, schema)
+		sinktest.ApplyUntil(b, js, store, "bench"+schema, 5000, created)
 		n, last := sinktest.PublishChanges(b, js, rows, cols)
 		events += n
 		rows = nil
 		runtime.GC()
-		sinkTime += applyUntil(last)
+		sinkTime += sinktest.ApplyUntil(b, js, store, "bench"+schema, 5000, last)
 		var left, moved int
 		store.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE club LIKE 'Moved %') FROM `+Ident(schema)+`.persons`).Scan(&left, &moved)
 		if want := benchEvents - benchEvents/10; left != want || moved != want {
 			b.Fatalf("%d rows, %d of them changed; want %d and %d", left, moved, want, want)
 		}
-		store.pool.Exec(ctx, `DROP SCHEMA `+Ident(schema)+` CASCADE; DROP SCHEMA `+Ident(schema+"_copy")+` CASCADE`)
-		store.Close()
+		store.drop(schema)
 	}
 	b.ReportMetric(float64(events)/sinkTime.Seconds(), "events/s")
 	b.ReportMetric(float64(benchEvents*b.N)/copyTime.Seconds(), "copy_rows/s")

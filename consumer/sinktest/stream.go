@@ -222,19 +222,53 @@ func ReadSnapshot(tb testing.TB, js jetstream.JetStream) time.Duration {
 // the producer's state names.
 func Bootstrap(tb testing.TB, js jetstream.JetStream, store consumer.Store, durable string, batch int) time.Duration {
 	tb.Helper()
+	return timeMaterialize(tb, "followed the stream", func(done func()) consumer.MaterializeConfig {
+		return consumer.MaterializeConfig{JetStream: js, Durable: durable, Store: store, BatchSize: batch, OnReady: done}
+	})
+}
+
+// ApplyUntil runs Materialize on store until it has applied the event at
+// sequence last, batch events to a transaction (0: Materialize's default),
+// and returns how long that took.
+func ApplyUntil(tb testing.TB, js jetstream.JetStream, store consumer.Store, durable string, batch int, last uint64) time.Duration {
+	tb.Helper()
+	return timeMaterialize(tb, "applied the last event", func(done func()) consumer.MaterializeConfig {
+		return consumer.MaterializeConfig{
+			JetStream: js, Durable: durable, Store: store, BatchSize: batch,
+			OnApplied: func(msgs []*consumer.Message) {
+				if msgs[len(msgs)-1].Seq == last {
+					done()
+				}
+			},
+		}
+	})
+}
+
+// timeMaterialize runs Materialize with the configuration cfg makes until
+// one of its callbacks calls done, and returns how long that took; what
+// says what done means, for the failure of a Materialize that ended first.
+func timeMaterialize(tb testing.TB, what string, cfg func(done func()) consumer.MaterializeConfig) time.Duration {
+	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	start := time.Now()
 	var end time.Time
-	err := consumer.Materialize(ctx, consumer.MaterializeConfig{
-		JetStream: js, Durable: durable, Store: store, BatchSize: batch,
-		OnReady: func() { end = time.Now(); cancel() },
-	})
-	if err != nil && !errors.Is(err, context.Canceled) {
+	c := cfg(func() { end = time.Now(); cancel() })
+	start := time.Now()
+	if err := consumer.Materialize(ctx, c); err != nil && !errors.Is(err, context.Canceled) {
 		tb.Fatal(err)
 	}
 	if end.IsZero() {
-		tb.Fatal("Materialize ended before it followed the stream")
+		tb.Fatalf("Materialize ended before it %s", what)
 	}
 	return end.Sub(start)
+}
+
+// ReportRates reports a sink benchmark's rates beside its baseline's: the
+// rows (or events) a second of the sink, as sinkUnit, and of the baseline,
+// as baseUnit, over their times, and the ratio of the baseline's time to
+// the sink's.
+func ReportRates(b *testing.B, rows float64, sink, base time.Duration, sinkUnit, baseUnit string) {
+	b.ReportMetric(rows/sink.Seconds(), sinkUnit)
+	b.ReportMetric(rows/base.Seconds(), baseUnit)
+	b.ReportMetric(base.Seconds()/sink.Seconds(), "ratio")
 }

@@ -36,40 +36,34 @@ func BenchmarkSinkApply100k(b *testing.B) {
 	var sinkTime, baseTime time.Duration
 	for i := 0; b.Loop(); i++ {
 		baseTime += baseline(b, filepath.Join(b.TempDir(), "base.db"), rows, cols)
-		store, err := Open(context.Background(), filepath.Join(b.TempDir(), "sink.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		start := time.Now()
-		var end time.Time
-		done := make(chan error, 1)
-		go func() {
-			done <- consumer.Materialize(ctx, consumer.MaterializeConfig{
-				JetStream: js, Durable: fmt.Sprint("bench", i), Store: store,
-				OnApplied: func(msgs []*consumer.Message) {
-					if msgs[len(msgs)-1].Seq == last {
-						end = time.Now()
-						cancel()
-					}
-				},
-			})
-		}()
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
-		sinkTime += end.Sub(start)
-		var n int
-		store.DB().QueryRow(`SELECT count(*) FROM persons`).Scan(&n)
-		if n != benchEvents {
-			b.Fatalf("%d rows in the sink, want %d", n, benchEvents)
-		}
-		store.Close()
+		store := openBench(b)
+		sinkTime += sinktest.ApplyUntil(b, js, store, fmt.Sprint("bench", i), 0, last)
+		store.finish(b, benchEvents)
 	}
-	total := float64(benchEvents * b.N)
-	b.ReportMetric(total/sinkTime.Seconds(), "events/s")
-	b.ReportMetric(total/baseTime.Seconds(), "baseline_rows/s")
-	b.ReportMetric(baseTime.Seconds()/sinkTime.Seconds(), "ratio")
+	sinktest.ReportRates(b, float64(benchEvents*b.N), sinkTime, baseTime, "events/s", "baseline_rows/s")
+}
+
+// openBench opens the sink's store of one run of a benchmark, on a new
+// database.
+func openBench(b *testing.B) *Store {
+	b.Helper()
+	store, err := Open(context.Background(), filepath.Join(b.TempDir(), "sink.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return store
+}
+
+// finish ends one run of a benchmark: it fails b unless the sink's persons
+// table holds n rows, and closes the store.
+func (s *Store) finish(b *testing.B, n int) {
+	b.Helper()
+	var got int
+	s.DB().QueryRow(`SELECT count(*) FROM persons`).Scan(&got)
+	if got != n {
+		b.Fatalf("%d rows in the sink, want %d", got, n)
+	}
+	s.Close()
 }
 
 // baseline inserts the rows with plain batched upserts.
@@ -222,22 +216,12 @@ func BenchmarkBootstrap1M(b *testing.B) {
 		baseTime += bulkBaseline(b, filepath.Join(b.TempDir(), "base.db"), rows, cols)
 		rows = nil
 		runtime.GC() // the baseline's rows are not the sink's garbage
-		store, err := Open(context.Background(), filepath.Join(b.TempDir(), "sink.db"))
-		if err != nil {
-			b.Fatal(err)
-		}
+		store := openBench(b)
 		sinkTime += sinktest.Bootstrap(b, js, store, fmt.Sprint("bootstrap", i), 0)
-		var n int
-		store.DB().QueryRow(`SELECT count(*) FROM persons`).Scan(&n)
-		if n != bootstrapRows {
-			b.Fatalf("%d rows in the sink, want %d", n, bootstrapRows)
-		}
-		store.Close()
+		store.finish(b, bootstrapRows)
 	}
 	total := float64(bootstrapRows * b.N)
-	b.ReportMetric(total/sinkTime.Seconds(), "bootstrap_rows/s")
-	b.ReportMetric(total/baseTime.Seconds(), "baseline_rows/s")
-	b.ReportMetric(baseTime.Seconds()/sinkTime.Seconds(), "ratio")
+	sinktest.ReportRates(b, total, sinkTime, baseTime, "bootstrap_rows/s", "baseline_rows/s")
 	b.ReportMetric(total/readTime.Seconds(), "read_rows/s")
 	b.ReportMetric((readTime+baseTime).Seconds()/sinkTime.Seconds(), "of_serial")
 }
