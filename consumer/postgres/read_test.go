@@ -30,60 +30,15 @@ func freshStore(t *testing.T, d, name string) (*Store, string) {
 // digit, with the position, from a read-only store.
 func TestReadRows(t *testing.T) {
 	d := dsn(t)
-	ctx := context.Background()
 	s, schema := freshStore(t, d, "read")
-	fees := &consumer.Table{Report: "fees", Key: []string{"ref"}, Columns: []event.Column{
-		{Key: "ref", Type: event.TypeString}, {Key: "amount", Type: event.TypeAmount}, {Key: "big", Type: event.TypeNumber},
-		{Key: "due", Type: event.TypeDate}, {Key: "at", Type: event.TypeDateTime}, {Key: "note", Type: event.TypeString},
-	}}
-	goals := &consumer.Table{Report: "goals", Key: []string{event.ContentKey}, Columns: []event.Column{{Key: "minute", Type: event.TypeNumber}}}
-	err := s.Apply(ctx, &consumer.Batch{Changes: []consumer.Change{
-		{Kind: consumer.ChangeTable, Table: fees},
-		{Kind: consumer.ChangeUpsert, Table: fees, Row: event.Row{
-			"ref": event.TextValue("FEE 1"), "amount": event.NumberValue("125.50"), "big": event.NumberValue("12345678901234567890.10"),
-			"due": event.TextValue("2002-07-24"), "at": event.TextValue("2026-03-31T07:49:21.680Z"), "note": event.NullValue(),
-		}},
-		{Kind: consumer.ChangeTable, Table: goals},
-		{Kind: consumer.ChangeUpsert, Table: goals, Token: "h01", Row: event.Row{"minute": event.NumberValue("12")}},
-		{Kind: consumer.ChangeUpsert, Table: goals, Token: "h01-2", Row: event.Row{"minute": event.NumberValue("12")}},
-	}, Positions: map[string]uint64{"fees": 7, "goals": 9}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Whatever the session's settings, the text is the contract's.
-	r, err := OpenReadOnly(ctx, withOptions(t, d, "-c TimeZone=Asia/Kolkata -c DateStyle=SQL,DMY"), schema)
+	r, err := OpenReadOnly(context.Background(), withOptions(t, d, "-c TimeZone=Asia/Kolkata -c DateStyle=SQL,DMY"), schema)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	rows, pos, err := r.ReadRows(ctx, "fees")
-	if err != nil || pos != 7 || len(rows) != 1 {
-		t.Fatalf("ReadRows(fees) = %v at %d, %v; want 1 row at 7", rows, pos, err)
-	}
-	want := event.Row{
-		"ref": event.TextValue("FEE 1"), "amount": event.NumberValue("125.50"), "big": event.NumberValue("12345678901234567890.10"),
-		"due": event.TextValue("2002-07-24"), "at": event.TextValue("2026-03-31T07:49:21.680Z"), "note": event.NullValue(),
-	}
-	if len(rows[0]) != len(want) {
-		t.Errorf("columns %v, want %v", rows[0], want)
-	}
-	for col, w := range want {
-		if g := rows[0][col]; !g.Equal(w) {
-			t.Errorf("column %s = %+v, want %+v", col, g, w)
-		}
-	}
-	rows, pos, err = r.ReadRows(ctx, "goals")
-	if err != nil || pos != 9 || len(rows) != 2 {
-		t.Fatalf("ReadRows(goals) = %v at %d, %v; want 2 rows at 9", rows, pos, err)
-	}
-	for _, row := range rows {
-		if tok := row[KeyColumn].Raw; tok != "h01" && tok != "h01-2" {
-			t.Errorf("content-keyed row %v lacks its token", row)
-		}
-	}
-	if rows, pos, err := r.ReadRows(ctx, "nobody"); err != nil || pos != 0 || rows != nil {
-		t.Errorf("ReadRows of a report without a table = %v at %d, %v; want nothing at 0", rows, pos, err)
-	}
+	// Numbers keep every digit, in plain notation.
+	sinktest.ReadsBack(t, s, r, map[string]string{"42": "42", "125.50": "125.50", "12345678901234567890.10": "12345678901234567890.10", "-1.5e3": "-1500"})
 }
 
 // withOptions adds server options to a URL DSN.
