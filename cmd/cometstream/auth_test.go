@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,23 +18,14 @@ func TestEmbeddedAuth(t *testing.T) {
 	dir := t.TempDir()
 	sim, base := testenv.StartSim(t, simulator.Config{Seed: 8, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 40}}})
 	addr := freeAddr(t)
-	pwFile := filepath.Join(dir, "admin.pw")
-	os.WriteFile(pwFile, []byte("admin-secret\n"), 0o600)
-	config := filepath.Join(dir, "c.yaml")
-	os.WriteFile(config, []byte(fmt.Sprintf(`data_dir: %s
-nats:
+	pwFile := writeFile(t, "admin.pw", "admin-secret\n")
+	config := personsConfig(t, fmt.Sprintf(`nats:
   listen: %s
   embedded:
     users:
       - {name: sink, password_env: TEST_SINK_PW, role: subscriber}
       - {name: admin, password_file: %s, role: admin}
-http: {listen: ""}
-sources:
-  - name: sim
-    base_url: %s
-    reports:
-      - {name: persons, api_key_env: KEY, key: [personId], interval: 1s, page_size: 20}
-`, filepath.Join(dir, "data"), addr, pwFile, base)), 0o600)
+http: {listen: ""}`, addr, pwFile), base)
 	env := []string{"KEY=" + sim.Key("persons"), "TEST_SINK_PW=sink-secret"}
 	prod := testenv.Start(t, "producer", env, "produce", "--config", config)
 	url := "nats://" + addr

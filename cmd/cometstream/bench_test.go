@@ -2,10 +2,8 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,20 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
-
-func freeAddr(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // procStat reads a process's CPU seconds (user and system).
 func procCPU(t testing.TB, pid int) float64 {
@@ -62,27 +48,6 @@ func procStatus(t testing.TB, pid int, field string) float64 {
 		}
 	}
 	return 0
-}
-
-// waitSynced waits for the next synced receipt of a report past seq.
-func waitSynced(t testing.TB, js jetstream.JetStream, report string, after uint64, timeout time.Duration) (*event.Synced, uint64) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		s, err := js.Stream(context.Background(), "COMET")
-		if err == nil {
-			m, err := s.GetLastMsgForSubject(context.Background(), event.ReportSubject("comet", report, event.KindSynced))
-			if err == nil && m.Sequence > after {
-				ev, err := event.Decode(m.Data)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return ev.Synced, m.Sequence
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("no synced receipt for %s within %s", report, timeout)
-	return nil, 0
 }
 
 // BenchmarkSteadyPass1M measures a steady-state pass over a million rows

@@ -1,48 +1,15 @@
 package main
 
 import (
-	"context"
-	"database/sql"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
-
-// runBin runs the binary and returns its exit status and combined output.
-func runBin(t *testing.T, env []string, args ...string) (int, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, testenv.Binary(t), args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, string(out)
-	case errors.As(err, &ee):
-		return ee.ExitCode(), string(out)
-	}
-	t.Fatalf("run %v: %v", args, err)
-	return 0, ""
-}
-
-func writeFile(t *testing.T, name, content string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 const minimalConfig = `data_dir: %s
 nats:
@@ -61,13 +28,7 @@ sources:
 func TestExitStatus(t *testing.T) {
 	dir := t.TempDir()
 	good := writeFile(t, "good.yaml", fmt.Sprintf(minimalConfig, dir, "127.0.0.1:0", "http://127.0.0.1:1"))
-	tests := []struct {
-		name   string
-		env    []string
-		args   []string
-		status int
-		says   string
-	}{
+	checkExits(t, []exitCase{
 		{"no command", nil, nil, 2, "no command"},
 		{"unknown command", nil, []string{"explode"}, 2, `unknown command "explode"`},
 		{"help", nil, []string{"help"}, 0, "usage: cometstream"},
@@ -84,18 +45,7 @@ func TestExitStatus(t *testing.T) {
 		{"verify help", nil, []string{"verify", "--help"}, 0, "usage: cometstream verify sqlite|postgres"},
 		{"unknown sink", nil, []string{"sink", "mysql"}, 2, `unknown sink "mysql"`},
 		{"unexpected argument", []string{"NATS_URL="}, []string{"tail", "extra"}, 2, `cometstream: tail: unexpected argument "extra"`},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, out := runBin(t, tt.env, tt.args...)
-			if status != tt.status || !strings.Contains(out, tt.says) {
-				t.Errorf("exit %d, want %d; output should say %q:\n%s", status, tt.status, tt.says, out)
-			}
-			if strings.Contains(out, "cometstream: cometstream") {
-				t.Errorf("a doubled prefix:\n%s", out)
-			}
-		})
-	}
+	})
 }
 
 func TestInspect(t *testing.T) {
@@ -161,21 +111,6 @@ sources:
 	if status != 1 || !strings.Contains(out, "report unavailable (HTTP 410)") || strings.Contains(out, sim.Key("players")) {
 		t.Errorf("revoked report: exit %d\n%s", status, out)
 	}
-}
-
-// readSQLite reads a table of a sink's database.
-func readSQLite(t *testing.T, path, table string) []map[string]any {
-	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT * FROM "` + table + `"`)
-	if err != nil {
-		return nil
-	}
-	return testenv.SQLRows(t, rows)
 }
 
 // TestHelpOnStdout: help asked for is the command's result, on standard

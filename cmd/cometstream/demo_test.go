@@ -55,26 +55,21 @@ func demoOnce(t *testing.T, dir string, run int) {
 
 // TestTail prints filtered events as JSON lines.
 func TestTail(t *testing.T) {
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	_, js := testenv.Connect(t, srv.ClientURL())
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 4, Reports: []simulator.ReportSpec{
+	w := newStack(t, simulator.Config{Seed: 4, Reports: []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: 30}, {Name: "fees", Kind: "fees", Rows: 12},
 	}})
-	config, env := testenv.ProducerConfig(t, dir, srv.ClientURL(), base, sim, "")
-	prod := testenv.Start(t, "producer", env, "produce", "--config", config)
-	waitSynced(t, js, "fees", 0, 30*time.Second)
-	waitSynced(t, js, "persons", 0, 30*time.Second)
-	tail := testenv.Start(t, "tail", nil, "tail", "--nats", srv.ClientURL(), "--from-start", "--color", "never", "--reports", "fees", "--ops", "created", "--log-level", "error")
+	prod := w.produce(t)
+	w.waitFirstPasses(t)
+	tail := testenv.Start(t, "tail", nil, "tail", "--nats", w.url, "--from-start", "--color", "never", "--reports", "fees", "--ops", "created", "--log-level", "error")
 	deadline := time.Now().Add(20 * time.Second)
 	for strings.Count(tail.Logs(), "\n") < 12 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	// A second tail, with another start, beside the first: each reader has
 	// its own consumer on the server.
-	news := testenv.Start(t, "tail-new", nil, "tail", "--nats", srv.ClientURL(), "--color", "never", "--reports", "fees", "--ops", "updated", "--log-level", "error")
+	news := testenv.Start(t, "tail-new", nil, "tail", "--nats", w.url, "--color", "never", "--reports", "fees", "--ops", "updated", "--log-level", "error")
 	testenv.WaitFor(t, "the second tail to print an update", func() bool {
-		sim.Update("fees", 1)
+		w.sim.Update("fees", 1)
 		time.Sleep(200 * time.Millisecond) // a change every 200ms until one is published
 		return strings.Contains(news.Logs(), `"type":"comet.row.updated"`)
 	})

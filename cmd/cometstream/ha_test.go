@@ -27,11 +27,17 @@ type haWorld struct {
 	t       *testing.T
 	sim     *simulator.Simulator
 	url     string
+	js      jetstream.JetStream
 	configs [2]string
 	env     []string
 }
 
+// newHAWorld starts the world and its two producers; it skips the test in
+// -short mode.
 func newHAWorld(t *testing.T) (*haWorld, *testenv.Proc, *testenv.Proc) {
+	if testing.Short() {
+		t.Skip("runs two producers sharing a lease")
+	}
 	dir := t.TempDir()
 	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
 	// The simulator notes calls when its handlers run, inside this test
@@ -45,6 +51,7 @@ func newHAWorld(t *testing.T) (*haWorld, *testenv.Proc, *testenv.Proc) {
 	}})
 	w := &haWorld{t: t, sim: sim, url: srv.ClientURL(),
 		env: []string{"KEY_PERSONS=" + sim.Key("persons"), "KEY_MATCHES=" + sim.Key("matches")}}
+	_, w.js = testenv.Connect(t, w.url)
 	for i := range w.configs {
 		w.configs[i] = filepath.Join(dir, fmt.Sprintf("p%d.yaml", i))
 		os.WriteFile(w.configs[i], []byte(fmt.Sprintf(`data_dir: %s
@@ -83,22 +90,10 @@ func active(t *testing.T, procs ...*testenv.Proc) (*testenv.Proc, *testenv.Proc)
 
 func (w *haWorld) churn() (stop func()) { return testenv.Churn(w.sim, 40*time.Millisecond) }
 
-// TestHAFailover kills the active producer mid-pass while the data changes:
-// the standby takes over within the lease TTL, the stream holds exactly one
-// event per change, the buckets equal the simulator, and the two producers
-// together never exceeded the user's 10 calls a second.
-func TestHAFailover(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs two producers through a failover")
-	}
-	w, a, b := newHAWorld(t)
-	_, js := testenv.Connect(t, w.url)
-	stop := w.churn()
-	act, standby := active(t, a, b)
-	// Two whole passes, then killed in the middle of the third: when
-	// persons' page 3 is being served.
-	waitPasses(t, js, "persons", 2)
-	killed := w.midPass("persons", 3, func() { act.Kill() })
+// waitTakeover waits, a few lease TTLs at most, for the standby to acquire
+// the lease.
+func waitTakeover(t *testing.T, standby *testenv.Proc) {
+	t.Helper()
 	deadline := time.Now().Add(4 * leaseTTL)
 	for !strings.Contains(standby.Logs(), "lease acquired") {
 		if time.Now().After(deadline) {
@@ -106,6 +101,21 @@ func TestHAFailover(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestHAFailover kills the active producer mid-pass while the data changes:
+// the standby takes over within the lease TTL, the stream holds exactly one
+// event per change, the buckets equal the simulator, and the two producers
+// together never exceeded the user's 10 calls a second.
+func TestHAFailover(t *testing.T) {
+	w, a, b := newHAWorld(t)
+	stop := w.churn()
+	act, standby := active(t, a, b)
+	// Two whole passes, then killed in the middle of the third: when
+	// persons' page 3 is being served.
+	waitPasses(t, w.js, "persons", 2)
+	killed := w.midPass("persons", 3, func() { act.Kill() })
+	waitTakeover(t, standby)
 	killedAt := <-killed
 	if took := time.Since(killedAt); took > leaseTTL+leaseTTL/3+time.Second {
 		t.Errorf("takeover took %s, more than the lease TTL (%s) and a renewal period", took, leaseTTL)
@@ -113,19 +123,25 @@ func TestHAFailover(t *testing.T) {
 	// The new holder completes passes of both reports while the data changes.
 	testenv.WaitFor(t, "the standby's passes", func() bool { return strings.Count(standby.Logs(), `"msg":"pass"`) >= 4 })
 	stop()
-	waitBuckets(t, js, w.sim, standby)
+	waitBuckets(t, w.js, w.sim, standby)
 	if err := standby.Stop(); err != nil {
 		t.Errorf("standby: %v", err)
 	}
-	evs := testenv.Events(t, js, "COMET", 0)
-	final := testenv.Chains(t, evs)
+	w.checkStream()
+}
+
+// checkStream checks that the stream's events add up to each report and
+// that the two producers together kept the user's rate limit.
+func (w *haWorld) checkStream() {
+	w.t.Helper()
+	final := testenv.Chains(w.t, testenv.Events(w.t, w.js, "COMET", 0))
 	for _, r := range []string{"persons", "matches"} {
 		if d := testenv.Diff(final[r], testenv.Want(w.sim, r)); d != "" {
-			t.Errorf("%s: the stream does not add up to the report:\n%s", r, d)
+			w.t.Errorf("%s: the stream does not add up to the report:\n%s", r, d)
 		}
 	}
 	if st := w.sim.Stats(); st.Violations != 0 {
-		t.Errorf("%d rate-limit violations by the two producers: %+v", st.Violations, st.Users)
+		w.t.Errorf("%d rate-limit violations by the two producers: %+v", st.Violations, st.Users)
 	}
 }
 
@@ -144,11 +160,7 @@ func waitBuckets(t *testing.T, js jetstream.JetStream, sim *simulator.Simulator,
 			return
 		}
 		if time.Now().After(deadline) {
-			var logs strings.Builder
-			for _, p := range procs {
-				logs.WriteString("--- " + p.Name + "\n" + p.Tail(3000) + "\n")
-			}
-			t.Fatalf("the buckets never caught up:\n%s%s", diff, logs.String())
+			t.Fatalf("the buckets never caught up:\n%s%s", diff, tails(procs...))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -186,40 +198,28 @@ func (w *haWorld) midPass(report string, page int, f func()) <-chan time.Time {
 	return done
 }
 
+// lastSeqOf is the stream's last sequence.
 func lastSeqOf(t *testing.T, js jetstream.JetStream) uint64 {
-	s, err := js.Stream(context.Background(), "COMET")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, _ := s.Info(context.Background())
+	info, _ := eventStream(t, js).Info(context.Background())
 	return info.State.LastSeq
 }
 
 // TestHAFencing pauses the active producer (SIGSTOP) past its lease; the
 // standby takes over; when the paused one resumes it publishes nothing.
 func TestHAFencing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("pauses a producer past its lease")
-	}
 	w, a, b := newHAWorld(t)
-	_, js := testenv.Connect(t, w.url)
 	stop := w.churn()
 	paused, other := active(t, a, b)
-	waitPasses(t, js, "persons", 1)
-	<-w.midPass("persons", 3, func() { syscall.Kill(paused.Pid(), syscall.SIGSTOP) })
-	deadline := time.Now().Add(4 * leaseTTL)
-	for !strings.Contains(other.Logs(), "lease acquired") {
-		if time.Now().After(deadline) {
-			syscall.Kill(paused.Pid(), syscall.SIGCONT)
-			t.Fatalf("the standby did not take over:\n%s", other.Tail(2000))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitPasses(t, w.js, "persons", 1)
+	<-w.midPass("persons", 3, func() { paused.Signal(syscall.SIGSTOP) })
+	// Should the test fail while the producer is paused, it resumes to be stopped.
+	t.Cleanup(func() { paused.Signal(syscall.SIGCONT) })
+	waitTakeover(t, other)
 	// The new holder publishes passes of its own.
 	testenv.WaitFor(t, "the new holder's passes", func() bool { return strings.Count(other.Logs(), `"msg":"pass"`) >= 2 })
 	mark := len(paused.Logs())
-	seqMark := lastSeqOf(t, js)
-	syscall.Kill(paused.Pid(), syscall.SIGCONT)
+	seqMark := lastSeqOf(t, w.js)
+	paused.Signal(syscall.SIGCONT)
 	// The resumed producer finds its lease gone and stops its pollers.
 	testenv.WaitFor(t, "the resumed producer to notice", func() bool {
 		return strings.Contains(paused.Logs()[mark:], "lease expired before it could be renewed")
@@ -228,7 +228,7 @@ func TestHAFencing(t *testing.T) {
 		return strings.Count(other.Logs(), `"msg":"pass"`) >= 4
 	})
 	stop()
-	waitBuckets(t, js, w.sim, other)
+	waitBuckets(t, w.js, w.sim, other)
 
 	// Stop both first: every pass the holder published is then in its log.
 	for _, p := range []*testenv.Proc{a, b} {
@@ -239,7 +239,7 @@ func TestHAFencing(t *testing.T) {
 		t.Errorf("the resumed producer completed a pass:\n%s", after)
 	}
 	ours := syncsOf(other.Logs())
-	for _, ev := range testenv.Events(t, js, "COMET", seqMark) {
+	for _, ev := range testenv.Events(t, w.js, "COMET", seqMark) {
 		sync := ""
 		switch {
 		case ev.Row != nil:
@@ -251,15 +251,7 @@ func TestHAFencing(t *testing.T) {
 			t.Errorf("seq %d (%s) was published by the resumed producer", ev.Seq, ev.Subject)
 		}
 	}
-	final := testenv.Chains(t, testenv.Events(t, js, "COMET", 0))
-	for _, r := range []string{"persons", "matches"} {
-		if d := testenv.Diff(final[r], testenv.Want(w.sim, r)); d != "" {
-			t.Errorf("%s: the stream does not add up to the report:\n%s", r, d)
-		}
-	}
-	if st := w.sim.Stats(); st.Violations != 0 {
-		t.Errorf("%d rate-limit violations: %+v", st.Violations, st.Users)
-	}
+	w.checkStream()
 }
 
 // syncsOf collects the sync ids of the passes a producer logged.
@@ -284,18 +276,8 @@ func syncsOf(logs string) map[string]bool {
 func TestHARefusedWithoutFencing(t *testing.T) {
 	url := testenv.StartNATSBinary(t, testenv.OldNATSServer(t, "v2.11.9"))
 	sim, base := testenv.StartSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 30}}})
-	dir := t.TempDir()
 	config := func(ha string) string {
-		return writeFile(t, "c.yaml", fmt.Sprintf(`data_dir: %s
-nats: {url: %q}
-http: {listen: ""}
-%s
-sources:
-  - name: sim
-    base_url: %s
-    reports:
-      - {name: persons, api_key_env: KEY, key: [personId], interval: 1s, page_size: 20}
-`, filepath.Join(dir, "data"), url, ha, base))
+		return personsConfig(t, fmt.Sprintf("nats: {url: %q}\nhttp: {listen: \"\"}\n%s", url, ha), base)
 	}
 	env := []string{"KEY=" + sim.Key("persons")}
 	status, out := runBin(t, env, "produce", "--config", config("ha: {lease_ttl: 5s}"))

@@ -6,7 +6,6 @@ package main
 // monitoring listener and system account as `produce` starts them.
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -85,36 +84,6 @@ func TestHealth(t *testing.T) {
 	}
 }
 
-// logValue waits for the process to log msg and returns the value of key
-// on that JSON line.
-func logValue(t *testing.T, p *testenv.Proc, msg, key string) string {
-	t.Helper()
-	var v string
-	testenv.WaitFor(t, fmt.Sprintf("%s to log %q", p.Name, msg), func() bool {
-		sc := bufio.NewScanner(strings.NewReader(p.Logs()))
-		for sc.Scan() {
-			var line map[string]any
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
-				v, _ = line[key].(string)
-				return true
-			}
-		}
-		return false
-	})
-	return v
-}
-
-func statusOf(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
-
 // TestPprofOptIn: the producer (http.pprof) and the sinks (--pprof) serve
 // /debug/pprof/ only when asked for; /healthz either way.
 func TestPprofOptIn(t *testing.T) {
@@ -129,15 +98,8 @@ func TestPprofOptIn(t *testing.T) {
 		if on {
 			want = http.StatusOK
 		}
-		producer := writeFile(t, "p.yaml", fmt.Sprintf(`data_dir: %s
-nats: {url: %s}
-http: {listen: "127.0.0.1:0", pprof: %v}
-sources:
-  - name: sim
-    base_url: %s
-    reports:
-      - {name: persons, api_key_env: KEY, key: [personId]}
-`, t.TempDir(), natsURL, on, base))
+		producer := personsConfig(t, fmt.Sprintf(`nats: {url: %s}
+http: {listen: "127.0.0.1:0", pprof: %v}`, natsURL, on), base)
 		flag := []string{}
 		if on {
 			flag = []string{"--pprof"}
@@ -154,16 +116,13 @@ sources:
 			t.Run(fmt.Sprintf("%s/pprof=%v", name, on), func(t *testing.T) {
 				p := testenv.Start(t, name, env, append(args, "--log-format", "json")...)
 				addr := logValue(t, p, "operations endpoint", "addr")
-				if status, _ := statusOf(t, "http://"+addr+opshttp.HealthPath); status != http.StatusOK {
+				if status, _ := get("http://" + addr + opshttp.HealthPath); status != http.StatusOK {
 					t.Errorf("/healthz answered %d", status)
 				}
 				// Stopped once started, so that it stops cleanly.
-				testenv.WaitFor(t, name+" ready", func() bool {
-					status, _ := statusOf(t, "http://"+addr+opshttp.ReadyPath)
-					return status == http.StatusOK
-				})
+				testenv.WaitFor(t, name+" ready", func() bool { return readyz(addr) == http.StatusOK })
 				for _, path := range []string{opshttp.PprofPath, opshttp.PprofPath + "goroutine?debug=1"} {
-					if status, body := statusOf(t, "http://"+addr+path); status != want {
+					if status, body := get("http://" + addr + path); status != want {
 						t.Errorf("%s answered %d, want %d: %.100s", path, status, want, body)
 					}
 				}
@@ -191,18 +150,11 @@ func TestMonitorEmbedded(t *testing.T) {
 	sim, base := testenv.StartSim(t, simulator.Config{Seed: 4, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 10}}})
 	hash, _ := bcrypt.GenerateFromPassword([]byte("sys-secret"), bcrypt.MinCost)
 	config := func(monitor, users string) string {
-		return writeFile(t, "m.yaml", fmt.Sprintf(`data_dir: %s
-nats:
+		return personsConfig(t, fmt.Sprintf(`nats:
   listen: 127.0.0.1:0
   monitor: %s
 %s
-http: {listen: ""}
-sources:
-  - name: sim
-    base_url: %s
-    reports:
-      - {name: persons, api_key_env: KEY, key: [personId]}
-`, t.TempDir(), monitor, users, base))
+http: {listen: ""}`, monitor, users), base)
 	}
 	env := []string{"KEY=" + sim.Key("persons"), "TEST_ADMIN_PW=admin-secret"}
 	p := testenv.Start(t, "producer", env, "produce", "--log-format", "json", "--config", config("127.0.0.1:0", fmt.Sprintf(`  embedded:
@@ -213,7 +165,7 @@ sources:
 	var varz struct {
 		Version string `json:"version"`
 	}
-	status, body := statusOf(t, monitor+"/varz")
+	status, body := get(monitor + "/varz")
 	if err := json.Unmarshal([]byte(body), &varz); status != http.StatusOK || err != nil || varz.Version != server.VERSION {
 		t.Errorf("/varz: %d %v version %q, want %q", status, err, varz.Version, server.VERSION)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -22,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/cometstream/cometstream/consumer"
-	"github.com/cometstream/cometstream/consumer/sqlite"
 	"github.com/cometstream/cometstream/consumer/webhook"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/opshttp"
@@ -73,16 +71,11 @@ func parseMetrics(t *testing.T, body string) []sample {
 
 // scrape fetches a /metrics page; "" when nothing answers.
 func scrape(addr string) string {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
+	status, body := get("http://" + addr + "/metrics")
+	if status != http.StatusOK {
 		return ""
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return ""
-	}
-	return string(b)
+	return body
 }
 
 // metricValue is the value of the series of a page with exactly these
@@ -172,34 +165,24 @@ func eventOps() []string {
 // shared label names, events are counted by op with the same values in the
 // producer and the sink (and the same counts), and each says its build.
 func TestMetricsOfEveryCommand(t *testing.T) {
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	url := srv.ClientURL()
-	_, js := testenv.Connect(t, url)
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 4, Reports: []simulator.ReportSpec{
+	w := newStack(t, simulator.Config{Seed: 4, Reports: []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: 50}, {Name: "fees", Kind: "fees", Rows: 20},
 	}})
-	config, env := crashConfig(t, dir, url, base, sim)
 	prodAddr := freeAddr(t)
-	b, _ := os.ReadFile(config)
-	if err := os.WriteFile(config, []byte(strings.Replace(string(b), `listen: ""`, fmt.Sprintf("listen: %q", prodAddr), 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	producer := testenv.Start(t, "produce", env, "produce", "--config", config, "--log-format", "json")
-	for _, r := range []string{"persons", "fees"} {
-		waitSynced(t, js, r, 0, 30*time.Second)
-	}
-	sink := testenv.Start(t, "sink", nil, "sink", "sqlite", "--nats", url, "--db", filepath.Join(dir, "sink.db"), "--http", "127.0.0.1:0", "--log-format", "json")
+	setHTTPListen(t, w.config, prodAddr)
+	producer := w.produce(t)
+	w.waitFirstPasses(t)
+	sink := testenv.Start(t, "sink", nil, "sink", "sqlite", "--nats", w.url, "--db", filepath.Join(w.dir, "sink.db"), "--http", "127.0.0.1:0", "--log-format", "json")
 	rcv := newWHReceiver(t, 200)
 	hooks := writeFile(t, "webhooks.yaml", fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET, start: all}\n", rcv.URL))
-	bridge := testenv.Start(t, "bridge", whEnv, "sink", "webhook", "--nats", url, "--config", hooks, "--http", "127.0.0.1:0", "--log-format", "json")
+	bridge := testenv.Start(t, "bridge", whEnv, "sink", "webhook", "--nats", w.url, "--config", hooks, "--http", "127.0.0.1:0", "--log-format", "json")
 	addrs := map[string]string{"produce": prodAddr, "sink sqlite": opsAddr(t, sink), "sink webhook": opsAddr(t, bridge)}
 
 	// The sink may start from the snapshot: the updates after it are
 	// events both sides count, under the same label and value.
 	testenv.WaitFor(t, "the sink ready", func() bool { return readyz(addrs["sink sqlite"]) == 200 })
 	for i := range 3 {
-		if err := sim.UpdateAt("fees", i); err != nil {
+		if err := w.sim.UpdateAt("fees", i); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -361,45 +344,24 @@ func (g *gatedStore) Apply(ctx context.Context, b *consumer.Batch) error {
 // not applied (and at most the sequences it is behind), and 0 once it has
 // caught up, with its position at the report's last event.
 func TestSinkLagFollowsCatchUp(t *testing.T) {
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	_, js := testenv.Connect(t, srv.ClientURL())
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 8, Reports: []simulator.ReportSpec{
+	w := newStack(t, simulator.Config{Seed: 8, Reports: []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: 40}, {Name: "fees", Kind: "fees", Rows: 15},
 	}})
-	config, env := crashConfig(t, dir, srv.ClientURL(), base, sim)
-	producer := testenv.Start(t, "produce", env, "produce", "--config", config, "--log-format", "json")
-	for _, r := range []string{"persons", "fees"} {
-		waitSynced(t, js, r, 0, 30*time.Second)
-	}
+	producer := w.produce(t)
+	w.waitFirstPasses(t)
+	db := openSQLite(t, filepath.Join(w.dir, "sink.db"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	db, err := sqlite.Open(ctx, filepath.Join(dir, "sink.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
 	store := &gatedStore{Store: db}
 	reg := prometheus.NewRegistry()
 	done := make(chan error, 1)
 	go func() {
-		done <- consumer.Materialize(ctx, consumer.MaterializeConfig{JetStream: js, Durable: "lag", Store: store, Registerer: reg})
+		done <- consumer.Materialize(ctx, consumer.MaterializeConfig{JetStream: w.js, Durable: "lag", Store: store, Registerer: reg})
 	}()
-	lastSeq := func(report string) uint64 {
-		s, err := js.Stream(context.Background(), event.DefaultStream)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m, err := s.GetLastMsgForSubject(context.Background(), event.ReportFilter(event.DefaultPrefix, report))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.Sequence
-	}
 	position := func(r string) float64 { return gathered(t, reg, "cometstream_sink_position", "report", r) }
 	lag := func(r string) float64 { return gathered(t, reg, "cometstream_sink_lag_events", "report", r) }
 	testenv.WaitFor(t, "the sink at the end of each report", func() bool {
-		return position("persons") == float64(lastSeq("persons")) && lag("persons") == 0 && position("fees") == float64(lastSeq("fees")) && lag("fees") == 0
+		return position("persons") == float64(lastSeq(t, w.js, "persons")) && lag("persons") == 0 && position("fees") == float64(lastSeq(t, w.js, "fees")) && lag("fees") == 0
 	})
 
 	// The database stops taking writes; the producer publishes changes.
@@ -419,13 +381,13 @@ func TestSinkLagFollowsCatchUp(t *testing.T) {
 	pos := positions["persons"]
 	testenv.WaitFor(t, "the position gauge at the database's", func() bool { return position("persons") == float64(pos) })
 	for i := range 5 {
-		if err := sim.UpdateAt("persons", i); err != nil {
+		if err := w.sim.UpdateAt("persons", i); err != nil {
 			t.Fatal(err)
 		}
 	}
 	testenv.WaitFor(t, "the producer to publish the updates", func() bool {
 		n := 0
-		for _, ev := range testenv.Events(t, js, event.DefaultStream, pos) {
+		for _, ev := range testenv.Events(t, w.js, event.DefaultStream, pos) {
 			if ev.Row != nil && ev.Row.Report == "persons" && ev.Row.Op == event.OpUpdated {
 				n++
 			}
@@ -436,9 +398,9 @@ func TestSinkLagFollowsCatchUp(t *testing.T) {
 		t.Fatalf("producer: %v\n%s", err, producer.Tail(2000))
 	}
 	// The stream no longer moves: what the sink has not applied is known.
-	last := lastSeq("persons")
+	last := lastSeq(t, w.js, "persons")
 	behind := 0
-	for _, ev := range testenv.Events(t, js, event.DefaultStream, pos) {
+	for _, ev := range testenv.Events(t, w.js, event.DefaultStream, pos) {
 		if s, err := event.ParseSubject(event.DefaultPrefix, ev.Subject); err == nil && s.Report == "persons" {
 			behind++
 		}
@@ -470,7 +432,7 @@ func TestSinkLagFollowsCatchUp(t *testing.T) {
 // are its lag while it fails, 0 once it takes them; the bridge's JSON logs
 // give the retry wait in seconds.
 func TestWebhookLagWhileEndpointFails(t *testing.T) {
-	url, js := whStream(t)
+	url, js := startStream(t)
 	rcv := newWHReceiver(t, 503)
 	retry := strings.TrimSuffix(strings.Repeat("1s, ", 40), ", ")
 	cfg := writeFile(t, "webhooks.yaml", fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET, retry: [%s]}\n", rcv.URL, retry))
@@ -526,7 +488,7 @@ func TestWebhookLagWhileEndpointFails(t *testing.T) {
 // endpoint's dead letters, and Replay sets the gauge of its own bridge,
 // to what is left when some fail and to 0 when none is left.
 func TestDeadLetterGaugeFollowsReplay(t *testing.T) {
-	url, js := whStream(t)
+	url, js := startStream(t)
 	rcv := newWHReceiver(t, 500)
 	path := writeFile(t, "webhooks.yaml", fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET, retry: [50ms]}\n", rcv.URL))
 	bridge := testenv.Start(t, "bridge", whEnv, "sink", "webhook", "--nats", url, "--config", path, "--http", "127.0.0.1:0", "--log-format", "json")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -56,8 +55,7 @@ func TestNATSURLSaysWhereItCameFrom(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := natsConfig(t, tc.nats)
 			if tc.name == "ha has no embedded server" {
-				b, _ := os.ReadFile(cfg)
-				os.WriteFile(cfg, append(b, "ha:\n  lease_ttl: 6s\n"...), 0o600)
+				editFile(t, cfg, func(s string) string { return s + "ha:\n  lease_ttl: 6s\n" })
 			}
 			args := append([]string{"produce", "--config", cfg}, tc.args...)
 			status, out := runBin(t, append(tc.env, key), args...)
@@ -105,12 +103,9 @@ func TestNATSURLSaysWhereItCameFrom(t *testing.T) {
 // stream is a clean stop (exit 0), and leaves the claim it was watching
 // alone.
 func TestStopDuringStartUp(t *testing.T) {
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	_, js := testenv.Connect(t, srv.ClientURL())
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 10}}})
+	w := newStack(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 10}}})
 	ctx := context.Background()
-	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet"), History: 5})
+	kv, err := w.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet"), History: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +116,7 @@ func TestStopDuringStartUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	config, env := testenv.ProducerConfig(t, dir, srv.ClientURL(), base, sim, "")
-	p := testenv.Start(t, "producer", env, "produce", "--config", config, "--log-format", "json")
+	p := w.produce(t)
 	testenv.WaitFor(t, "the producer to watch the claim", func() bool {
 		return strings.Contains(p.Logs(), `"msg":"another producer claims the stream: watching whether it renews its claim before taking it over","holder":"other"`)
 	})
@@ -146,16 +140,12 @@ func TestTakenHTTPListenIsConfiguration(t *testing.T) {
 	}
 	defer ln.Close()
 	taken := ln.Addr().String()
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 10}}})
-	config, env := testenv.ProducerConfig(t, dir, srv.ClientURL(), base, sim, "")
-	b, _ := os.ReadFile(config)
-	os.WriteFile(config, []byte(strings.Replace(string(b), `listen: ""`, fmt.Sprintf("listen: %q", taken), 1)), 0o600)
-	if status, out := runBin(t, env, "produce", "--config", config); status != 2 || !strings.Contains(out, "cometstream: http.listen: ") {
+	w := newStack(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 10}}})
+	setHTTPListen(t, w.config, taken)
+	if status, out := runBin(t, w.env, "produce", "--config", w.config); status != 2 || !strings.Contains(out, "cometstream: http.listen: ") {
 		t.Errorf("produce with a taken http.listen: exit %d, want 2 naming http.listen:\n%s", status, out)
 	}
-	if status, out := runBin(t, nil, "sink", "sqlite", "--nats", srv.ClientURL(), "--db", filepath.Join(dir, "s.db"), "--http", taken); status != 2 || !strings.Contains(out, "cometstream: --http: ") {
+	if status, out := runBin(t, nil, "sink", "sqlite", "--nats", w.url, "--db", filepath.Join(w.dir, "s.db"), "--http", taken); status != 2 || !strings.Contains(out, "cometstream: --http: ") {
 		t.Errorf("sink with a taken --http: exit %d, want 2 naming --http:\n%s", status, out)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,6 +43,32 @@ func planRow(out, report string) string {
 	return ""
 }
 
+// runPlanBin runs plan and stops the test unless it exits with status.
+func runPlanBin(t *testing.T, env []string, status int, args ...string) string {
+	t.Helper()
+	got, out := runBin(t, env, append([]string{"plan"}, args...)...)
+	if got != status {
+		t.Fatalf("exit %d, want %d:\n%s", got, status, out)
+	}
+	return out
+}
+
+// checkPlan checks the table row of each report in plan's output, and the
+// lines it should say.
+func checkPlan(t *testing.T, out string, rows map[string]string, says ...string) {
+	t.Helper()
+	for report, want := range rows {
+		if got := planRow(out, report); got != want {
+			t.Errorf("%s: row %q, want %q\n%s", report, got, want, out)
+		}
+	}
+	for _, want := range says {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestPlan(t *testing.T) {
 	sim, base := testenv.StartSim(t, simulator.Config{Seed: 11, RateLimit: 10, Reports: []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: 250, User: "federation", Shapes: simulator.Shapes{PageCap: 10}},
@@ -62,31 +87,19 @@ func TestPlan(t *testing.T) {
 	t.Run("fits", func(t *testing.T) {
 		cfg := writeFile(t, "fits.yaml", fmt.Sprintf(planConfig, t.TempDir(), base, "1m", "10s"))
 		before := requests()
-		status, out := runBin(t, env, "plan", "--config", cfg)
-		if status != 0 {
-			t.Fatalf("exit %d, want 0:\n%s", status, out)
-		}
+		out := runPlanBin(t, env, 0, "--config", cfg)
 		// persons asks 25 rows a page and is served 10: 25 pages, not 10.
 		// federation's budget is 10 × 60 × 0.96 = 576 calls a minute; it
 		// needs 25 + 18 = 43, and every interval × 43/576 would use it all.
-		for report, want := range map[string]string{
+		checkPlan(t, out, map[string]string{
 			"persons": "persons 25 page 0 now 1m0s 25 50 2.7s 2.7s 4.5s ok",
 			"matches": "matches 3 page 0 now 10s 18 36 320ms 1s 1s ok",
 			"fees":    "fees 1 page 0 now 1s 60 120 110ms 1s 1s ok",
-		} {
-			if got := planRow(out, report); got != want {
-				t.Errorf("%s: row %q, want %q\n%s", report, got, want, out)
-			}
-		}
-		for _, want := range []string{
+		},
 			"sim/federation: rate_limit 10/s less 4% = budget 576 calls/min; need 43 (7%), up to 86 with confirming passes: ok",
 			"sim/finance: rate_limit 10/s less 4% = budget 576 calls/min; need 60 (10%), up to 120 with confirming passes: ok",
 			"SHORTEST SHARED scales every interval of a user by one factor",
-		} {
-			if !strings.Contains(out, want) {
-				t.Errorf("output lacks %q:\n%s", want, out)
-			}
-		}
+		)
 		if strings.Contains(out, "WARNING") {
 			t.Errorf("a plan that fits warns:\n%s", out)
 		}
@@ -98,7 +111,7 @@ func TestPlan(t *testing.T) {
 			}
 		}
 
-		status, out = runBin(t, env, "plan", "--config", cfg, "--json")
+		status, out := runBin(t, env, "plan", "--config", cfg, "--json")
 		var got planOutput
 		if err := json.Unmarshal([]byte(out), &got); err != nil || status != 0 {
 			t.Fatalf("--json: exit %d, %v:\n%s", status, err, out)
@@ -116,30 +129,18 @@ func TestPlan(t *testing.T) {
 		// persons every 2s: 750 calls a minute, and a pass of 25 pages at
 		// 9.6 calls a second takes 2.6s.
 		cfg := writeFile(t, "over.yaml", fmt.Sprintf(planConfig, t.TempDir(), base, "2s", "10s"))
-		status, out := runBin(t, env, "plan", "--config", cfg)
-		if status != 1 {
-			t.Fatalf("exit %d, want 1:\n%s", status, out)
-		}
-		for report, want := range map[string]string{
+		out := runPlanBin(t, env, 1, "--config", cfg)
+		checkPlan(t, out, map[string]string{
 			"persons": "persons 25 page 0 now 2s 750 1500 2.7s 2.7s 2.7s OVER BUDGET, PASS LONGER THAN INTERVAL",
 			"matches": "matches 3 page 0 now 10s 18 36 320ms 1s 13.4s OVER BUDGET",
 			"fees":    "fees 1 page 0 now 1s 60 120 110ms 1s 1s ok",
-		} {
-			if got := planRow(out, report); got != want {
-				t.Errorf("%s: row %q, want %q\n%s", report, got, want, out)
-			}
-		}
-		for _, want := range []string{
+		},
 			"need 768 (133%), up to 1536 with confirming passes: CANNOT KEEP THEIR INTERVALS: persons, matches",
 			"WARNING: persons: a pass takes at least 2.7s (25 pages at 9.6 calls a second), longer than its interval 2s: the next pass follows at once",
 			"WARNING: sim/federation: the reports need 768 calls a minute, over the budget of 576: persons, matches cannot keep their intervals (one limiter slows them all); every interval × 1.33 fits: persons 2.7s, matches 13.4s",
 			"sim/finance: rate_limit 10/s less 4% = budget 576 calls/min; need 60 (10%), up to 120 with confirming passes: ok",
 			"cometstream: 2 report(s) cannot keep their interval (or cannot be shown to): persons (over budget, pass longer than interval), matches (over budget)",
-		} {
-			if !strings.Contains(out, want) {
-				t.Errorf("output lacks %q:\n%s", want, out)
-			}
-		}
+		)
 	})
 
 	t.Run("pages unknown", func(t *testing.T) {
@@ -186,27 +187,23 @@ func TestPlan(t *testing.T) {
 // pass in its state record, then plans with --nats and no API keys: the
 // page counts come from the last pass, not from COMET.
 func TestPlanFromLastPass(t *testing.T) {
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	_, js := testenv.Connect(t, srv.ClientURL())
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 12, Reports: []simulator.ReportSpec{
+	// Every report at page_size 20 every second, rate_limit 200.
+	w := newStack(t, simulator.Config{Seed: 12, Reports: []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: 250, User: "federation"},
 		{Name: "fees", Kind: "fees", Rows: 30, User: "federation"},
 	}})
-	// Every report at page_size 20 every second, rate_limit 200.
-	config, env := testenv.ProducerConfig(t, dir, srv.ClientURL(), base, sim, "")
-	producer := testenv.Start(t, "producer", env, "produce", "--config", config)
+	producer := w.produce(t)
 
 	ctx := context.Background()
 	pages := func(report string) int {
-		s, err := js.Stream(ctx, "COMET")
+		s, err := w.js.Stream(ctx, "COMET")
 		if err != nil {
 			return 0
 		}
 		if _, err := s.GetLastMsgForSubject(ctx, event.ReportSubject("comet", report, event.KindSynced)); err != nil {
 			return 0
 		}
-		kv, err := js.KeyValue(ctx, event.StateBucketName("comet"))
+		kv, err := w.js.KeyValue(ctx, event.StateBucketName("comet"))
 		if err != nil {
 			return 0
 		}
@@ -229,33 +226,21 @@ func TestPlanFromLastPass(t *testing.T) {
 
 	// No API keys in the environment: only the state records can say.
 	noKeys := []string{"NATS_URL="}
-	status, out := runBin(t, noKeys, "plan", "--config", config, "--nats", srv.ClientURL())
-	if status != 0 {
-		t.Fatalf("exit %d, want 0:\n%s", status, out)
-	}
+	out := runPlanBin(t, noKeys, 0, "--config", w.config, "--nats", w.url)
 	// Budget 200 × 60 × 0.96 = 11520 calls a minute; 13 + 2 pages every
 	// second need 900.
-	for report, want := range map[string]string{
+	checkPlan(t, out, map[string]string{
 		"persons": "persons 13 last pass 1s 780 1560 70ms 1s 1s ok",
 		"fees":    "fees 2 last pass 1s 120 240 20ms 1s 1s ok",
-	} {
-		if got := planRow(out, report); got != want {
-			t.Errorf("%s: row %q, want %q\n%s", report, got, want, out)
-		}
-	}
-	for _, want := range []string{
-		"note: page counts from the producer's state records (bucket comet-state at " + srv.ClientURL(),
+	},
+		"note: page counts from the producer's state records (bucket comet-state at "+w.url,
 		"sim/federation: rate_limit 200/s less 4% = budget 11520 calls/min; need 900 (8%), up to 1800 with confirming passes: ok",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
-		}
-	}
+	)
 
 	// page_size lowered to 10: the last receipt's 250 rows make 25 pages,
 	// still without asking COMET. Raised to 100: COMET may serve fewer, so
 	// page 0 is asked (with the keys).
-	b, err := os.ReadFile(config)
+	b, err := os.ReadFile(w.config)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -268,13 +253,13 @@ func TestPlanFromLastPass(t *testing.T) {
 		return head + "- name: persons" + strings.Replace(persons, "page_size: 20", "page_size: "+n, 1)
 	}
 	lowered := writeFile(t, "lowered.yaml", withPageSize("10"))
-	status, out = runBin(t, noKeys, "plan", "--config", lowered, "--nats", srv.ClientURL())
+	status, out := runBin(t, noKeys, "plan", "--config", lowered, "--nats", w.url)
 	if got, want := planRow(out, "persons"), "persons 25 last pass (recomputed) 1s 1500 3000 140ms 1s 1s ok"; status != 0 || got != want ||
 		!strings.Contains(out, "note: persons: 25 pages at page_size 10: 250 rows at 10 a page (last pass had 13 pages at 20)") {
 		t.Errorf("page_size lowered: exit %d, persons row %q, want %q\n%s", status, got, want, out)
 	}
 	raised := writeFile(t, "raised.yaml", withPageSize("100"))
-	status, out = runBin(t, append(noKeys, env...), "plan", "--config", raised, "--nats", srv.ClientURL())
+	status, out = runBin(t, append(noKeys, w.env...), "plan", "--config", raised, "--nats", w.url)
 	if got, want := planRow(out, "persons"), "persons 3 page 0 now 1s 180 360 20ms 1s 1s ok"; status != 0 || got != want ||
 		planRow(out, "fees") != "fees 2 last pass 1s 120 240 20ms 1s 1s ok" {
 		t.Errorf("page_size raised: exit %d, persons row %q, want %q\n%s", status, got, want, out)

@@ -4,7 +4,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cometstream/cometstream/internal/simulator"
 	"github.com/cometstream/cometstream/internal/testenv"
@@ -15,10 +14,10 @@ import (
 // waiting; allow-deletes refuses such a report, and a report holding
 // nothing, as bad usage.
 func TestUnknownReportsAreNamed(t *testing.T) {
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	_, js := testenv.Connect(t, srv.ClientURL())
-	url := srv.ClientURL()
+	w := newStack(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{
+		{Name: "persons", Kind: "persons", Rows: 10}, {Name: "fees", Kind: "fees", Rows: 10},
+	}})
+	url := w.url
 
 	// No producer yet: nothing is known.
 	status, out := runBin(t, nil, "allow-deletes", "--nats", url, "--report", "fees")
@@ -26,13 +25,8 @@ func TestUnknownReportsAreNamed(t *testing.T) {
 		t.Errorf("allow-deletes before any producer: exit %d, want 2:\n%s", status, out)
 	}
 
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 3, Reports: []simulator.ReportSpec{
-		{Name: "persons", Kind: "persons", Rows: 10}, {Name: "fees", Kind: "fees", Rows: 10},
-	}})
-	config, env := testenv.ProducerConfig(t, dir, url, base, sim, "")
-	prod := testenv.Start(t, "producer", env, "produce", "--config", config)
-	waitSynced(t, js, "persons", 0, 30*time.Second)
-	waitSynced(t, js, "fees", 0, 30*time.Second)
+	prod := w.produce(t)
+	w.waitFirstPasses(t)
 
 	const warning = `"msg":"the stream has no such report yet: waiting for it all the same (misspelt? a producer may add it later)","reports":"nosuch","stream_has":"fees, persons"`
 	tail := testenv.Start(t, "tail", nil, "tail", "--nats", url, "--reports", "nosuch,fees", "--ops", "updated", "--color", "never", "--log-format", "json")
@@ -43,7 +37,7 @@ func TestUnknownReportsAreNamed(t *testing.T) {
 	polls := 0
 	testenv.WaitFor(t, "tail to print an update of fees", func() bool {
 		if polls++; polls%20 == 1 {
-			sim.Update("fees", 1)
+			w.sim.Update("fees", 1)
 		}
 		return strings.Contains(tail.Logs(), `"type":"comet.row.updated"`)
 	})
@@ -51,7 +45,7 @@ func TestUnknownReportsAreNamed(t *testing.T) {
 		t.Errorf("tail: %v\n%s", err, tail.Logs())
 	}
 
-	sink := testenv.Start(t, "sink", nil, "sink", "sqlite", "--nats", url, "--db", filepath.Join(dir, "s.db"), "--reports", "nosuch", "--log-format", "json")
+	sink := testenv.Start(t, "sink", nil, "sink", "sqlite", "--nats", url, "--db", filepath.Join(w.dir, "s.db"), "--reports", "nosuch", "--log-format", "json")
 	testenv.WaitFor(t, "the sink to name the unknown report and start", func() bool {
 		return strings.Contains(sink.Logs(), warning) && strings.Contains(sink.Logs(), `"msg":"sink starting"`)
 	})

@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/consumer/sinktest"
 	"github.com/cometstream/cometstream/internal/simulator"
@@ -21,42 +18,30 @@ import (
 // sink started after that converges from the snapshot, and a restart with
 // other limits changes the stream and recovers without a warning.
 func TestRetentionTrimsTheStreamNotTheSnapshot(t *testing.T) {
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	_, js := testenv.Connect(t, srv.ClientURL())
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 8, Reports: []simulator.ReportSpec{
+	w := newStack(t, simulator.Config{Seed: 8, Reports: []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: 60}, {Name: "fees", Kind: "fees", Rows: 30},
 	}})
-	config, env := testenv.ProducerConfig(t, dir, srv.ClientURL(), base, sim, "")
+	// limits writes the nats section's retention, in place of any before.
 	limits := func(lines string) {
-		b, err := os.ReadFile(config)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s := string(b)
-		if i := strings.Index(s, "  max_age:"); i >= 0 {
-			s = s[:i] + s[strings.Index(s, "http:"):]
-		}
-		s = strings.Replace(s, "http:", lines+"http:", 1)
-		if err := os.WriteFile(config, []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
+		editFile(t, w.config, func(s string) string {
+			if i := strings.Index(s, "  max_age:"); i >= 0 {
+				s = s[:i] + s[strings.Index(s, "http:"):]
+			}
+			return strings.Replace(s, "http:", lines+"http:", 1)
+		})
 	}
 	limits("  max_age: 2s\n  max_bytes: 64MiB\n")
-	prod := testenv.Start(t, "producer", env, "produce", "--config", config, "--log-format", "json")
-	_, first := waitSynced(t, js, "persons", 0, 30*time.Second)
-	waitSynced(t, js, "fees", 0, 30*time.Second)
+	prod := w.produce(t)
+	_, first := waitSynced(t, w.js, "persons", 0, 30*time.Second)
+	waitSynced(t, w.js, "fees", 0, 30*time.Second)
 
 	ctx := context.Background()
-	s, err := js.Stream(ctx, "COMET")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := eventStream(t, w.js)
 	if c := s.CachedInfo().Config; c.MaxAge != 2*time.Second || c.MaxBytes != 64<<20 {
 		t.Fatalf("the stream has max age %s, max bytes %d; want 2s, %d", c.MaxAge, c.MaxBytes, 64<<20)
 	}
 	for _, r := range []string{"persons", "fees"} {
-		if err := sim.Update(r, 3); err != nil {
+		if err := w.sim.Update(r, 3); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -65,12 +50,12 @@ func TestRetentionTrimsTheStreamNotTheSnapshot(t *testing.T) {
 		return err == nil && info.State.FirstSeq > first
 	})
 
-	db := filepath.Join(dir, "late.db")
-	sink := testenv.Start(t, "sink", nil, "sink", "sqlite", "--nats", srv.ClientURL(), "--db", db, "--log-format", "json")
+	db := filepath.Join(w.dir, "late.db")
+	sink := testenv.Start(t, "sink", nil, "sink", "sqlite", "--nats", w.url, "--db", db, "--log-format", "json")
 	testenv.WaitFor(t, "a sink started after the trim to converge", func() bool {
-		for _, r := range sim.Reports() {
+		for _, r := range w.sim.Reports() {
 			rows := readSQLite(t, db, r.Name)
-			if rows == nil || sinktest.Diff(sim.Columns(r.Name), sim.KeyColumns(r.Name), sim.Rows(r.Name), rows) != "" {
+			if rows == nil || sinktest.Diff(w.sim.Columns(r.Name), w.sim.KeyColumns(r.Name), w.sim.Rows(r.Name), rows) != "" {
 				return false
 			}
 		}
@@ -81,9 +66,9 @@ func TestRetentionTrimsTheStreamNotTheSnapshot(t *testing.T) {
 		t.Fatalf("producer: %v\n%s", err, prod.Tail(2000))
 	}
 	limits("  max_age: 1h\n")
-	prod = testenv.Start(t, "producer", env, "produce", "--config", config, "--log-format", "json")
+	prod = w.produce(t)
 	testenv.WaitFor(t, "the restarted producer to produce", func() bool { return strings.Contains(prod.Logs(), `"msg":"producing"`) })
-	if c := streamConfig(t, js); c.MaxAge != time.Hour || c.MaxBytes != -1 {
+	if c := eventStream(t, w.js).CachedInfo().Config; c.MaxAge != time.Hour || c.MaxBytes != -1 {
 		t.Errorf("after a restart with max_age 1h and no max_bytes the stream has max age %s, max bytes %d", c.MaxAge, c.MaxBytes)
 	}
 	logs := prod.Logs()
@@ -93,23 +78,10 @@ func TestRetentionTrimsTheStreamNotTheSnapshot(t *testing.T) {
 	if strings.Contains(logs, `"level":"WARN"`) {
 		t.Errorf("a restart over a stream its retention trimmed warned:\n%s", logs)
 	}
-	sim.Update("fees", 2)
+	w.sim.Update("fees", 2)
 	testenv.WaitFor(t, "the sink to follow the restarted producer", func() bool {
 		rows := readSQLite(t, db, "fees")
-		return rows != nil && sinktest.Diff(sim.Columns("fees"), sim.KeyColumns("fees"), sim.Rows("fees"), rows) == ""
+		return rows != nil && sinktest.Diff(w.sim.Columns("fees"), w.sim.KeyColumns("fees"), w.sim.Rows("fees"), rows) == ""
 	})
-	for _, p := range []*testenv.Proc{sink, prod} {
-		if err := p.Stop(); err != nil {
-			t.Errorf("%s: %v\n%s", p.Name, err, p.Tail(2000))
-		}
-	}
-}
-
-func streamConfig(t *testing.T, js jetstream.JetStream) jetstream.StreamConfig {
-	t.Helper()
-	s, err := js.Stream(context.Background(), "COMET")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s.CachedInfo().Config
+	stop(t, sink, prod)
 }

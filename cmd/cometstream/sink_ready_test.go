@@ -4,14 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"testing"
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/consumer/sinktest"
-	"github.com/cometstream/cometstream/consumer/sqlite"
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
@@ -40,19 +38,10 @@ func TestSinkReadyzInProcess(t *testing.T) {
 	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
 	_, js := testenv.Connect(t, srv.ClientURL())
 	_, _, last := sinktest.PublishPersons(t, js, 50)
+	st := openSQLite(t, filepath.Join(dir, "sink.db"))
+	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "sink.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
 
 	f := &sinkFlags{stream: config.DefaultStream, prefix: config.DefaultSubjectPrefix, http: addr}
 	f.nats.URL = srv.ClientURL()
@@ -65,27 +54,19 @@ func TestSinkReadyzInProcess(t *testing.T) {
 			appliedc <- msgs[len(msgs)-1].Seq
 		})
 	}()
-	status := func() int {
-		resp, err := http.Get("http://" + addr + "/readyz")
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	testenv.WaitFor(t, "/readyz to answer", func() bool { return status() != 0 })
-	if got := status(); got != http.StatusServiceUnavailable {
+	testenv.WaitFor(t, "/readyz to answer", func() bool { return readyz(addr) != 0 })
+	if got := readyz(addr); got != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz before the bootstrap: %d, want 503", got)
 	}
 	close(gated.gate)
-	testenv.WaitFor(t, "/readyz 200 once bootstrapped", func() bool { return status() == http.StatusOK })
+	testenv.WaitFor(t, "/readyz 200 once bootstrapped", func() bool { return readyz(addr) == http.StatusOK })
 	for applied < last {
 		select {
 		case applied = <-appliedc:
 		case err := <-done:
 			t.Fatalf("the sink stopped: %v", err)
 		}
-		if status() != http.StatusOK {
+		if readyz(addr) != http.StatusOK {
 			t.Fatalf("/readyz went back to not ready while applying")
 		}
 	}

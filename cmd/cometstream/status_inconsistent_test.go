@@ -8,19 +8,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // TestStatusSaysInconsistent: a report whose passes have been
 // inconsistent for producer.InconsistentAlarm passes in a row applies no
 // deletes: status names it and exits 1.
 func TestStatusSaysInconsistent(t *testing.T) {
-	srv := testenv.StartNATS(t, t.TempDir())
-	_, js := testenv.Connect(t, srv.ClientURL())
+	url, js := startStream(t)
 	ctx := context.Background()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
-		t.Fatal(err)
-	}
 	kv, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")})
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +28,7 @@ func TestStatusSaysInconsistent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	status, out := runBin(t, nil, "status", "--nats", srv.ClientURL())
+	status, out := runBin(t, nil, "status", "--nats", url)
 	if status != 1 || !strings.Contains(out, "INCONSISTENT for 10 passes") || !strings.Contains(out, "need attention: persons (inconsistent)") || strings.Contains(out, "fees (") {
 		t.Errorf("status exit %d:\n%s", status, out)
 	}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/consumer/postgres"
 	"github.com/cometstream/cometstream/consumer/sinktest"
@@ -133,16 +132,13 @@ func postgresVerifyTarget(t *testing.T) verifyTarget {
 	}
 }
 
-// verifyWorld is NATS, a simulator with a keyed report, one with decimal
-// amounts and a content-keyed one, and a producer configuration.
+// verifyWorld is a stack whose simulator has a keyed report, one with
+// decimal amounts and a content-keyed one, and the kind of database its
+// sinks write.
 type verifyWorld struct {
+	*stack
 	t      *testing.T
 	target verifyTarget
-	url    string
-	js     jetstream.JetStream
-	sim    *simulator.Simulator
-	config string
-	env    []string
 }
 
 var verifyReports = []string{"fees", "goals", "persons"}
@@ -150,28 +146,12 @@ var verifyReports = []string{"fees", "goals", "persons"}
 // newVerifyWorld starts NATS and the simulator, with persons rows of
 // persons, answering each request after latency.
 func newVerifyWorld(t *testing.T, target verifyTarget, persons int, latency time.Duration) *verifyWorld {
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	_, js := testenv.Connect(t, srv.ClientURL())
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 33, Latency: latency, Reports: []simulator.ReportSpec{
+	s := newStack(t, simulator.Config{Seed: 33, Latency: latency, Reports: []simulator.ReportSpec{
 		{Name: "persons", Kind: "persons", Rows: persons},
 		{Name: "fees", Kind: "fees", Rows: 30},
 		{Name: "goals", Kind: "events", Rows: 40},
 	}})
-	config, env := testenv.ProducerConfig(t, dir, srv.ClientURL(), base, sim, "")
-	// ProducerConfig writes key: [*], which YAML reads as an alias.
-	b, err := os.ReadFile(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(config, []byte(strings.ReplaceAll(string(b), "key: [*]", `key: ["*"]`)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return &verifyWorld{t: t, target: target, url: srv.ClientURL(), js: js, sim: sim, config: config, env: env}
-}
-
-func (w *verifyWorld) producer() *testenv.Proc {
-	return testenv.Start(w.t, "producer", w.env, "produce", "--config", w.config, "--log-format", "json")
+	return &verifyWorld{stack: s, t: t, target: target}
 }
 
 func (w *verifyWorld) sink(db string) *testenv.Proc {
@@ -199,16 +179,7 @@ func (w *verifyWorld) open(name string) verify.Database {
 // lastSeq is the stream sequence of a report's last event.
 func (w *verifyWorld) lastSeq(report string) uint64 {
 	w.t.Helper()
-	ctx := context.Background()
-	s, err := w.js.Stream(ctx, event.DefaultStream)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	m, err := s.GetLastMsgForSubject(ctx, event.ReportFilter(event.DefaultPrefix, report))
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	return m.Sequence
+	return lastSeq(w.t, w.js, report)
 }
 
 // mismatch says how a database differs from the simulator ("" when it holds
@@ -289,22 +260,9 @@ func (w *verifyWorld) waitConverged(name string, procs ...*testenv.Proc) {
 			return
 		}
 		if time.Now().After(deadline) {
-			var logs strings.Builder
-			for _, p := range procs {
-				logs.WriteString("--- " + p.Name + "\n" + p.Tail(3000) + "\n")
-			}
-			w.t.Fatalf("%s never converged:\n%s\n%s", name, d, logs.String())
+			w.t.Fatalf("%s never converged:\n%s\n%s", name, d, tails(procs...))
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func stop(t *testing.T, procs ...*testenv.Proc) {
-	t.Helper()
-	for _, p := range procs {
-		if err := p.Stop(); err != nil {
-			t.Errorf("%s: %v\n%s", p.Name, err, p.Tail(2000))
-		}
 	}
 }
 
@@ -333,7 +291,7 @@ var equalRE = regexp.MustCompile(`(?m)^(fees|goals|persons): equal, \d+ rows? co
 // database and checks that verify names each, with its key.
 func verifyTamper(t *testing.T, target verifyTarget) {
 	w := newVerifyWorld(t, target, 60, time.Millisecond)
-	producer, sink := w.producer(), w.sink("main")
+	producer, sink := w.produce(t), w.sink("main")
 	w.waitConverged("main", producer, sink)
 	// The producer first, then the sink once it has applied everything.
 	stop(t, producer)
@@ -408,7 +366,7 @@ func verifyTamper(t *testing.T, target verifyTarget) {
 // verify reports it behind, with both positions, after --timeout.
 func verifyBehind(t *testing.T, target verifyTarget) {
 	w := newVerifyWorld(t, target, 60, time.Millisecond)
-	producer, sink := w.producer(), w.sink("main")
+	producer, sink := w.produce(t), w.sink("main")
 	w.waitConverged("main", producer, sink)
 	stop(t, sink)
 	pos, err := w.open("main").Positions(context.Background())
@@ -457,7 +415,7 @@ func verifyChurn(t *testing.T, target verifyTarget) {
 	// A pass over 2000 persons, 20 a page, takes longer than the interval
 	// between passes: the producer publishes nearly all the time.
 	w := newVerifyWorld(t, target, 2000, 10*time.Millisecond)
-	producer, sink := w.producer(), w.sink("main")
+	producer, sink := w.produce(t), w.sink("main")
 	w.waitConverged("main", producer, sink)
 	stopChurn := sync.OnceFunc(testenv.Churn(w.sim, 10*time.Millisecond))
 	defer stopChurn()
@@ -504,23 +462,25 @@ func verifyChurn(t *testing.T, target verifyTarget) {
 	stop(t, sink, producer)
 }
 
-// TestVerifyUsage checks the exit status of bad usage (2) and of failures
-// (1), and that the message names what was wrong.
-func TestVerifyUsage(t *testing.T) {
-	dir := t.TempDir()
-	db := filepath.Join(dir, "sink.db")
-	s, err := sqlite.Open(context.Background(), db)
+// emptySinkDB creates a sink's SQLite database, holding no report yet, in
+// dir and returns its path.
+func emptySinkDB(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "sink.db")
+	s, err := sqlite.Open(context.Background(), path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	tests := []struct {
-		name   string
-		env    []string
-		args   []string
-		status int
-		says   string
-	}{
+	return path
+}
+
+// TestVerifyUsage checks the exit status of bad usage (2) and of failures
+// (1), and that the message names what was wrong.
+func TestVerifyUsage(t *testing.T) {
+	dir := t.TempDir()
+	db := emptySinkDB(t, dir)
+	checkExits(t, []exitCase{
 		{"no kind", nil, []string{"verify"}, 2, "verify needs a kind: sqlite or postgres"},
 		{"unknown kind", nil, []string{"verify", "mysql"}, 2, `unknown sink "mysql"`},
 		{"no database", nil, []string{"verify", "sqlite", "--nats", "nats://127.0.0.1:1"}, 2, "--db is required"},
@@ -536,15 +496,7 @@ func TestVerifyUsage(t *testing.T) {
 		{"not a sink's database", nil, []string{"verify", "sqlite", "--db", writeFile(t, "x.db", ""), "--nats", "nats://127.0.0.1:1"}, 1, "not a sink database"},
 		{"NATS unreachable", nil, []string{"verify", "sqlite", "--db", db, "--nats", "nats://127.0.0.1:1"}, 1, "connect to NATS"},
 		{"PostgreSQL unreachable", nil, []string{"verify", "postgres", "--dsn", "postgres://u@127.0.0.1:1/x?connect_timeout=2", "--nats", "nats://127.0.0.1:1"}, 1, "--dsn"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			status, out := runBin(t, tt.env, tt.args...)
-			if status != tt.status || !strings.Contains(out, tt.says) {
-				t.Errorf("exit %d, want %d; output should say %q:\n%s", status, tt.status, tt.says, out)
-			}
-		})
-	}
+	})
 	if _, err := os.Stat(filepath.Join(dir, "nope.db")); !errors.Is(err, os.ErrNotExist) {
 		t.Error("verify created the database it was asked to check")
 	}
@@ -554,12 +506,7 @@ func TestVerifyUsage(t *testing.T) {
 // producer's stream is a failure, not a pass.
 func TestVerifyNoStream(t *testing.T) {
 	srv := testenv.StartNATS(t, t.TempDir())
-	db := filepath.Join(t.TempDir(), "sink.db")
-	s, err := sqlite.Open(context.Background(), db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	db := emptySinkDB(t, t.TempDir())
 	status, out := runBin(t, nil, "verify", "sqlite", "--db", db, "--nats", srv.ClientURL())
 	if status != 1 || !strings.Contains(out, "stream COMET") {
 		t.Errorf("exit %d, want 1 naming the stream:\n%s", status, out)

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,17 +26,6 @@ var whSecret = "whsec_" + base64.StdEncoding.EncodeToString([]byte("cli-webhook-
 
 // whEnv is the environment of the bridges of these tests.
 var whEnv = []string{"TEST_WEBHOOK_SECRET=" + whSecret}
-
-// whStream starts NATS with the producer's stream and returns its URL.
-func whStream(t *testing.T) (string, jetstream.JetStream) {
-	t.Helper()
-	srv := testenv.StartNATS(t, t.TempDir())
-	_, js := testenv.Connect(t, srv.ClientURL())
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	return srv.ClientURL(), js
-}
 
 // whPublish publishes a created-row event of a report and returns its id.
 func whPublish(t *testing.T, js jetstream.JetStream, report string, n int) string {
@@ -98,35 +85,6 @@ func (r *whReceiver) total() (attempts, events int) {
 	return attempts, len(r.attempts)
 }
 
-// opsAddr is the address a bridge started with --http 127.0.0.1:0 serves on,
-// from its JSON logs.
-func opsAddr(t *testing.T, p *testenv.Proc) string {
-	t.Helper()
-	addr := ""
-	testenv.WaitFor(t, "the operations endpoint's address", func() bool {
-		sc := bufio.NewScanner(strings.NewReader(p.Logs()))
-		for sc.Scan() {
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "operations endpoint" {
-				addr = line.Addr
-				return true
-			}
-		}
-		return false
-	})
-	return addr
-}
-
-// readyz is the status of GET /readyz (0 when nothing answers).
-func readyz(addr string) int {
-	resp, err := http.Get("http://" + addr + "/readyz")
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 // consumerInfo is a consumer's info, nil when it does not exist.
 func consumerInfo(t *testing.T, js jetstream.JetStream, name string) *jetstream.ConsumerInfo {
 	t.Helper()
@@ -158,7 +116,7 @@ func disabledFor(t *testing.T, js jetstream.JetStream, endpoint, eventID string)
 // the endpoint, enable resumes it in the running bridge; a restarted bridge
 // sends the disabled endpoint nothing while a sentinel endpoint receives.
 func TestWebhookGoneRemembered(t *testing.T) {
-	url, js := whStream(t)
+	url, js := startStream(t)
 	ctx := context.Background()
 	// status reads the producer's state bucket first.
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")}); err != nil {
@@ -231,7 +189,7 @@ func TestWebhookGoneRemembered(t *testing.T) {
 // TestWebhookPrivateLiteralRefused: a loopback address written in url is
 // refused at start, naming the field; allow_private lets it through.
 func TestWebhookPrivateLiteralRefused(t *testing.T) {
-	url, js := whStream(t)
+	url, js := startStream(t)
 	rcv := newWHReceiver(t, 200)
 	ep := fmt.Sprintf("endpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET}\n", rcv.URL)
 	refused := writeFile(t, "refused.yaml", ep)
@@ -254,7 +212,7 @@ func TestWebhookPrivateLiteralRefused(t *testing.T) {
 // fixed; reset (refused while the bridge runs) drops them, and a restarted
 // bridge delivers a new event at once.
 func TestWebhookResetUnjams(t *testing.T) {
-	url, js := whStream(t)
+	url, js := startStream(t)
 	rcv := newWHReceiver(t, 500)
 	cfg := writeFile(t, "webhooks.yaml", fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET, retry: [1h], concurrency: 16}\n", rcv.URL))
 	args := []string{"sink", "webhook", "--nats", url, "--config", cfg, "--log-format", "json", "--log-level", "error"}
@@ -310,7 +268,7 @@ func TestWebhookResetUnjams(t *testing.T) {
 // --durable names the consumers, --from-start sends a new endpoint the
 // history.
 func TestWebhookReportsDurableFromStart(t *testing.T) {
-	url, js := whStream(t)
+	url, js := startStream(t)
 	all, teams := newWHReceiver(t, 200), newWHReceiver(t, 200)
 	players1 := whPublish(t, js, "players", 1)
 	teams1 := whPublish(t, js, "teams", 1)

@@ -56,42 +56,38 @@ func TestOneProducerPerDataDir(t *testing.T) {
 // refuses to start naming the first: every change is published once, and
 // COMET's limit is never exceeded.
 func TestOneProducerPerStream(t *testing.T) {
-	dir := t.TempDir()
-	srv := testenv.StartNATS(t, filepath.Join(dir, "nats"))
-	_, js := testenv.Connect(t, srv.ClientURL())
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 6, RateLimit: 10, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 300}}})
-	os.MkdirAll(filepath.Join(dir, "a"), 0o700)
-	configA, env := testenv.ProducerConfig(t, filepath.Join(dir, "a"), srv.ClientURL(), base, sim, "")
-	b, _ := os.ReadFile(configA)
+	w := newStack(t, simulator.Config{Seed: 6, RateLimit: 10, Reports: []simulator.ReportSpec{{Name: "persons", Kind: "persons", Rows: 300}}})
 	// COMET's own limit, which the simulator enforces.
-	b = []byte(strings.Replace(string(b), "rate_limit: 200", "rate_limit: 10", 1))
-	os.WriteFile(configA, b, 0o600)
-	configB := filepath.Join(dir, "b.yaml")
-	os.WriteFile(configB, []byte(strings.Replace(string(b), filepath.Join(dir, "a", "data"), filepath.Join(dir, "b", "data"), 1)), 0o600)
+	editFile(t, w.config, func(s string) string { return strings.Replace(s, "rate_limit: 200", "rate_limit: 10", 1) })
+	b, err := os.ReadFile(w.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	configB := writeFile(t, "b.yaml", strings.Replace(string(b), filepath.Join(w.dir, "data"), filepath.Join(w.dir, "b", "data"), 1))
 
-	a := testenv.Start(t, "first", env, "produce", "--config", configA, "--log-format", "json")
-	waitSynced(t, js, "persons", 0, 30*time.Second)
-	stopChurn := testenv.Churn(sim, 50*time.Millisecond)
-	status, out := runBin(t, env, "produce", "--config", configB)
+	a := testenv.Start(t, "first", w.env, "produce", "--config", w.config, "--log-format", "json")
+	waitSynced(t, w.js, "persons", 0, 30*time.Second)
+	stopChurn := testenv.Churn(w.sim, 50*time.Millisecond)
+	status, out := runBin(t, w.env, "produce", "--config", configB)
 	stopChurn()
 	if status != 2 || !strings.Contains(out, "another producer writes this stream") || !strings.Contains(out, "ha.lease_ttl") || !strings.Contains(out, "pid "+strconv.Itoa(a.Pid())) {
 		t.Fatalf("a second producer on the same stream: exit %d\n%s", status, out)
 	}
-	_, last := waitSynced(t, js, "persons", 0, 30*time.Second)
-	waitSynced(t, js, "persons", last, 30*time.Second) // a pass after the churn stopped
+	_, last := waitSynced(t, w.js, "persons", 0, 30*time.Second)
+	waitSynced(t, w.js, "persons", last, 30*time.Second) // a pass after the churn stopped
 	if err := a.Stop(); err != nil {
 		t.Fatalf("first producer: %v\n%s", err, a.Tail(2000))
 	}
-	testenv.Chains(t, testenv.Events(t, js, "COMET", 0))
-	if st := sim.Stats(); st.Violations != 0 {
+	testenv.Chains(t, testenv.Events(t, w.js, "COMET", 0))
+	if st := w.sim.Stats(); st.Violations != 0 {
 		t.Errorf("%d rate-limit violations", st.Violations)
 	}
 	// The first stopped cleanly and let the stream go: the second starts.
-	kv, _ := js.KeyValue(t.Context(), event.StateBucketName("comet"))
+	kv, _ := w.js.KeyValue(t.Context(), event.StateBucketName("comet"))
 	if _, err := kv.Get(t.Context(), event.WriterKey); err == nil {
 		t.Error("the stopped producer left its claim on the stream")
 	}
-	bp := testenv.Start(t, "second", env, "produce", "--config", configB, "--log-format", "json")
+	bp := testenv.Start(t, "second", w.env, "produce", "--config", configB, "--log-format", "json")
 	testenv.WaitFor(t, "the second producer", func() bool { return strings.Contains(bp.Logs(), `"msg":"producing"`) })
 	bp.Stop()
 }
