@@ -66,23 +66,36 @@ func (s *Store) finish(b *testing.B, n int) {
 	s.Close()
 }
 
-// baseline inserts the rows with plain batched upserts.
-func baseline(b *testing.B, path string, rows []event.Row, cols []event.Column) time.Duration {
+// baselineTable opens a new database for a baseline, in WAL mode with
+// synchronous NORMAL on one connection as the store's, and creates in it a
+// persons table of the columns; the caller closes it.
+func baselineTable(b *testing.B, path string, cols []event.Column) *sql.DB {
+	b.Helper()
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer db.Close()
 	db.SetMaxOpenConns(1)
-	var defs, names, marks, sets []string
+	var defs []string
 	for _, c := range cols {
 		defs = append(defs, Ident(c.Key)+" "+sqlType(c.Type))
+	}
+	if _, err := db.Exec(`CREATE TABLE persons (` + strings.Join(defs, ", ") + `, PRIMARY KEY ("personId"))`); err != nil {
+		db.Close()
+		b.Fatal(err)
+	}
+	return db
+}
+
+// baseline inserts the rows with plain batched upserts.
+func baseline(b *testing.B, path string, rows []event.Row, cols []event.Column) time.Duration {
+	db := baselineTable(b, path, cols)
+	defer db.Close()
+	var names, marks, sets []string
+	for _, c := range cols {
 		names = append(names, Ident(c.Key))
 		marks = append(marks, "?")
 		sets = append(sets, Ident(c.Key)+" = excluded."+Ident(c.Key))
-	}
-	if _, err := db.Exec(`CREATE TABLE persons (` + strings.Join(defs, ", ") + `, PRIMARY KEY ("personId"))`); err != nil {
-		b.Fatal(err)
 	}
 	q := `INSERT INTO persons (` + strings.Join(names, ", ") + `) VALUES (` + strings.Join(marks, ", ") + `) ON CONFLICT ("personId") DO UPDATE SET ` + strings.Join(sets, ", ")
 	start := time.Now()
@@ -229,20 +242,12 @@ func BenchmarkBootstrap1M(b *testing.B) {
 // bulkBaseline inserts the rows into an empty table in one transaction,
 // 256 to a prepared INSERT.
 func bulkBaseline(b *testing.B, path string, rows []event.Row, cols []event.Column) time.Duration {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)")
-	if err != nil {
-		b.Fatal(err)
-	}
+	db := baselineTable(b, path, cols)
 	defer db.Close()
-	db.SetMaxOpenConns(1)
-	var defs, names, marks []string
+	var names, marks []string
 	for _, c := range cols {
-		defs = append(defs, Ident(c.Key)+" "+sqlType(c.Type))
 		names = append(names, Ident(c.Key))
 		marks = append(marks, "?")
-	}
-	if _, err := db.Exec(`CREATE TABLE persons (` + strings.Join(defs, ", ") + `, PRIMARY KEY ("personId"))`); err != nil {
-		b.Fatal(err)
 	}
 	const per = 256
 	tuple := "(" + strings.Join(marks, ", ") + ")"
