@@ -78,6 +78,27 @@ func (c *collector) handled() []int {
 	return slices.Clone(c.ok)
 }
 
+// handler records the persons of each batch it is handed, unless refuse
+// (if not nil) returns an error for one of them: then it records none of
+// the batch and returns that error. refuse runs under the collector's lock.
+func (c *collector) handler(refuse func(person int) error) Handler {
+	return func(_ context.Context, b []*Message) error {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if refuse != nil {
+			for _, m := range b {
+				if err := refuse(c.person(m)); err != nil {
+					return err
+				}
+			}
+		}
+		for _, m := range b {
+			c.ok = append(c.ok, c.person(m))
+		}
+		return nil
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) { testenv.WaitFor(t, what, cond) }
 
 func TestHandlerErrorIsRetriedWithBackoff(t *testing.T) {
@@ -123,19 +144,12 @@ func TestPoisonMessageIsDeadLettered(t *testing.T) {
 
 	c, _ := New(Config{JetStream: js, Durable: "poison", MaxDeliver: 3, Backoff: []time.Duration{time.Millisecond}})
 	col := &collector{}
-	stop := run(t, c, func(_ context.Context, b []*Message) error {
-		col.mu.Lock()
-		defer col.mu.Unlock()
-		for _, m := range b {
-			if col.person(m) == 5 {
-				return errors.New("person 5 breaks the handler")
-			}
-		}
-		for _, m := range b {
-			col.ok = append(col.ok, col.person(m))
+	stop := run(t, c, col.handler(func(person int) error {
+		if person == 5 {
+			return errors.New("person 5 breaks the handler")
 		}
 		return nil
-	})
+	}))
 	waitFor(t, "message 11", func() bool { return slices.Contains(col.handled(), 11) })
 	stop()
 	if got, want := col.handled(), []int{1, 2, 3, 4, 6, 7, 8, 9, 10, 11}; !slices.Equal(got, want) {
@@ -168,14 +182,7 @@ func TestRestartResumesWithoutRedelivery(t *testing.T) {
 		publishRow(t, js, "players", n)
 	}
 	col := &collector{}
-	h := func(_ context.Context, b []*Message) error {
-		col.mu.Lock()
-		defer col.mu.Unlock()
-		for _, m := range b {
-			col.ok = append(col.ok, col.person(m))
-		}
-		return nil
-	}
+	h := col.handler(nil)
 	c, _ := New(Config{JetStream: js, Durable: "resume", BatchSize: 7})
 	stop := run(t, c, h)
 	waitFor(t, "50 messages", func() bool { return len(col.handled()) == 50 })
@@ -288,20 +295,13 @@ func TestReaderFollowsFromItsPositionAndNeverSkips(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- r.Run(ctx, func(_ context.Context, b []*Message) error {
-			col.mu.Lock()
-			defer col.mu.Unlock()
-			for _, m := range b {
-				if col.person(m) == 17 && failures < 5 {
-					failures++
-					return errors.New("the database is busy")
-				}
-			}
-			for _, m := range b {
-				col.ok = append(col.ok, col.person(m))
+		done <- r.Run(ctx, col.handler(func(person int) error {
+			if person == 17 && failures < 5 {
+				failures++
+				return errors.New("the database is busy")
 			}
 			return nil
-		})
+		}))
 	}()
 	waitFor(t, "message 30", func() bool { return slices.Contains(col.handled(), 30) })
 	cancel()
