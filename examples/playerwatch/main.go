@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"maps"
 	"os"
 	"os/signal"
 	"slices"
@@ -61,13 +62,8 @@ func watch(ctx context.Context, js jetstream.JetStream, durable, report string, 
 
 // describe renders an update as "personId=100004: club "Bala Town" -> "Penybont"".
 func describe(r *event.RowChange) string {
-	keys := make([]string, 0, len(r.Key))
-	for k := range r.Key {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	var key []string
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(r.Key)) {
 		key = append(key, k+"="+r.Key[k].Raw)
 	}
 	var changes []string

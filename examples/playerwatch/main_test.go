@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,22 +12,13 @@ import (
 	"github.com/cometstream/cometstream/event"
 )
 
-// syncBuffer collects what the service prints.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// lines hands the test each line the service prints: watch prints a line
+// with each Write.
+type lines chan string
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.FieldsFunc(s.b.String(), func(r rune) bool { return r == '\n' })
+func (l lines) Write(p []byte) (int, error) {
+	l <- strings.TrimSuffix(string(p), "\n")
+	return len(p), nil
 }
 
 // TestWatchPrintsEveryUpdate runs the service against a real embedded NATS
@@ -40,7 +29,7 @@ func TestWatchPrintsEveryUpdate(t *testing.T) {
 		cometstreamtest.Report{Name: "persons", Kind: cometstreamtest.Persons, Rows: 30},
 		cometstreamtest.Report{Name: "fees", Kind: cometstreamtest.Fees, Rows: 10},
 	)
-	out := &syncBuffer{}
+	out := make(lines, 100) // more than the test makes updates: watch never waits
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- watch(ctx, w.JetStream(), "playerwatch", "persons", out) }()
@@ -63,15 +52,25 @@ func TestWatchPrintsEveryUpdate(t *testing.T) {
 	w.UpdateAt("persons", 0)
 	want = append(want, expected(first, w.Rows("persons")[0]))
 	w.Poll("persons")
-	deadline := time.Now().Add(20 * time.Second)
-	for len(out.lines()) < len(want) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+	var got []string
+	timeout := time.After(20 * time.Second)
+collect:
+	for len(got) < len(want) {
+		select {
+		case line := <-out:
+			got = append(got, line)
+		case <-timeout:
+			break collect
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("watch: %v", err)
 	}
-	if got := out.lines(); !slices.Equal(got, want) {
+	for len(out) > 0 {
+		got = append(got, <-out)
+	}
+	if !slices.Equal(got, want) {
 		t.Fatalf("printed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
