@@ -3,7 +3,6 @@ package sqlite
 import (
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,18 +87,9 @@ func copyFile(dst string) error {
 	if err != nil {
 		return err
 	}
-	in, err := os.Open(self)
+	data, err := os.ReadFile(self)
 	if err != nil {
 		return err
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return os.WriteFile(dst, data, 0o755)
 }
