@@ -1,0 +1,233 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/testenv"
+)
+
+func TestHandlerErrorIsRetriedWithBackoff(t *testing.T) {
+	js := world(t)
+	publishRow(t, js, "players", 1)
+	c, _ := New(Config{JetStream: js, Durable: "retry", Backoff: []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}})
+	col := &collector{}
+	stop := run(t, c, func(_ context.Context, b []*Message) error {
+		col.mu.Lock()
+		defer col.mu.Unlock()
+		col.calls++
+		col.times = append(col.times, time.Now())
+		if col.calls < 3 {
+			return errors.New("database is down")
+		}
+		if b[0].Delivered != 3 {
+			t.Errorf("third call sees Delivered %d", b[0].Delivered)
+		}
+		col.ok = append(col.ok, col.person(b[0]))
+		return nil
+	})
+	waitFor(t, "the third call", func() bool { return len(col.handled()) == 1 })
+	stop()
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	// Backoff is jittered between half and one and a half times.
+	if gap := col.times[1].Sub(col.times[0]); gap < 50*time.Millisecond {
+		t.Errorf("first retry after %s, before the 100ms backoff", gap)
+	}
+	if gap := col.times[2].Sub(col.times[1]); gap < 150*time.Millisecond {
+		t.Errorf("second retry after %s, before the 300ms backoff", gap)
+	}
+}
+
+func TestPoisonMessageIsDeadLettered(t *testing.T) {
+	js := world(t)
+	for n := 1; n <= 10; n++ {
+		publishRow(t, js, "players", n)
+	}
+	// Not even JSON: dead-lettered at decode time.
+	js.Publish(context.Background(), "comet.players.row.created.99", []byte("{not json"))
+	publishRow(t, js, "players", 11)
+
+	c, _ := New(Config{JetStream: js, Durable: "poison", MaxDeliver: 3, Backoff: []time.Duration{time.Millisecond}})
+	col := &collector{}
+	stop := run(t, c, col.handler(func(person int) error {
+		if person == 5 {
+			return errors.New("person 5 breaks the handler")
+		}
+		return nil
+	}))
+	waitFor(t, "message 11", func() bool { return slices.Contains(col.handled(), 11) })
+	stop()
+	if got, want := col.handled(), []int{1, 2, 3, 4, 6, 7, 8, 9, 10, 11}; !slices.Equal(got, want) {
+		t.Errorf("handled %v, want %v (each once, in order)", got, want)
+	}
+	var dead []jetstream.RawStreamMsg
+	s, err := js.Stream(context.Background(), "COMET_DLQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 2; seq++ {
+		m, err := s.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatalf("dead letter %d: %v", seq, err)
+		}
+		dead = append(dead, *m)
+	}
+	if m := dead[0]; m.Subject != "comet_dlq.poison" || m.Header.Get(HeaderDLQReason) != "person 5 breaks the handler" ||
+		m.Header.Get(HeaderDLQSubject) != "comet.players.row.created.5" || m.Header.Get(HeaderDLQDelivered) != "3" {
+		t.Errorf("dead letter %s %v", m.Subject, m.Header)
+	}
+	if m := dead[1]; m.Header.Get(HeaderDLQSubject) != "comet.players.row.created.99" || string(m.Data) != "{not json" {
+		t.Errorf("undecodable dead letter %v %q", m.Header, m.Data)
+	}
+}
+
+func TestRestartResumesWithoutRedelivery(t *testing.T) {
+	js := world(t)
+	for n := 1; n <= 50; n++ {
+		publishRow(t, js, "players", n)
+	}
+	col := &collector{}
+	h := col.handler(nil)
+	c, _ := New(Config{JetStream: js, Durable: "resume", BatchSize: 7})
+	stop := run(t, c, h)
+	waitFor(t, "50 messages", func() bool { return len(col.handled()) == 50 })
+	stop()
+	// The service restarts: its old connection is gone, a new one consumes.
+	// (A consumer stopped on a connection that lives on may leave pull
+	// requests behind; the server can hand them messages that then come back
+	// only after AckWait.)
+	url := js.Conn().ConnectedUrl()
+	js.Conn().Close()
+	_, js2 := testenv.Connect(t, url)
+	for n := 51; n <= 70; n++ {
+		publishRow(t, js2, "players", n)
+	}
+	c, _ = New(Config{JetStream: js2, Durable: "resume", BatchSize: 7})
+	stop = run(t, c, h)
+	waitFor(t, "70 messages", func() bool { return len(col.handled()) >= 70 })
+	testenv.WaitSettled(t, js2, "COMET", "resume") // no redelivery can follow
+	stop()
+	got := col.handled()
+	for i, n := range got {
+		if n != i+1 {
+			t.Fatalf("handled %v: not each message once, in order", got)
+		}
+	}
+}
+
+func TestFilters(t *testing.T) {
+	js := world(t)
+	publishRow(t, js, "players", 1)
+	publishRow(t, js, "clubs", 2)
+	js.Publish(context.Background(), "comet.players.report.synced", mustEncode(t, "players"))
+	publishRow(t, js, "players", 3)
+	for _, tt := range []struct {
+		name string
+		f    Filter
+		want []string
+	}{
+		{"everything", Filter{}, []string{"comet.players.row.created.1", "comet.clubs.row.created.2", "comet.players.report.synced", "comet.players.row.created.3"}},
+		{"one report", Filter{Reports: []string{"players"}}, []string{"comet.players.row.created.1", "comet.players.report.synced", "comet.players.row.created.3"}},
+		{"one op", Filter{Ops: []event.Op{event.OpCreated}}, []string{"comet.players.row.created.1", "comet.clubs.row.created.2", "comet.players.row.created.3"}},
+		{"one kind", Filter{Kinds: []event.ReportKind{event.KindSynced}}, []string{"comet.players.report.synced"}},
+		{"report, op and kind", Filter{Reports: []string{"clubs"}, Ops: []event.Op{event.OpCreated}, Kinds: []event.ReportKind{event.KindSynced}}, []string{"comet.clubs.row.created.2"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := New(Config{JetStream: js, Durable: "filter-" + strings.ReplaceAll(tt.name, " ", "-"), Filter: tt.f})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var mu sync.Mutex
+			var got []string
+			stop := run(t, c, func(_ context.Context, b []*Message) error {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, m := range b {
+					got = append(got, m.Subject)
+				}
+				return nil
+			})
+			// The last wanted message, then a sentinel published after
+			// everything: nothing unwanted can still be on its way.
+			waitFor(t, "filtered messages", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) >= len(tt.want) })
+			stop()
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("filter %+v: got %v, want %v", tt.f, got, tt.want)
+			}
+		})
+	}
+	for name, f := range map[string]Filter{
+		"unknown op":   {Ops: []event.Op{"exploded"}},
+		"unknown kind": {Kinds: []event.ReportKind{"exploded"}},
+		"bad report":   {Reports: []string{"a.b"}},
+	} {
+		if _, err := New(Config{JetStream: js, Durable: "x", Filter: f}); !errors.Is(err, ErrFilter) {
+			t.Errorf("%s: %v, want ErrFilter", name, err)
+		}
+		if _, err := NewReader(ReaderConfig{JetStream: js, Filter: f}); !errors.Is(err, ErrFilter) {
+			t.Errorf("reader, %s: %v, want ErrFilter", name, err)
+		}
+	}
+	if _, err := New(Config{JetStream: js}); !errors.Is(err, ErrNoDurable) {
+		t.Errorf("no durable name: %v", err)
+	}
+	if _, err := NewReader(ReaderConfig{}); !errors.Is(err, ErrNoJetStream) {
+		t.Errorf("no JetStream: %v", err)
+	}
+	ops, kinds, err := ParseOps([]string{"created", "synced", "failed"})
+	if err != nil || !slices.Equal(ops, []event.Op{event.OpCreated}) || !slices.Equal(kinds, []event.ReportKind{event.KindSynced, event.KindFailed}) {
+		t.Errorf("ParseOps: %v %v %v", ops, kinds, err)
+	}
+	if _, _, err := ParseOps([]string{"exploded"}); err == nil {
+		t.Error("ParseOps accepted an unknown name")
+	}
+}
+
+// ours returns the stacks of goroutines running this package's code (the
+// test's own excluded), "" when there are none.
+func ours() string {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "cometstream/consumer.") && !strings.Contains(g, "consumer.TestRunLeavesNothingRunning") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
+}
+
+// TestRunLeavesNothingRunning: when Run returns with an error, the fetch
+// callback and the keep-alive goroutine are gone too.
+func TestRunLeavesNothingRunning(t *testing.T) {
+	js := world(t)
+	// The dead-letter stream cannot be created: its subjects are taken.
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"comet_dlq.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; n <= 600; n++ {
+		publishRow(t, js, "players", n)
+	}
+	c, _ := New(Config{JetStream: js, Durable: "leak", BatchSize: 2, MaxDeliver: 1, AckWait: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	err := c.Run(ctx, func(context.Context, []*Message) error {
+		time.Sleep(250 * time.Millisecond) // past AckWait/3: the keep-alive runs
+		return ErrPermanent
+	})
+	if err == nil || !strings.Contains(err.Error(), "dead-letter stream") {
+		t.Fatalf("Run returned %v, want the dead-letter failure", err)
+	}
+	// The caller's context is still live: nothing may wait on it.
+	waitFor(t, "the consumer's goroutines to end", func() bool { return ours() == "" })
+}
