@@ -178,6 +178,17 @@ func startStream(t *testing.T) (string, jetstream.JetStream) {
 	return srv.ClientURL(), js
 }
 
+// stateBucket creates the producer's state bucket, which status reads
+// first, holding nothing yet.
+func stateBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
+	kv, err := js.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
+}
+
 // waitSynced waits for the next synced receipt of a report past seq.
 func waitSynced(t testing.TB, js jetstream.JetStream, report string, after uint64, timeout time.Duration) (*event.Synced, uint64) {
 	deadline := time.Now().Add(timeout)

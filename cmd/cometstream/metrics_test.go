@@ -13,14 +13,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
-	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/consumer/webhook"
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/opshttp"
@@ -323,108 +321,6 @@ func TestBuildInfo(t *testing.T) {
 	}
 	if len(mfs) != 1 || len(mfs[0].GetMetric()) != 1 {
 		t.Errorf("gathered %d families, want one series of cometstream_build_info", len(mfs))
-	}
-}
-
-// gatedStore is a Store whose Apply waits while the gate is held: a sink
-// that has stopped applying, with its database and position intact.
-type gatedStore struct {
-	consumer.Store
-	gate sync.RWMutex
-}
-
-func (g *gatedStore) Apply(ctx context.Context, b *consumer.Batch) error {
-	g.gate.RLock()
-	defer g.gate.RUnlock()
-	return g.Store.Apply(ctx, b)
-}
-
-// TestSinkLagFollowsCatchUp: a sink whose database stops taking writes
-// while the producer publishes shows a lag of at least the events it has
-// not applied (and at most the sequences it is behind), and 0 once it has
-// caught up, with its position at the report's last event.
-func TestSinkLagFollowsCatchUp(t *testing.T) {
-	w := newStack(t, simulator.Config{Seed: 8, Reports: []simulator.ReportSpec{
-		{Name: "persons", Kind: "persons", Rows: 40}, {Name: "fees", Kind: "fees", Rows: 15},
-	}})
-	producer := w.produce(t)
-	w.waitFirstPasses(t)
-	db := openSQLite(t, filepath.Join(w.dir, "sink.db"))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	store := &gatedStore{Store: db}
-	reg := prometheus.NewRegistry()
-	done := make(chan error, 1)
-	go func() {
-		done <- consumer.Materialize(ctx, consumer.MaterializeConfig{JetStream: w.js, Durable: "lag", Store: store, Registerer: reg})
-	}()
-	position := func(r string) float64 { return gathered(t, reg, "cometstream_sink_position", "report", r) }
-	lag := func(r string) float64 { return gathered(t, reg, "cometstream_sink_lag_events", "report", r) }
-	testenv.WaitFor(t, "the sink at the end of each report", func() bool {
-		return position("persons") == float64(lastSeq(t, w.js, "persons")) && lag("persons") == 0 && position("fees") == float64(lastSeq(t, w.js, "fees")) && lag("fees") == 0
-	})
-
-	// The database stops taking writes; the producer publishes changes.
-	store.gate.Lock()
-	gateHeld := true
-	defer func() {
-		if gateHeld {
-			store.gate.Unlock()
-		}
-	}()
-	// The database's own position: the gauge follows it once the batch
-	// in hand, if any, has been recorded.
-	positions, err := db.Positions(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pos := positions["persons"]
-	testenv.WaitFor(t, "the position gauge at the database's", func() bool { return position("persons") == float64(pos) })
-	for i := range 5 {
-		if err := w.sim.UpdateAt("persons", i); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testenv.WaitFor(t, "the producer to publish the updates", func() bool {
-		n := 0
-		for _, ev := range testenv.Events(t, w.js, event.DefaultStream, pos) {
-			if ev.Row != nil && ev.Row.Report == "persons" && ev.Row.Op == event.OpUpdated {
-				n++
-			}
-		}
-		return n >= 5
-	})
-	if err := producer.Stop(); err != nil {
-		t.Fatalf("producer: %v\n%s", err, producer.Tail(2000))
-	}
-	// The stream no longer moves: what the sink has not applied is known.
-	last := lastSeq(t, w.js, "persons")
-	behind := 0
-	for _, ev := range testenv.Events(t, w.js, event.DefaultStream, pos) {
-		if s, err := event.ParseSubject(event.DefaultPrefix, ev.Subject); err == nil && s.Report == "persons" {
-			behind++
-		}
-	}
-	testenv.WaitFor(t, fmt.Sprintf("a lag of persons between %d events and %d sequences", behind, last-pos), func() bool {
-		l := lag("persons")
-		return l >= float64(behind) && l <= float64(last-pos) && l > 0
-	})
-	t.Logf("persons: lag %v with %d events and %d sequences not applied", lag("persons"), behind, last-pos)
-	if position("persons") != float64(pos) {
-		t.Errorf("position %v while the database takes no writes, want %d", position("persons"), pos)
-	}
-
-	store.gate.Unlock()
-	gateHeld = false
-	testenv.WaitFor(t, "the lag back to 0 once caught up", func() bool {
-		return lag("persons") == 0 && position("persons") == float64(last) && lag("fees") == 0
-	})
-	if got := gathered(t, reg, "cometstream_sink_events_total", "report", "persons", "op", "updated"); got < 5 {
-		t.Errorf("cometstream_sink_events_total{report=persons,op=updated} = %v, want at least the 5 updates", got)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("Materialize: %v", err)
 	}
 }
 

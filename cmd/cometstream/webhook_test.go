@@ -117,11 +117,7 @@ func disabledFor(t *testing.T, js jetstream.JetStream, endpoint, eventID string)
 // sends the disabled endpoint nothing while a sentinel endpoint receives.
 func TestWebhookGoneRemembered(t *testing.T) {
 	url, js := startStream(t)
-	ctx := context.Background()
-	// status reads the producer's state bucket first.
-	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")}); err != nil {
-		t.Fatal(err)
-	}
+	stateBucket(t, js)
 	crm := newWHReceiver(t, 200)
 	only := fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET, retry: [50ms]}\n", crm.URL)
 	cfg := writeFile(t, "webhooks.yaml", only)
@@ -311,5 +307,16 @@ endpoints:
 		if status != 0 || !strings.Contains(out, want) {
 			t.Errorf("sink webhook --help: exit %d, does not mention %q:\n%s", status, want, out)
 		}
+	}
+}
+
+// TestReplayUnknownEndpointIsUsage: replaying an endpoint the webhook
+// configuration lacks exits 2 naming it, before NATS is reached (there may
+// be no dead-letter stream yet).
+func TestReplayUnknownEndpointIsUsage(t *testing.T) {
+	cfg := writeFile(t, "hooks.yaml", "allow_private: [127.0.0.0/8]\nendpoints:\n  - name: crm\n    url: http://127.0.0.1:1/hook\n    secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw]\n")
+	status, out := runBin(t, nil, "sink", "webhook", "replay", "--nats", "nats://127.0.0.1:1", "--config", cfg, "--endpoint", "nosuch")
+	if status != 2 || !strings.Contains(out, `--endpoint: no endpoint "nosuch" in `) || !strings.Contains(out, "(it has crm)") {
+		t.Errorf("replay --endpoint nosuch: exit %d, want 2 naming it:\n%s", status, out)
 	}
 }
