@@ -115,7 +115,7 @@ http: {listen: "127.0.0.1:0", pprof: %v}`, natsURL, on), base)
 			}
 			t.Run(fmt.Sprintf("%s/pprof=%v", name, on), func(t *testing.T) {
 				p := testenv.Start(t, name, env, append(args, "--log-format", "json")...)
-				addr := logValue(t, p, "operations endpoint", "addr")
+				addr := opsAddr(t, p)
 				if status, _ := get("http://" + addr + opshttp.HealthPath); status != http.StatusOK {
 					t.Errorf("/healthz answered %d", status)
 				}

@@ -75,6 +75,8 @@ func checkExits(t *testing.T, cases []exitCase) {
 	}
 }
 
+// writeFile writes content to a file of that name in a new temporary
+// directory and returns its path.
 func writeFile(t *testing.T, name, content string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), name)
@@ -120,6 +122,8 @@ sources:
 `, t.TempDir(), sections, base))
 }
 
+// freeAddr is a loopback address that nothing listens on, for a server to
+// listen on next.
 func freeAddr(t testing.TB) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -131,24 +135,27 @@ func freeAddr(t testing.TB) string {
 
 // stack is what most of these tests run the commands against: a NATS
 // server, a simulator, and a producer configuration of every report of the
-// simulator (testenv.ProducerConfig), all in dir.
+// simulator (testenv.ProducerConfig). The server's store, the configuration
+// and the producer's data_dir are in dir.
 type stack struct {
 	dir    string
 	url    string // the NATS server's
 	js     jetstream.JetStream
 	sim    *simulator.Simulator
-	base   string // the simulator's
 	config string
 	env    []string // the API keys the configuration names
 }
 
+// newStack starts a NATS server and a simulator configured by sim, and
+// writes the producer's configuration.
 func newStack(t *testing.T, sim simulator.Config) *stack {
 	t.Helper()
 	s := &stack{dir: t.TempDir()}
 	s.url = testenv.StartNATS(t, filepath.Join(s.dir, "nats")).ClientURL()
 	_, s.js = testenv.Connect(t, s.url)
-	s.sim, s.base = testenv.StartSim(t, sim)
-	s.config, s.env = testenv.ProducerConfig(t, s.dir, s.url, s.base, s.sim, "")
+	var base string
+	s.sim, base = testenv.StartSim(t, sim)
+	s.config, s.env = testenv.ProducerConfig(t, s.dir, s.url, base, s.sim, "")
 	return s
 }
 
