@@ -16,17 +16,6 @@ import (
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
-// world is a NATS server with the COMET stream and a JetStream handle.
-func world(t *testing.T) jetstream.JetStream {
-	t.Helper()
-	srv := testenv.StartNATS(t, t.TempDir())
-	_, js := testenv.Connect(t, srv.ClientURL())
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 // publishRow publishes a created event for person n of a report.
 func publishRow(t *testing.T, js jetstream.JetStream, report string, n int) {
 	t.Helper()

@@ -6,13 +6,15 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // TestReaderFollowsFromItsPositionAndNeverSkips: a Reader starts where its
 // caller says, hands every event in order, and retries a failing handler
 // until it succeeds.
 func TestReaderFollowsFromItsPositionAndNeverSkips(t *testing.T) {
-	js := world(t)
+	_, js := testenv.StartStream(t)
 	for n := 1; n <= 30; n++ {
 		publishRow(t, js, "players", n)
 	}

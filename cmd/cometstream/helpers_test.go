@@ -173,18 +173,6 @@ func (s *stack) waitFirstPasses(t *testing.T) {
 	}
 }
 
-// startStream starts NATS with the producer's stream, and no producer, and
-// returns its URL.
-func startStream(t *testing.T) (string, jetstream.JetStream) {
-	t.Helper()
-	srv := testenv.StartNATS(t, t.TempDir())
-	_, js := testenv.Connect(t, srv.ClientURL())
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	return srv.ClientURL(), js
-}
-
 // stateBucket creates the producer's state bucket, which status reads
 // first, holding nothing yet.
 func stateBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {

@@ -328,7 +328,7 @@ func TestBuildInfo(t *testing.T) {
 // are its lag while it fails, 0 once it takes them; the bridge's JSON logs
 // give the retry wait in seconds.
 func TestWebhookLagWhileEndpointFails(t *testing.T) {
-	url, js := startStream(t)
+	url, js := testenv.StartStream(t)
 	rcv := newWHReceiver(t, 503)
 	retry := strings.TrimSuffix(strings.Repeat("1s, ", 40), ", ")
 	cfg := writeFile(t, "webhooks.yaml", fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET, retry: [%s]}\n", rcv.URL, retry))
@@ -384,7 +384,7 @@ func TestWebhookLagWhileEndpointFails(t *testing.T) {
 // endpoint's dead letters, and Replay sets the gauge of its own bridge,
 // to what is left when some fail and to 0 when none is left.
 func TestDeadLetterGaugeFollowsReplay(t *testing.T) {
-	url, js := startStream(t)
+	url, js := testenv.StartStream(t)
 	rcv := newWHReceiver(t, 500)
 	path := writeFile(t, "webhooks.yaml", fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET, retry: [50ms]}\n", rcv.URL))
 	bridge := testenv.Start(t, "bridge", whEnv, "sink", "webhook", "--nats", url, "--config", path, "--http", "127.0.0.1:0", "--log-format", "json")

@@ -76,7 +76,7 @@ func TestProduceThenStatus(t *testing.T) {
 // inconsistent for producer.InconsistentAlarm passes in a row applies no
 // deletes: status names it and exits 1.
 func TestStatusSaysInconsistent(t *testing.T) {
-	url, js := startStream(t)
+	url, js := testenv.StartStream(t)
 	kv := stateBucket(t, js)
 	ctx := context.Background()
 	for _, rec := range []struct{ name, value string }{

@@ -72,23 +72,10 @@ func sqliteVerifyTarget(t *testing.T) verifyTarget {
 	}
 }
 
-// postgresDSN returns the test server's DSN. Outside CI the tests skip
-// without one; in CI (CI=true) a missing server fails them.
-func postgresDSN(t *testing.T) string {
-	d := os.Getenv("COMETSTREAM_POSTGRES_DSN")
-	if d == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but COMETSTREAM_POSTGRES_DSN is not set: .ci/run starts a PostgreSQL server and exports it")
-		}
-		t.Skip("no PostgreSQL: start one with `.ci/postgres.sh` and export COMETSTREAM_POSTGRES_DSN=<the DSN it prints>")
-	}
-	return d
-}
-
 var nonIdentRE = regexp.MustCompile(`[^a-z0-9_]+`)
 
 func postgresVerifyTarget(t *testing.T) verifyTarget {
-	d := postgresDSN(t)
+	d := testenv.PostgresDSN(t)
 	schema := func(name string) string {
 		s := "v_" + nonIdentRE.ReplaceAllString(strings.ToLower(t.Name()), "_") + "_" + name
 		if len(s) > 63 {

@@ -116,7 +116,7 @@ func disabledFor(t *testing.T, js jetstream.JetStream, endpoint, eventID string)
 // the endpoint, enable resumes it in the running bridge; a restarted bridge
 // sends the disabled endpoint nothing while a sentinel endpoint receives.
 func TestWebhookGoneRemembered(t *testing.T) {
-	url, js := startStream(t)
+	url, js := testenv.StartStream(t)
 	stateBucket(t, js)
 	crm := newWHReceiver(t, 200)
 	only := fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET, retry: [50ms]}\n", crm.URL)
@@ -185,7 +185,7 @@ func TestWebhookGoneRemembered(t *testing.T) {
 // TestWebhookPrivateLiteralRefused: a loopback address written in url is
 // refused at start, naming the field; allow_private lets it through.
 func TestWebhookPrivateLiteralRefused(t *testing.T) {
-	url, js := startStream(t)
+	url, js := testenv.StartStream(t)
 	rcv := newWHReceiver(t, 200)
 	ep := fmt.Sprintf("endpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET}\n", rcv.URL)
 	refused := writeFile(t, "refused.yaml", ep)
@@ -208,7 +208,7 @@ func TestWebhookPrivateLiteralRefused(t *testing.T) {
 // fixed; reset (refused while the bridge runs) drops them, and a restarted
 // bridge delivers a new event at once.
 func TestWebhookResetUnjams(t *testing.T) {
-	url, js := startStream(t)
+	url, js := testenv.StartStream(t)
 	rcv := newWHReceiver(t, 500)
 	cfg := writeFile(t, "webhooks.yaml", fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets_env: TEST_WEBHOOK_SECRET, retry: [1h], concurrency: 16}\n", rcv.URL))
 	args := []string{"sink", "webhook", "--nats", url, "--config", cfg, "--log-format", "json", "--log-level", "error"}
@@ -264,7 +264,7 @@ func TestWebhookResetUnjams(t *testing.T) {
 // --durable names the consumers, --from-start sends a new endpoint the
 // history.
 func TestWebhookReportsDurableFromStart(t *testing.T) {
-	url, js := startStream(t)
+	url, js := testenv.StartStream(t)
 	all, teams := newWHReceiver(t, 200), newWHReceiver(t, 200)
 	players1 := whPublish(t, js, "players", 1)
 	teams1 := whPublish(t, js, "teams", 1)

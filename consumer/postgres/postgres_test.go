@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -14,20 +13,8 @@ import (
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/consumer/sinktest"
 	"github.com/cometstream/cometstream/event"
+	"github.com/cometstream/cometstream/internal/testenv"
 )
-
-// dsn returns the test server's DSN. Outside CI the tests skip without
-// one; in CI (CI=true) a missing server fails them.
-func dsn(t testing.TB) string {
-	d := os.Getenv("COMETSTREAM_POSTGRES_DSN")
-	if d == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI=true but COMETSTREAM_POSTGRES_DSN is not set: .ci/run starts a PostgreSQL server and exports it")
-		}
-		t.Skip("no PostgreSQL: start one with `.ci/postgres.sh` and export COMETSTREAM_POSTGRES_DSN=<the DSN it prints>")
-	}
-	return d
-}
 
 var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
 
@@ -77,7 +64,7 @@ func freshSchema(t *testing.T, d, name string) string {
 }
 
 func target(t *testing.T) sinktest.Target {
-	d := dsn(t)
+	d := testenv.PostgresDSN(t)
 	return sinktest.Target{
 		Kind: "postgres",
 		Args: func(t *testing.T, name string) []string {
@@ -158,7 +145,7 @@ func TestSchemaChange(t *testing.T) { sinktest.SchemaChange(t, target(t)) }
 // TestTypesExact stores every column type and reads it back: numbers keep
 // every digit, dates and times are UTC.
 func TestTypesExact(t *testing.T) {
-	d := dsn(t)
+	d := testenv.PostgresDSN(t)
 	ctx := context.Background()
 	s, schema := freshStore(t, d, "types")
 	tbl := &consumer.Table{Report: "fees", Key: []string{"ref"}, Columns: []event.Column{
@@ -241,7 +228,7 @@ func TestBootstrapKilled(t *testing.T) { sinktest.BootstrapKilled(t, target(t)) 
 // TestStoreSuite runs the suite every consumer.Store passes against the
 // PostgreSQL store, in-process.
 func TestStoreSuite(t *testing.T) {
-	d := dsn(t)
+	d := testenv.PostgresDSN(t)
 	var schemas sync.Map // *Store → its schema
 	sinktest.RunStore(t, sinktest.StoreTarget{
 		Open: func(t *testing.T, name string) consumer.Store {

@@ -5,13 +5,15 @@ import (
 	"errors"
 	"maps"
 	"testing"
+
+	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // TestReplayUnknownEndpoint: an endpoint the configuration lacks is
 // refused whether or not the dead-letter stream exists yet, and replaying
 // every endpoint without one replays nothing.
 func TestReplayUnknownEndpoint(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	b, err := New(parse(t, endpointYAML("crm", "http://127.0.0.1:1/hook", "")), Options{JetStream: js})
 	if err != nil {
 		t.Fatal(err)

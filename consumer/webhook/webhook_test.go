@@ -31,16 +31,6 @@ var (
 	secretNew = "whsec_" + base64.StdEncoding.EncodeToString([]byte("new-secret-0123456789abcdef"))
 )
 
-func stream(t *testing.T) (string, jetstream.JetStream) {
-	t.Helper()
-	srv := testenv.StartNATS(t, t.TempDir())
-	_, js := testenv.Connect(t, srv.ClientURL())
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	return srv.ClientURL(), js
-}
-
 // publish publishes a row event of a report for key n and returns its id.
 func publish(t *testing.T, js jetstream.JetStream, report string, n int, op event.Op) string {
 	t.Helper()
@@ -177,7 +167,7 @@ func endpointYAML(name, url, extra string) string {
 // reference library, once with the old secret and once with the new one:
 // during a rotation both verify.
 func TestSignaturesVerify(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	rcv := newReceiver(t, nil)
 	id := publish(t, js, "players", 1, event.OpUpdated)
 	_, _, stop := run(t, js, parse(t, endpointYAML("crm", rcv.URL, "")))
@@ -217,7 +207,7 @@ func TestSignaturesVerify(t *testing.T) {
 }
 
 func TestRetriesThenDelivers(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	rcv := newReceiver(t, func(_ delivery, nth int) (int, http.Header) {
 		if nth <= 2 {
 			return 500, nil
@@ -269,7 +259,7 @@ func mustCounter(reg *prometheus.Registry, name, endpoint, label string) prometh
 }
 
 func TestRetryAfterHonoured(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	rcv := newReceiver(t, func(_ delivery, nth int) (int, http.Header) {
 		if nth == 1 {
 			return 429, http.Header{"Retry-After": {"1"}}
@@ -287,7 +277,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 }
 
 func TestGoneDisablesEndpoint(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	gone := newReceiver(t, func(delivery, int) (int, http.Header) { return 410, nil })
 	fine := newReceiver(t, nil)
 	publish(t, js, "players", 1, event.OpCreated)
@@ -321,7 +311,7 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 // TestNotFollowedNorHung covers a redirect (not followed), a receiver that
 // hangs past the timeout, and one that answers with a huge body.
 func TestNotFollowedNorHung(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	elsewhere := newReceiver(t, nil)
 	redirect := newReceiver(t, func(delivery, int) (int, http.Header) { return 302, http.Header{"Location": {elsewhere.URL}} })
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -392,7 +382,7 @@ endpoints:
 }
 
 func TestDeadLetterThenReplay(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	var healthy sync.Mutex
 	up := false
 	rcv := newReceiver(t, func(delivery, int) (int, http.Header) {
@@ -438,7 +428,7 @@ func TestDeadLetterThenReplay(t *testing.T) {
 }
 
 func TestAddressGuard(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	rcv := newReceiver(t, nil)
 	id := publish(t, js, "players", 1, event.OpCreated)
 	// A host name, not a literal address (which Validate refuses at
@@ -476,7 +466,7 @@ func TestAddressGuard(t *testing.T) {
 // TestOrdered fails the first event of a key twice; with ordered: true the
 // later events of the key are not delivered before it.
 func TestOrdered(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	var mu sync.Mutex
 	var order []string
 	first := ""
@@ -524,7 +514,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 // checks and defaults as one parsed from a file, and errors an outside
 // module can tell apart.
 func TestNewValidatesAConfigBuiltInGo(t *testing.T) {
-	_, js := stream(t)
+	_, js := testenv.StartStream(t)
 	for name, tt := range map[string]struct {
 		cfg   Config
 		field string
@@ -576,7 +566,7 @@ func TestNewValidatesAConfigBuiltInGo(t *testing.T) {
 	if _, err := New(&Config{Endpoints: []Endpoint{{Name: "crm", URL: rec.URL, Secrets: []string{secretNew}}}}, Options{JetStream: js}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("New accepted the loopback address of %s without allow_private: %v", rec.URL, err)
 	}
-	_, js2 := stream(t)
+	_, js2 := testenv.StartStream(t)
 	guarded := &Config{Endpoints: []Endpoint{{Name: "crm", URL: byName(rec.URL), Secrets: []string{secretNew}, Retry: []time.Duration{time.Hour}, Start: StartAll}}}
 	_, reg2, stop2 := run(t, js2, guarded)
 	defer stop2()

@@ -2,7 +2,6 @@ package statekv
 
 import (
 	"context"
-	"log/slog"
 	"slices"
 	"testing"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
@@ -21,7 +19,7 @@ import (
 func TestReportsAsSubscriber(t *testing.T) {
 	srv := testenv.StartNATSWithRoles(t)
 	ctx := context.Background()
-	_, pjs := testenv.ConnectWith(t, natsconn.Options{URL: srv.ClientURL(), User: "producer", Password: "producer-pw"}, slog.New(slog.DiscardHandler))
+	pjs := testenv.ConnectAs(t, srv, "producer")
 	kv, err := pjs.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: event.StateBucketName("comet")})
 	if err != nil {
 		t.Fatal(err)

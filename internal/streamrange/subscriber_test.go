@@ -19,7 +19,7 @@ import (
 func TestReadAsSubscriber(t *testing.T) {
 	srv := testenv.StartNATSWithRoles(t)
 	ctx := context.Background()
-	_, pjs := testenv.ConnectWith(t, natsconn.Options{URL: srv.ClientURL(), User: "producer", Password: "producer-pw"}, slog.New(slog.DiscardHandler))
+	pjs := testenv.ConnectAs(t, srv, "producer")
 	if _, err := pjs.CreateStream(ctx, jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -79,6 +79,40 @@ func ConnectWith(t testing.TB, opts natsconn.Options, log *slog.Logger) (*nats.C
 	return nc, js
 }
 
+// StartStream starts an embedded server holding the producer's default
+// stream (COMET, on comet.>), and no producer, and connects to it.
+func StartStream(t testing.TB) (string, jetstream.JetStream) {
+	t.Helper()
+	srv := StartNATS(t, t.TempDir())
+	_, js := Connect(t, srv.ClientURL())
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "COMET", Subjects: []string{"comet.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	return srv.ClientURL(), js
+}
+
+// ConnectAs connects to a server of StartNATSWithRoles as one of its users
+// ("producer" or "sink").
+func ConnectAs(t testing.TB, srv *server.Server, user string) jetstream.JetStream {
+	t.Helper()
+	_, js := ConnectWith(t, natsconn.Options{URL: srv.ClientURL(), User: user, Password: user + "-pw"}, slog.New(slog.DiscardHandler))
+	return js
+}
+
+// PostgresDSN returns the test server's DSN, from COMETSTREAM_POSTGRES_DSN.
+// Outside CI a test without one skips; in CI (CI=true) it fails.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	d := os.Getenv("COMETSTREAM_POSTGRES_DSN")
+	if d == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI=true but COMETSTREAM_POSTGRES_DSN is not set: .ci/run starts a PostgreSQL server and exports it")
+		}
+		t.Skip("no PostgreSQL: start one with `.ci/postgres.sh` and export COMETSTREAM_POSTGRES_DSN=<the DSN it prints>")
+	}
+	return d
+}
+
 // StartSim serves a simulator over HTTP on loopback.
 func StartSim(t testing.TB, cfg simulator.Config) (*simulator.Simulator, string) {
 	t.Helper()
