@@ -109,6 +109,16 @@ func TestRestartResumesWithoutRedelivery(t *testing.T) {
 	url := js.Conn().ConnectedUrl()
 	js.Conn().Close()
 	_, js2 := testenv.Connect(t, url)
+	// Until the server has seen that connection close, its pull requests
+	// stand, and a message handed to one comes back only after AckWait.
+	waitFor(t, "the old connection's pull requests to go", func() bool {
+		cons, err := js2.Consumer(context.Background(), "COMET", "resume")
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumWaiting == 0
+	})
 	for n := 51; n <= 70; n++ {
 		publishRow(t, js2, "players", n)
 	}

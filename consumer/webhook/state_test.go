@@ -185,6 +185,12 @@ func TestResetRefusedWhileConsuming(t *testing.T) {
 		t.Fatalf("the refused reset removed the consumer: %v", err)
 	}
 	stop()
+	// The server drops a stopped bridge's pull request when it sees no one
+	// listens for it any more, which takes a moment on a live connection.
+	waitFor(t, "the stopped bridge's pull request to go", func() bool {
+		info, err := c.Info(ctx)
+		return err == nil && info.NumWaiting == 0
+	})
 	res, err := other.Reset(ctx, "crm")
 	if err != nil || !res.Deleted || res.Consumer != "webhook_crm" {
 		t.Fatalf("Reset of a stopped endpoint: %+v, %v", res, err)
