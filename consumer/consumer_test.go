@@ -16,6 +16,12 @@ import (
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
+// world starts NATS with the producer's stream and connects to it.
+func world(t *testing.T) jetstream.JetStream {
+	_, js := testenv.StartStream(t)
+	return js
+}
+
 // publishRow publishes a created event for person n of a report.
 func publishRow(t *testing.T, js jetstream.JetStream, report string, n int) {
 	t.Helper()

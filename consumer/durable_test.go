@@ -17,7 +17,7 @@ import (
 )
 
 func TestHandlerErrorIsRetriedWithBackoff(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	js := world(t)
 	publishRow(t, js, "players", 1)
 	c, _ := New(Config{JetStream: js, Durable: "retry", Backoff: []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}})
 	col := &collector{}
@@ -49,7 +49,7 @@ func TestHandlerErrorIsRetriedWithBackoff(t *testing.T) {
 }
 
 func TestPoisonMessageIsDeadLettered(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	js := world(t)
 	for n := 1; n <= 10; n++ {
 		publishRow(t, js, "players", n)
 	}
@@ -92,7 +92,7 @@ func TestPoisonMessageIsDeadLettered(t *testing.T) {
 }
 
 func TestRestartResumesWithoutRedelivery(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	js := world(t)
 	for n := 1; n <= 50; n++ {
 		publishRow(t, js, "players", n)
 	}
@@ -136,7 +136,7 @@ func TestRestartResumesWithoutRedelivery(t *testing.T) {
 }
 
 func TestFilters(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	js := world(t)
 	publishRow(t, js, "players", 1)
 	publishRow(t, js, "clubs", 2)
 	js.Publish(context.Background(), "comet.players.report.synced", mustEncode(t, "players"))
@@ -220,7 +220,7 @@ func ours() string {
 // TestRunLeavesNothingRunning: when Run returns with an error, the fetch
 // callback and the keep-alive goroutine are gone too.
 func TestRunLeavesNothingRunning(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	js := world(t)
 	// The dead-letter stream cannot be created: its subjects are taken.
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"comet_dlq.>"}}); err != nil {
 		t.Fatal(err)

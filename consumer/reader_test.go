@@ -6,15 +6,13 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // TestReaderFollowsFromItsPositionAndNeverSkips: a Reader starts where its
 // caller says, hands every event in order, and retries a failing handler
 // until it succeeds.
 func TestReaderFollowsFromItsPositionAndNeverSkips(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	js := world(t)
 	for n := 1; n <= 30; n++ {
 		publishRow(t, js, "players", n)
 	}

@@ -24,7 +24,7 @@ const benchEvents = 100_000
 //
 //	COMETSTREAM_POSTGRES_DSN=... go test -run XXX -bench SinkApply100k -benchtime 1x ./consumer/postgres
 func BenchmarkSinkApply100k(b *testing.B) {
-	d := testenv.PostgresDSN(b)
+	d := dsn(b)
 	srv := testenv.StartNATS(b, b.TempDir())
 	_, js := testenv.Connect(b, srv.ClientURL())
 	rows, cols, last := sinktest.PublishPersons(b, js, benchEvents)
@@ -119,7 +119,7 @@ const bootstrapRows = 1_000_000
 //
 //	COMETSTREAM_POSTGRES_DSN=... go test -run XXX -bench Bootstrap1M -benchtime 1x -timeout 30m ./consumer/postgres
 func BenchmarkBootstrap1M(b *testing.B) {
-	d := testenv.PostgresDSN(b)
+	d := dsn(b)
 	// The server runs in a process of its own, as a sink's does.
 	_, js := testenv.Connect(b, testenv.StartNATSBinary(b, testenv.CurrentNATSServer(b)))
 	sinktest.PublishSnapshot(b, js, bootstrapRows)
@@ -148,7 +148,7 @@ func BenchmarkBootstrap1M(b *testing.B) {
 //
 //	COMETSTREAM_POSTGRES_DSN=... go test -run XXX -bench SinkChanges100k -benchtime 1x ./consumer/postgres
 func BenchmarkSinkChanges100k(b *testing.B) {
-	d := testenv.PostgresDSN(b)
+	d := dsn(b)
 	ctx := context.Background()
 	var sinkTime, copyTime time.Duration
 	events := 0

@@ -40,7 +40,7 @@ func comments(t *testing.T, s *Store, table string) map[string]string {
 // rename, in a bulk load, and on a table whose comments were lost (made by
 // an earlier version) once the store opens it.
 func TestColumnComments(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	ctx := context.Background()
 	s, schema := freshStore(t, d, "comments")
 	cols := []event.Column{{Key: "id", Name: "Person ID", Type: event.TypeNumber}, {Key: "name", Name: `It's "a" \ name`, Type: event.TypeString}}
@@ -91,7 +91,7 @@ func TestColumnComments(t *testing.T) {
 // TestColumnRenamedInStream renames a column in a schema event: the sink
 // updates the column's comment, and the layout it keeps.
 func TestColumnRenamedInStream(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	ctx := context.Background()
 	s, _ := freshStore(t, d, "renamed")
 	srv := testenv.StartNATS(t, t.TempDir())

@@ -8,7 +8,6 @@ import (
 
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // load bulk-loads the upserts into the store, one Write per slice.
@@ -42,7 +41,7 @@ func load(t *testing.T, s *Store, table *consumer.Table, writes ...[]consumer.Ch
 // literal: the encoder writes numbers, dates and times exactly as the
 // server would parse their text.
 func TestLoadValues(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	ctx := context.Background()
 	s, schema := freshStore(t, d, "values")
 	numbers := []string{"0", "-0", "0.0", "-0.000", "1", "-1", "7", "10000", "9999", "99990000", "100000000", "0.0001", "0.00001",
@@ -132,7 +131,7 @@ func deref(s *string) string {
 // it was, with its name, whether it set it aside while the rows went in or
 // (a foreign key refers to the table) kept it.
 func TestLoadPrimaryKey(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	ctx := context.Background()
 	s, schema := freshStore(t, d, "pkey")
 	table := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: []event.Column{{Key: "id", Type: event.TypeNumber}, {Key: "name", Type: event.TypeString}}}
@@ -205,7 +204,7 @@ func rowByKey(rows []map[string]any, col, val string) map[string]any {
 // TestLoadColumnRetyped loads a table one of whose columns was given
 // another type by hand: its values go through SQL's casts.
 func TestLoadColumnRetyped(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	ctx := context.Background()
 	s, schema := freshStore(t, d, "retyped")
 	table := &consumer.Table{Report: "people", Key: []string{"id"}, Columns: []event.Column{{Key: "id", Type: event.TypeNumber}, {Key: "age", Type: event.TypeNumber}}}

@@ -16,6 +16,9 @@ import (
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
+// dsn is the test server's DSN; without one the test skips (fails in CI).
+func dsn(t testing.TB) string { return testenv.PostgresDSN(t) }
+
 var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
 
 // schemaFor gives each test and database name its own schema.
@@ -64,7 +67,7 @@ func freshSchema(t *testing.T, d, name string) string {
 }
 
 func target(t *testing.T) sinktest.Target {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	return sinktest.Target{
 		Kind: "postgres",
 		Args: func(t *testing.T, name string) []string {
@@ -145,7 +148,7 @@ func TestSchemaChange(t *testing.T) { sinktest.SchemaChange(t, target(t)) }
 // TestTypesExact stores every column type and reads it back: numbers keep
 // every digit, dates and times are UTC.
 func TestTypesExact(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	ctx := context.Background()
 	s, schema := freshStore(t, d, "types")
 	tbl := &consumer.Table{Report: "fees", Key: []string{"ref"}, Columns: []event.Column{
@@ -228,7 +231,7 @@ func TestBootstrapKilled(t *testing.T) { sinktest.BootstrapKilled(t, target(t)) 
 // TestStoreSuite runs the suite every consumer.Store passes against the
 // PostgreSQL store, in-process.
 func TestStoreSuite(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	var schemas sync.Map // *Store → its schema
 	sinktest.RunStore(t, sinktest.StoreTarget{
 		Open: func(t *testing.T, name string) consumer.Store {

@@ -11,7 +11,6 @@ import (
 	"github.com/cometstream/cometstream/consumer"
 	"github.com/cometstream/cometstream/consumer/sinktest"
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // freshStore opens a store on an empty schema of its own.
@@ -30,7 +29,7 @@ func freshStore(t *testing.T, d, name string) (*Store, string) {
 // TestReadRows reads back what the sink wrote, in event form with every
 // digit, with the position, from a read-only store.
 func TestReadRows(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	s, schema := freshStore(t, d, "read")
 	// Whatever the session's settings, the text is the contract's.
 	r, err := OpenReadOnly(context.Background(), withOptions(t, d, "-c TimeZone=Asia/Kolkata -c DateStyle=SQL,DMY"), schema)
@@ -57,7 +56,7 @@ func withOptions(t *testing.T, d, options string) string {
 // TestReadRowsConsistent reads while a sink writes: the rows are always
 // those of the position read with them.
 func TestReadRowsConsistent(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	s, schema := freshStore(t, d, "consistent")
 	r, err := OpenReadOnly(context.Background(), d, schema)
 	if err != nil {
@@ -70,7 +69,7 @@ func TestReadRowsConsistent(t *testing.T) {
 // TestOpenReadOnly needs no more than reading, refuses a schema without a
 // sink's tables, and creates nothing.
 func TestOpenReadOnly(t *testing.T) {
-	d := testenv.PostgresDSN(t)
+	d := dsn(t)
 	ctx := context.Background()
 	missing := schemaFor(t, "missing")
 	conn := dial(t, d)

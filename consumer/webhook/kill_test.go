@@ -18,7 +18,7 @@ import (
 // kills the bridge (SIGKILL) while the retries wait, restarts it, and checks
 // that every event is delivered, each always under one webhook-id.
 func TestKillMidRetry(t *testing.T) {
-	url, js := testenv.StartStream(t)
+	url, js := stream(t)
 	var mu sync.Mutex
 	ok := map[string]bool{}
 	idsOfBody := map[string]map[string]bool{}

@@ -5,15 +5,13 @@ import (
 	"errors"
 	"maps"
 	"testing"
-
-	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // TestReplayUnknownEndpoint: an endpoint the configuration lacks is
 // refused whether or not the dead-letter stream exists yet, and replaying
 // every endpoint without one replays nothing.
 func TestReplayUnknownEndpoint(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	b, err := New(parse(t, endpointYAML("crm", "http://127.0.0.1:1/hook", "")), Options{JetStream: js})
 	if err != nil {
 		t.Fatal(err)

@@ -11,14 +11,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/cometstream/cometstream/event"
-	"github.com/cometstream/cometstream/internal/testenv"
 )
 
 // TestStartNewAndAll: a new endpoint gets the events published from its
 // first start on (start: new, the default), or the history too (start:
 // all); once its consumer exists, it keeps its position across restarts.
 func TestStartNewAndAll(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	ctx := context.Background()
 	fresh, hist := newReceiver(t, nil), newReceiver(t, nil)
 	old := publish(t, js, "players", 1, event.OpCreated)
@@ -64,7 +63,7 @@ func TestStartNewAndAll(t *testing.T) {
 // (within its own reports), Durable names the consumers, FromStart starts
 // new consumers at the beginning.
 func TestOptionsReportsDurableFromStart(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	ctx := context.Background()
 	all, teams, mixed := newReceiver(t, nil), newReceiver(t, nil), newReceiver(t, nil)
 	players1 := publish(t, js, "players", 1, event.OpCreated)

@@ -82,7 +82,7 @@ func waitRecord(t *testing.T, js jetstream.JetStream, endpoint, eventID string) 
 // restarted bridge sends it nothing while another endpoint goes on; Enable
 // makes a running bridge deliver its waiting events, without a restart.
 func TestGoneIsRemembered(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	ctx := context.Background()
 	sw := &switchable{status: 410}
 	crm := newReceiver(t, sw.answer)
@@ -162,7 +162,7 @@ func TestGoneIsRemembered(t *testing.T) {
 // TestResetRefusedWhileConsuming: Reset will not delete the consumer a
 // running bridge delivers from; stopped, it deletes it and the record.
 func TestResetRefusedWhileConsuming(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	ctx := context.Background()
 	rcv := newReceiver(t, func(delivery, int) (int, http.Header) { return 500, nil })
 	cfg := parse(t, fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets: [%s], retry: [1h]}\n", rcv.URL, secretNew))
@@ -207,7 +207,7 @@ func TestResetRefusedWhileConsuming(t *testing.T) {
 // a retry lets the bridge stop, and hands the event back so that a
 // restarted bridge delivers it at once.
 func TestOrderedRetryEndsWithTheRun(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	sw := &switchable{status: 500}
 	rcv := newReceiver(t, sw.answer)
 	cfg := parse(t, fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets: [%s], ordered: true, retry: [1h], start: all}\n", rcv.URL, secretNew))
@@ -249,7 +249,7 @@ func (noBuckets) CreateKeyValue(context.Context, jetstream.KeyValueConfig) (jets
 // TestWithoutTheBucket: a bridge that cannot use its bucket says so and
 // delivers; a 410 then disables the endpoint in this process only.
 func TestWithoutTheBucket(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	gone := newReceiver(t, func(delivery, int) (int, http.Header) { return 410, nil })
 	fine := newReceiver(t, nil)
 	logs := &testenv.Buffer{}

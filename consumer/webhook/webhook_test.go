@@ -26,6 +26,9 @@ import (
 	"github.com/cometstream/cometstream/internal/testenv"
 )
 
+// stream starts NATS with the producer's stream and returns its URL.
+func stream(t *testing.T) (string, jetstream.JetStream) { return testenv.StartStream(t) }
+
 var (
 	secretOld = "whsec_" + base64.StdEncoding.EncodeToString([]byte("old-secret-0123456789abcdef"))
 	secretNew = "whsec_" + base64.StdEncoding.EncodeToString([]byte("new-secret-0123456789abcdef"))
@@ -167,7 +170,7 @@ func endpointYAML(name, url, extra string) string {
 // reference library, once with the old secret and once with the new one:
 // during a rotation both verify.
 func TestSignaturesVerify(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	rcv := newReceiver(t, nil)
 	id := publish(t, js, "players", 1, event.OpUpdated)
 	_, _, stop := run(t, js, parse(t, endpointYAML("crm", rcv.URL, "")))
@@ -207,7 +210,7 @@ func TestSignaturesVerify(t *testing.T) {
 }
 
 func TestRetriesThenDelivers(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	rcv := newReceiver(t, func(_ delivery, nth int) (int, http.Header) {
 		if nth <= 2 {
 			return 500, nil
@@ -259,7 +262,7 @@ func mustCounter(reg *prometheus.Registry, name, endpoint, label string) prometh
 }
 
 func TestRetryAfterHonoured(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	rcv := newReceiver(t, func(_ delivery, nth int) (int, http.Header) {
 		if nth == 1 {
 			return 429, http.Header{"Retry-After": {"1"}}
@@ -277,7 +280,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 }
 
 func TestGoneDisablesEndpoint(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	gone := newReceiver(t, func(delivery, int) (int, http.Header) { return 410, nil })
 	fine := newReceiver(t, nil)
 	publish(t, js, "players", 1, event.OpCreated)
@@ -311,7 +314,7 @@ func TestGoneDisablesEndpoint(t *testing.T) {
 // TestNotFollowedNorHung covers a redirect (not followed), a receiver that
 // hangs past the timeout, and one that answers with a huge body.
 func TestNotFollowedNorHung(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	elsewhere := newReceiver(t, nil)
 	redirect := newReceiver(t, func(delivery, int) (int, http.Header) { return 302, http.Header{"Location": {elsewhere.URL}} })
 	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -382,7 +385,7 @@ endpoints:
 }
 
 func TestDeadLetterThenReplay(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	var healthy sync.Mutex
 	up := false
 	rcv := newReceiver(t, func(delivery, int) (int, http.Header) {
@@ -428,7 +431,7 @@ func TestDeadLetterThenReplay(t *testing.T) {
 }
 
 func TestAddressGuard(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	rcv := newReceiver(t, nil)
 	id := publish(t, js, "players", 1, event.OpCreated)
 	// A host name, not a literal address (which Validate refuses at
@@ -466,7 +469,7 @@ func TestAddressGuard(t *testing.T) {
 // TestOrdered fails the first event of a key twice; with ordered: true the
 // later events of the key are not delivered before it.
 func TestOrdered(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	var mu sync.Mutex
 	var order []string
 	first := ""
@@ -514,7 +517,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 // checks and defaults as one parsed from a file, and errors an outside
 // module can tell apart.
 func TestNewValidatesAConfigBuiltInGo(t *testing.T) {
-	_, js := testenv.StartStream(t)
+	_, js := stream(t)
 	for name, tt := range map[string]struct {
 		cfg   Config
 		field string
@@ -566,7 +569,7 @@ func TestNewValidatesAConfigBuiltInGo(t *testing.T) {
 	if _, err := New(&Config{Endpoints: []Endpoint{{Name: "crm", URL: rec.URL, Secrets: []string{secretNew}}}}, Options{JetStream: js}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("New accepted the loopback address of %s without allow_private: %v", rec.URL, err)
 	}
-	_, js2 := testenv.StartStream(t)
+	_, js2 := stream(t)
 	guarded := &Config{Endpoints: []Endpoint{{Name: "crm", URL: byName(rec.URL), Secrets: []string{secretNew}, Retry: []time.Duration{time.Hour}, Start: StartAll}}}
 	_, reg2, stop2 := run(t, js2, guarded)
 	defer stop2()
