@@ -97,8 +97,8 @@ func (p *Producer) watchdog(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case now := <-t.C:
-			p.checkStalls(now)
+		case <-t.C:
+			p.checkStalls(time.Now())
 		}
 	}
 }
