@@ -3,6 +3,7 @@ package cometstreamtest
 import (
 	"context"
 	"log/slog"
+	"net/http/httptest"
 	"slices"
 	"testing"
 	"time"
@@ -15,8 +16,8 @@ import (
 	"github.com/cometstream/cometstream/event"
 	"github.com/cometstream/cometstream/internal/comet"
 	"github.com/cometstream/cometstream/internal/natsconn"
+	"github.com/cometstream/cometstream/internal/natsserver"
 	"github.com/cometstream/cometstream/internal/simulator"
-	"github.com/cometstream/cometstream/internal/testenv"
 	"github.com/cometstream/cometstream/producer"
 )
 
@@ -58,32 +59,50 @@ type World struct {
 // buckets exist. It fails the test on any error.
 func New(t testing.TB, reports ...Report) *World {
 	t.Helper()
-	srv := testenv.StartNATS(t, t.TempDir())
-	nc, js := testenv.ConnectWith(t, natsconn.Options{URL: srv.ClientURL(), Publisher: true, Name: "cometstreamtest producer"}, slog.New(slog.DiscardHandler))
+	// Not internal/testenv's helpers: they would bring the JSON Schema
+	// validator into the test builds of every library user.
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := natsconn.Connect(natsconn.Options{URL: srv.ClientURL(), Publisher: true, Name: "cometstreamtest producer"}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	specs := make([]simulator.ReportSpec, len(reports))
 	for i, r := range reports {
 		specs[i] = simulator.ReportSpec{Name: r.Name, Kind: r.Kind, Rows: r.Rows}
 	}
-	sim, base := testenv.StartSim(t, simulator.Config{Seed: 1, Reports: specs})
+	sim, err := simulator.New(simulator.Config{Seed: 1, Reports: specs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(sim.Handler())
+	t.Cleanup(hs.Close)
 	w := &World{t: t, srv: srv, nc: nc, js: js, sim: sim}
 	var rcs []producer.ReportConfig
 	for _, r := range reports {
 		w.reports = append(w.reports, r.Name)
 		rcs = append(rcs, producer.ReportConfig{
 			Name: r.Name, Key: sim.KeyColumns(r.Name), Interval: time.Hour, PageSize: 100, MaxDeleteFraction: 1,
-			Comet: comet.Config{BaseURL: base, APIKey: sim.Key(r.Name), Limiter: comet.NewLimiter(1000),
+			Comet: comet.Config{BaseURL: hs.URL, APIKey: sim.Key(r.Name), Limiter: comet.NewLimiter(1000),
 				MaxRetries: 2, Backoff: comet.Backoff{Initial: time.Millisecond, Max: 10 * time.Millisecond}},
 		})
 	}
-	p, err := producer.New(producer.Config{
+	w.p, err = producer.New(producer.Config{
 		Conn: nc, Stream: event.DefaultStream, Prefix: event.DefaultPrefix, Reports: rcs,
 		DuplicateWindow: time.Second, Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.p = p
-	if err := p.Open(context.Background()); err != nil {
+	if err := w.p.Open(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range w.reports {
