@@ -38,7 +38,7 @@ func TestReadRows(t *testing.T) {
 	}
 	defer r.Close()
 	// Numbers keep every digit, in plain notation.
-	sinktest.ReadsBack(t, s, r, map[string]string{"42": "42", "125.50": "125.50", "12345678901234567890.10": "12345678901234567890.10", "-1.5e3": "-1500"})
+	sinktest.ReadsBack(t, s, r, map[string]string{"42": "42", "125.50": "125.50", "12345678901234567890.10": "12345678901234567890.10", "-1.5e3": "-1500", "12345678901234567890": "12345678901234567890"})
 }
 
 // withOptions adds server options to a URL DSN.

@@ -18,7 +18,8 @@ type RowReader interface {
 }
 
 // ReadsBack applies to s a table of fees keyed by ref, with a row of every
-// column type and a row of nulls but for two, at position 7, and a
+// column type, a row of nulls but for two and one holding only an integer
+// too large for 64 bits, at position 7, and a
 // content-keyed table of goals with two identical rows, at position 9, and
 // reads them back through r, a reader of the same database (a read-only
 // store opened on it): the fees as they were written, but for each number,
@@ -44,6 +45,10 @@ func ReadsBack(t *testing.T, s consumer.Store, r RowReader, numbers map[string]s
 			"ref": event.TextValue("007"), "n": number("-1.5e3"), "amount": event.NullValue(), "big": event.NullValue(),
 			"due": event.NullValue(), "at": event.NullValue(), "note": event.NullValue(),
 		},
+		"INT": {
+			"ref": event.TextValue("INT"), "n": event.NullValue(), "amount": event.NullValue(), "big": number("12345678901234567890"),
+			"due": event.NullValue(), "at": event.NullValue(), "note": event.NullValue(),
+		},
 	}
 	ctx := context.Background()
 	fees := &consumer.Table{Report: "fees", Key: []string{"ref"}, Columns: []event.Column{
@@ -58,6 +63,7 @@ func ReadsBack(t *testing.T, s consumer.Store, r RowReader, numbers map[string]s
 			"due": event.TextValue("2002-07-24"), "at": event.TextValue("2026-03-31T07:49:21.680Z"), "note": event.NullValue(),
 		}},
 		{Kind: consumer.ChangeUpsert, Table: fees, Token: "007", Row: event.Row{"ref": event.TextValue("007"), "n": event.NumberValue("-1.5e3")}},
+		{Kind: consumer.ChangeUpsert, Table: fees, Token: "INT", Row: event.Row{"ref": event.TextValue("INT"), "big": event.NumberValue("12345678901234567890")}},
 		{Kind: consumer.ChangeTable, Table: goals},
 		{Kind: consumer.ChangeUpsert, Table: goals, Token: "h01", Row: event.Row{"minute": event.NumberValue("12")}},
 		{Kind: consumer.ChangeUpsert, Table: goals, Token: "h01-2", Row: event.Row{"minute": event.NumberValue("12")}},
