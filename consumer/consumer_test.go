@@ -18,6 +18,7 @@ import (
 
 // world starts NATS with the producer's stream and connects to it.
 func world(t *testing.T) jetstream.JetStream {
+	t.Helper()
 	_, js := testenv.StartStream(t)
 	return js
 }

@@ -17,7 +17,10 @@ import (
 )
 
 // dsn is the test server's DSN; without one the test skips (fails in CI).
-func dsn(t testing.TB) string { return testenv.PostgresDSN(t) }
+func dsn(t testing.TB) string {
+	t.Helper()
+	return testenv.PostgresDSN(t)
+}
 
 var nonIdent = regexp.MustCompile(`[^a-z0-9_]+`)
 

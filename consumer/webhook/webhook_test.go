@@ -27,7 +27,10 @@ import (
 )
 
 // stream starts NATS with the producer's stream and returns its URL.
-func stream(t *testing.T) (string, jetstream.JetStream) { return testenv.StartStream(t) }
+func stream(t *testing.T) (string, jetstream.JetStream) {
+	t.Helper()
+	return testenv.StartStream(t)
+}
 
 var (
 	secretOld = "whsec_" + base64.StdEncoding.EncodeToString([]byte("old-secret-0123456789abcdef"))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,12 +14,17 @@ import (
 )
 
 // lines hands the test each line the service prints: watch prints a line
-// with each Write.
+// with each Write. It never blocks: a line past its capacity is refused,
+// and a watch that prints far too much fails instead of hanging the test.
 type lines chan string
 
 func (l lines) Write(p []byte) (int, error) {
-	l <- strings.TrimSuffix(string(p), "\n")
-	return len(p), nil
+	select {
+	case l <- strings.TrimSuffix(string(p), "\n"):
+		return len(p), nil
+	default:
+		return 0, errors.New("the test's output is full: far more lines than expected")
+	}
 }
 
 // TestWatchPrintsEveryUpdate runs the service against a real embedded NATS
