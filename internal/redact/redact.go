@@ -33,9 +33,7 @@ func URL(s string) string {
 func URLs(s string) string {
 	parts := strings.Split(s, ",")
 	for i, p := range parts {
-		if strings.TrimSpace(p) != "" {
-			parts[i] = URL(p)
-		}
+		parts[i] = URL(p)
 	}
 	return strings.Join(parts, ",")
 }

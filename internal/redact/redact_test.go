@@ -33,7 +33,9 @@ func TestURLs(t *testing.T) {
 	if want := "nats://xxxxx@a:4222,nats://u:xxxxx@b:4222,nats://c:4222"; got != want {
 		t.Errorf("URLs: %s, want %s", got, want)
 	}
-	if got := URLs(""); got != "" {
-		t.Errorf("URLs(\"\") = %q", got)
+	for in, want := range map[string]string{"": "", "a, ,b": "a,,b"} {
+		if got := URLs(in); got != want {
+			t.Errorf("URLs(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
