@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -57,7 +58,13 @@ func TestKillMidRetry(t *testing.T) {
 		t.Logf("%s", bridge.Tail(3000))
 		t.Fatalf("%d events delivered before the kill; the test meant to kill mid-retry", delivered)
 	}
-	time.Sleep(500 * time.Millisecond)
+	// Restart once the server has dropped the killed bridge's pull
+	// requests, as a bridge restarted by systemd after a crash would find.
+	c := waitConsumer(t, js, "webhook_crm")
+	waitFor(t, "the killed bridge's pull requests to go", func() bool {
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumWaiting == 0
+	})
 	bridge = testenv.Start(t, "bridge", env, args...)
 	// An event whose first answer the killed bridge had not yet turned
 	// into a delayed retry comes back only after the consumer's AckWait
