@@ -17,6 +17,7 @@ import (
 	"github.com/cometstream/cometstream/internal/config"
 	"github.com/cometstream/cometstream/internal/natsconn"
 	"github.com/cometstream/cometstream/internal/plan"
+	"github.com/cometstream/cometstream/internal/redact"
 	"github.com/cometstream/cometstream/internal/statekv"
 )
 
@@ -135,7 +136,7 @@ func lastPasses(ctx context.Context, cfg *config.Config, url string, creds natsc
 	defer cancel()
 	kv, err := statekv.Open(ctx, js, cfg.NATS.SubjectPrefix)
 	if errors.Is(err, statekv.ErrNoBucket) {
-		return nil, []string{fmt.Sprintf("no bucket %s at %s (has a producer run?): every page count comes from page 0 now", bucket, nc.ConnectedUrlRedacted())}
+		return nil, []string{fmt.Sprintf("no bucket %s at %s (has a producer run?): every page count comes from page 0 now", bucket, redact.URLs(nc.ConnectedUrl()))}
 	}
 	if err != nil {
 		return nil, unused(err)
@@ -170,7 +171,7 @@ func lastPasses(ctx context.Context, cfg *config.Config, url string, creds natsc
 		}
 		sizes[name] = size
 	}
-	return sizes, []string{fmt.Sprintf("page counts from the producer's state records (bucket %s at %s) where a pass completed, else from page 0 now", bucket, nc.ConnectedUrlRedacted())}
+	return sizes, []string{fmt.Sprintf("page counts from the producer's state records (bucket %s at %s) where a pass completed, else from page 0 now", bucket, redact.URLs(nc.ConnectedUrl()))}
 }
 
 // lastReceipt returns a report's last synced receipt, nil when there is none.

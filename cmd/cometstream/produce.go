@@ -129,7 +129,7 @@ func produce(ctx context.Context, cfg *config.Config, url string, reports []prod
 		return withURL(err, url, from)
 	}
 	defer nc.Close()
-	log.Info("connected to NATS", "url", nc.ConnectedUrlRedacted(), "from", from, "server", nc.ConnectedServerVersion())
+	log.Info("connected to NATS", "url", redact.URLs(nc.ConnectedUrl()), "from", from, "server", nc.ConnectedServerVersion())
 
 	reg := opshttp.NewRegistry()
 	instance := cfg.HA.Instance

@@ -6,11 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/cometstream/cometstream/internal/redact"
 )
 
 // Options says how to reach NATS.
@@ -84,7 +87,7 @@ func Connect(o Options, log *slog.Logger) (*nats.Conn, error) {
 				log.Warn("disconnected from NATS", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", "url", c.ConnectedUrlRedacted()) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("reconnected to NATS", "url", redact.URLs(c.ConnectedUrl())) }),
 		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
 			subj := ""
 			if s != nil {
@@ -129,6 +132,11 @@ func Connect(o Options, log *slog.Logger) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
+		// A URL that does not parse comes back quoted whole, password
+		// and all.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = fmt.Errorf("%s %q: %w", ue.Op, redact.URLs(ue.URL), ue.Err)
+		}
 		return nil, fmt.Errorf("connect to NATS: %w", err)
 	}
 	return nc, nil

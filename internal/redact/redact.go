@@ -6,10 +6,15 @@ import (
 )
 
 // URL returns s with its password, a user given alone, its query and its
-// fragment hidden or dropped. Where s does not parse, everything after the
-// first '?' or '#' and before the last '@' of its authority is dropped.
+// fragment hidden or dropped. Where s does not parse, or has no scheme
+// (host:port, as NATS takes it), everything after the first '?' or '#' and
+// before the last '@' of its authority is dropped.
 func URL(s string) string {
 	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "://") {
+		// host:port, as NATS takes it, or user:password@host:port.
+		return cut("//" + s)[2:]
+	}
 	u, err := url.Parse(s)
 	if err != nil {
 		return cut(s)
@@ -41,8 +46,8 @@ func cut(s string) string {
 		s = s[:i]
 	}
 	if at := strings.LastIndex(s, "@"); at >= 0 {
-		if scheme := strings.Index(s, "://"); scheme >= 0 && scheme < at {
-			s = s[:scheme+3] + s[at+1:]
+		if authority := strings.Index(s, "//"); authority >= 0 && authority < at {
+			s = s[:authority+2] + s[at+1:]
 		}
 	}
 	return s

@@ -19,6 +19,10 @@ func TestURL(t *testing.T) {
 		{"https://u:s3cr3t@h.example.org/in?k=s3cr3t#s3cr3t", "https://u:xxxxx@h.example.org/in"},
 		// Does not parse (a bad escape): cut as text.
 		{"https://u:s3cr3t@h.example.org/%zz?k=s3cr3t", "https://h.example.org/%zz"},
+		// No scheme: NATS takes host:port.
+		{"127.0.0.1:4222", "127.0.0.1:4222"},
+		{"u:s3cr3t@127.0.0.1:4222", "127.0.0.1:4222"},
+		{"s3cr3t@127.0.0.1:4222?x=s3cr3t", "127.0.0.1:4222"},
 	} {
 		got := URL(c.in)
 		if got != c.want || strings.Contains(got, "s3cr3t") {
