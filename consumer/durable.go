@@ -68,6 +68,12 @@ var (
 	ErrFilter = errors.New("consumer: invalid filter")
 )
 
+// ErrConsumerGone is returned by Run, RunEach and Reader.Run when the
+// server ends the consumption while it runs: the durable consumer was
+// deleted (`nats consumer rm`) or the connection closed for good. Nothing
+// more would ever arrive; what was fetched and not handled is handed back.
+var ErrConsumerGone = errors.New("consumer: the consumption ended: consumer deleted or connection closed")
+
 // Dead-letter message headers.
 const (
 	HeaderDLQReason    = "Cometstream-Dlq-Reason"
@@ -144,7 +150,8 @@ var errShutdown = errors.New("shutting down")
 
 // Run consumes until ctx ends, then finishes the batch in hand, hands back
 // what was fetched and not handled, and returns nil. It returns an error
-// when the consumer cannot be created or a dead letter cannot be published.
+// when the consumer cannot be created or a dead letter cannot be published,
+// and ErrConsumerGone when the server ends the consumption.
 func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	cons, err := c.open(ctx)
 	if ctx.Err() != nil {
@@ -159,8 +166,11 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	}
 	defer in.stop()
 	for {
-		u, ok := in.next(ctx)
+		u, ok, err := in.next(ctx)
 		if !ok {
+			if err != nil {
+				return fmt.Errorf("consumer %s of %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+			}
 			return nil
 		}
 		if u.bad != nil {

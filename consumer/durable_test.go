@@ -241,3 +241,98 @@ func TestRunLeavesNothingRunning(t *testing.T) {
 	// The caller's context is still live: nothing may wait on it.
 	waitFor(t, "the consumer's goroutines to end", func() bool { return ours() == "" })
 }
+
+// TestDeletedConsumerEndsTheRun: a durable consumer deleted under Run and
+// RunEach ends them with ErrConsumerGone, naming the server's reason,
+// instead of leaving them waiting for messages that never come.
+func TestDeletedConsumerEndsTheRun(t *testing.T) {
+	js := world(t)
+	publishRow(t, js, "players", 1)
+	for _, each := range []bool{false, true} {
+		name := map[bool]string{false: "Run", true: "RunEach"}[each]
+		durable := "gone-" + name
+		c, err := New(Config{JetStream: js, Durable: durable})
+		if err != nil {
+			t.Fatal(err)
+		}
+		handled := make(chan struct{}, 1)
+		done := make(chan error, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			if each {
+				done <- c.RunEach(ctx, 2, func(_ context.Context, m *Message) {
+					m.Ack()
+					handled <- struct{}{}
+				})
+				return
+			}
+			done <- c.Run(ctx, func(context.Context, []*Message) error {
+				handled <- struct{}{}
+				return nil
+			})
+		}()
+		<-handled
+		if err := js.DeleteConsumer(context.Background(), "COMET", durable); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrConsumerGone) || !errors.Is(err, jetstream.ErrConsumerDeleted) || !strings.Contains(err.Error(), durable) {
+				t.Errorf("%s: %v, want ErrConsumerGone for the deleted consumer", name, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s still runs 20s after its consumer was deleted", name)
+		}
+	}
+}
+
+// TestClosedConnectionEndsTheRun: when the connection closes for good,
+// Run, RunEach and Reader.Run return ErrConsumerGone instead of waiting on
+// a consumption that can never deliver again.
+func TestClosedConnectionEndsTheRun(t *testing.T) {
+	url, js := testenv.StartStream(t)
+	publishRow(t, js, "players", 1)
+	for _, name := range []string{"Run", "RunEach", "Reader.Run"} {
+		nc, js := testenv.Connect(t, url)
+		handled := make(chan struct{}, 1)
+		done := make(chan error, 1)
+		batch := func(context.Context, []*Message) error {
+			handled <- struct{}{}
+			return nil
+		}
+		switch name {
+		case "Reader.Run":
+			r, err := NewReader(ReaderConfig{JetStream: js})
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- r.Run(context.Background(), batch) }()
+		default:
+			c, err := New(Config{JetStream: js, Durable: "closed-" + strings.ReplaceAll(name, ".", "")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if name == "Run" {
+				go func() { done <- c.Run(context.Background(), batch) }()
+				break
+			}
+			go func() {
+				done <- c.RunEach(context.Background(), 2, func(_ context.Context, m *Message) {
+					m.Ack()
+					handled <- struct{}{}
+				})
+			}()
+		}
+		<-handled
+		nc.Close()
+		select {
+		case err := <-done:
+			if !errors.Is(err, ErrConsumerGone) {
+				t.Errorf("%s: %v, want ErrConsumerGone", name, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s still runs 20s after its connection closed", name)
+		}
+	}
+}

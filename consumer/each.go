@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -16,7 +15,8 @@ import (
 // webhook bridge): h must call exactly one of Message.Ack, Message.Retry or
 // Consumer.DeadLetter. Undecodable messages are dead-lettered. A message h
 // has not settled when the consumer stops is redelivered. It returns nil
-// when ctx ends, after every worker returned.
+// when ctx ends, after every worker returned, and ErrConsumerGone when the
+// server ends the consumption.
 func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Context, *Message)) error {
 	cons, err := c.open(ctx)
 	if ctx.Err() != nil {
@@ -27,17 +27,14 @@ func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Cont
 	}
 	work := make(chan jetstream.Msg)
 	done := make(chan struct{})
+	var ended ending
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		select {
 		case work <- m:
 		case <-done:
 			_ = m.Nak()
 		}
-	}, jetstream.PullMaxMessages(max(workers, 1)), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			c.log.Warn("consume", "err", err)
-		}
-	}))
+	}, jetstream.PullMaxMessages(max(workers, 1)), jetstream.ConsumeErrHandler(ended.note(c.log)))
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", c.cfg.Stream, err)
 	}
@@ -50,6 +47,8 @@ func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Cont
 				var m jetstream.Msg
 				select {
 				case <-ctx.Done():
+					return
+				case <-done:
 					return
 				case m = <-work:
 				}
@@ -65,11 +64,19 @@ func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Cont
 			}
 		}()
 	}
-	<-ctx.Done()
+	var gone error
+	select {
+	case <-ctx.Done():
+	case <-cc.Closed():
+		if ctx.Err() != nil {
+			break // shutting down: the connection closed after ctx
+		}
+		gone = fmt.Errorf("consumer %s of %s: %w", c.cfg.Durable, c.cfg.Stream, ended.err())
+	}
 	close(done)
 	cc.Stop()
 	wg.Wait()
-	return nil
+	return gone
 }
 
 // Ack settles a message handled by RunEach.

@@ -17,11 +17,12 @@ import (
 type intake struct {
 	units chan unit
 	// in holds fetched messages; the fetch callback never blocks past stop.
-	in   chan jetstream.Msg
-	cc   jetstream.ConsumeContext
-	done chan struct{}
-	wg   sync.WaitGroup
-	once sync.Once
+	in    chan jetstream.Msg
+	cc    jetstream.ConsumeContext
+	done  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+	ended ending
 }
 
 // unit is what the decoder hands to the handler loop, in stream order: a
@@ -49,11 +50,7 @@ func startIntake(cons jetstream.Consumer, batchSize int, keepBad bool, log *slog
 			// consumer, simply not taken).
 			_ = m.Nak()
 		}
-	}, jetstream.PullMaxMessages(2*batchSize), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			log.Warn("consume", "err", err)
-		}
-	}))
+	}, jetstream.PullMaxMessages(2*batchSize), jetstream.ConsumeErrHandler(in.ended.note(log)))
 	if err != nil {
 		return nil, fmt.Errorf("consume: %w", err)
 	}
@@ -120,14 +117,50 @@ func (in *intake) decodeLoop(batchSize int, keepBad bool, log *slog.Logger) {
 	}
 }
 
-// next returns the next unit, or false once ctx ended.
-func (in *intake) next(ctx context.Context) (unit, bool) {
+// next returns the next unit, or false once ctx ended or, with an error,
+// once the server ended the consumption.
+func (in *intake) next(ctx context.Context) (unit, bool, error) {
 	select {
 	case u := <-in.units:
-		return u, true
+		return u, true, nil
 	case <-ctx.Done():
-		return unit{}, false
+		return unit{}, false, nil
+	case <-in.cc.Closed():
+		if ctx.Err() != nil {
+			return unit{}, false, nil // shutting down: the connection closed after ctx
+		}
+		return unit{}, false, in.ended.err()
 	}
+}
+
+// ending keeps the error that ended a consumption, for ErrConsumerGone.
+type ending struct {
+	mu    sync.Mutex
+	cause error
+}
+
+// note returns the consume error handler: it logs each error but missed
+// heartbeats and keeps the last one.
+func (e *ending) note(log *slog.Logger) jetstream.ConsumeErrHandler {
+	return func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			return
+		}
+		log.Warn("consume", "err", err)
+		e.mu.Lock()
+		e.cause = err
+		e.mu.Unlock()
+	}
+}
+
+// err is ErrConsumerGone, with the server's reason when one came.
+func (e *ending) err() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cause == nil {
+		return ErrConsumerGone
+	}
+	return fmt.Errorf("%w: %w", ErrConsumerGone, e.cause)
 }
 
 // stop ends fetching and decoding and waits for both, then hands back

@@ -111,8 +111,11 @@ func (r *Reader) Run(ctx context.Context, h Handler) error {
 	defer in.stop()
 	hctx := context.WithoutCancel(ctx)
 	for {
-		u, ok := in.next(ctx)
+		u, ok, err := in.next(ctx)
 		if !ok {
+			if err != nil {
+				return fmt.Errorf("read %s: %w", r.cfg.Stream, err)
+			}
 			return nil
 		}
 		for attempt := 1; ; attempt++ {

@@ -252,6 +252,16 @@ func (b *Bridge) runEndpoint(ctx context.Context, st *endpointState) error {
 		err := cons.RunEach(run, workers, t.handle)
 		st.end()
 		stop()
+		if errors.Is(err, jetstream.ErrConsumerDeleted) && ctx.Err() == nil {
+			// Deleted under the bridge (nats consumer rm): as after a
+			// reset, it is created again as the endpoint starts.
+			start := st.ep.Start
+			if b.o.FromStart {
+				start = StartAll
+			}
+			log.Warn("the endpoint's consumer was deleted while the bridge delivered; creating it again", "consumer", st.durable, "start", start, "err", err)
+			continue
+		}
 		if err != nil {
 			return err
 		}

@@ -273,3 +273,35 @@ func TestWithoutTheBucket(t *testing.T) {
 	}
 	stop()
 }
+
+// TestDeletedConsumerIsCreatedAgain: a consumer deleted under a running
+// bridge (nats consumer rm) is created again as the endpoint starts, and
+// the bridge goes on delivering, instead of waiting for ever.
+func TestDeletedConsumerIsCreatedAgain(t *testing.T) {
+	_, js := stream(t)
+	ctx := context.Background()
+	rcv := newReceiver(t, nil)
+	var logs testenv.Buffer
+	cfg := parse(t, fmt.Sprintf("allow_private: [127.0.0.0/8]\nendpoints:\n  - {name: crm, url: %s, secrets: [%s], retry: [50ms]}\n", rcv.URL, secretNew))
+	_, _, _, stop := startBridge(t, js, cfg, Options{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	c := waitConsumer(t, js, "webhook_crm")
+	first := publish(t, js, "players", 1, event.OpCreated)
+	waitFor(t, "the first delivery", func() bool { return rcv.count(first) == 1 })
+	created := c.CachedInfo().Created
+	if err := js.DeleteConsumer(ctx, "COMET", "webhook_crm"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the consumer created again", func() bool {
+		c, err := js.Consumer(ctx, "COMET", "webhook_crm")
+		return err == nil && c.CachedInfo().Created.After(created)
+	})
+	second := publish(t, js, "players", 2, event.OpCreated)
+	waitFor(t, "the delivery after the deletion", func() bool { return rcv.count(second) == 1 })
+	stop()
+	if !strings.Contains(logs.String(), "consumer was deleted while the bridge delivered") {
+		t.Errorf("the deletion was not logged:\n%s", logs.String())
+	}
+	if rcv.count(first) != 1 {
+		t.Errorf("the first event was delivered %d times, want once (start: new)", rcv.count(first))
+	}
+}
