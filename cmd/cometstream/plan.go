@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -42,15 +43,18 @@ const planNATSTimeout = 15 * time.Second
 
 func runPlan(ctx context.Context, args []string) error {
 	fs, cc := newConfigCommand("plan", "configuration file (required); the reports need no key columns yet")
-	natsURL := fs.String("nats", "", "NATS URL holding the producer's state records; default nats.url, then $NATS_URL; without one, every page count comes from page 0")
+	natsURL := fs.String("nats", "", "NATS URL holding the producer's state records; default nats.url, then $NATS_URL, then the embedded server's nats.listen; when none answers, every page count comes from page 0")
 	asJSON := fs.Bool("json", false, "print JSON instead of tables")
 	cfg, log, err := cc.parse(fs, args, true)
 	if err != nil {
 		return err
 	}
 	creds := cc.creds
-	url := firstNonEmpty(*natsURL, cfg.NATS.URL, os.Getenv("NATS_URL"))
-	sizes, notes := lastPasses(ctx, cfg, url, creds, log)
+	url, from, _ := producerURL(*natsURL, cfg)
+	if from == fromEmbedded {
+		url = embeddedClientURL(cfg.NATS.Listen)
+	}
+	sizes, notes := lastPasses(ctx, cfg, url, from, creds, log)
 	users := planUsers(cfg)
 	notes = append(notes, measurePage0(ctx, cfg, users, sizes, log)...)
 
@@ -105,13 +109,28 @@ func planUsers(cfg *config.Config) []plan.User {
 	return users
 }
 
+// embeddedClientURL is where a client on this machine reaches the
+// embedded server a configuration without a NATS URL starts: its
+// nats.listen, a wildcard host read as loopback; "" when the port is chosen
+// at start (0), since nothing says which one was.
+func embeddedClientURL(listen string) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || port == "0" || port == "" {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "nats://" + net.JoinHostPort(host, port)
+}
+
 // lastPasses reads what the producer's state records say of each report's
 // last complete pass: its pages, with the page size and rows of its last
 // receipt. NATS is optional: when it is not configured or not reachable,
 // a note says so and the page counts come from page 0.
-func lastPasses(ctx context.Context, cfg *config.Config, url string, creds natsconn.Options, log *slog.Logger) (map[string]plan.Size, []string) {
+func lastPasses(ctx context.Context, cfg *config.Config, url, from string, creds natsconn.Options, log *slog.Logger) (map[string]plan.Size, []string) {
 	if url == "" {
-		return nil, []string{"no NATS URL (--nats, nats.url or $NATS_URL): every page count comes from page 0 now"}
+		return nil, []string{"no NATS URL (--nats, nats.url, $NATS_URL, or nats.listen with a fixed port): every page count comes from page 0 now"}
 	}
 	bucket := event.StateBucketName(cfg.NATS.SubjectPrefix)
 	unused := func(err error) []string {
@@ -125,7 +144,7 @@ func lastPasses(ctx context.Context, cfg *config.Config, url string, creds natsc
 	opts.Name = "cometstream plan"
 	nc, err := natsconn.Connect(opts, log)
 	if err != nil {
-		return nil, unused(err)
+		return nil, unused(withURL(err, url, from))
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)

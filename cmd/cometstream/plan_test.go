@@ -19,9 +19,11 @@ import (
 // planConfig is a configuration of three reports of the simulator: persons
 // (250 rows, served at most 10 a page) and matches (60 rows) for the user
 // federation, fees (5 rows) for finance; the intervals of persons and
-// matches are given.
+// matches are given. Its embedded server would choose its port, so plan
+// has no server to read state records from and asks page 0.
 const planConfig = `data_dir: %s
 http: {listen: ""}
+nats: {listen: "127.0.0.1:0"}
 sources:
   - name: sim
     base_url: %s
@@ -237,13 +239,29 @@ func TestPlanFromLastPass(t *testing.T) {
 		"sim/federation: rate_limit 200/s less 4% = budget 11520 calls/min; need 900 (8%), up to 1800 with confirming passes: ok",
 	)
 
-	// page_size lowered to 10: the last receipt's 250 rows make 25 pages,
-	// still without asking COMET. Raised to 100: COMET may serve fewer, so
-	// page 0 is asked (with the keys).
+	// The same configuration as an embedded server's (nats.listen, no
+	// url): plan reads the state records where that server listens.
 	b, err := os.ReadFile(w.config)
 	if err != nil {
 		t.Fatal(err)
 	}
+	listen := strings.TrimPrefix(w.url, "nats://")
+	embedded := strings.Replace(string(b), "  url: "+w.url+"\n", "  listen: "+listen+"\n", 1)
+	if embedded == string(b) {
+		t.Fatalf("no nats.url to replace in\n%s", b)
+	}
+	out = runPlanBin(t, noKeys, 0, "--config", writeFile(t, "embedded.yaml", embedded))
+	checkPlan(t, out, map[string]string{"persons": "persons 13 last pass 1s 780 1560 70ms 1s 1s ok"},
+		"note: page counts from the producer's state records (bucket comet-state at "+w.url)
+	// A chosen port (0) names no server: page 0 is asked, and the note says why.
+	out = runPlanBin(t, append(noKeys, w.env...), 0, "--config",
+		writeFile(t, "anyport.yaml", strings.Replace(embedded, "  listen: "+listen, "  listen: 127.0.0.1:0", 1)))
+	checkPlan(t, out, map[string]string{"persons": "persons 13 page 0 now 1s 780 1560 70ms 1s 1s ok"},
+		"note: no NATS URL (--nats, nats.url, $NATS_URL, or nats.listen with a fixed port)")
+
+	// page_size lowered to 10: the last receipt's 250 rows make 25 pages,
+	// still without asking COMET. Raised to 100: COMET may serve fewer, so
+	// page 0 is asked (with the keys).
 	// The reports are written in name order: fees, then persons.
 	head, persons, ok := strings.Cut(string(b), "- name: persons")
 	if !ok {
