@@ -137,6 +137,21 @@ func TestUnknownReportsAreNamed(t *testing.T) {
 		t.Errorf("sink: %v\n%s", err, sink.Logs())
 	}
 
+	// The bridge names an unknown report of --reports or of an endpoint.
+	hooks := writeFile(t, "webhooks.yaml", "allow_private: [127.0.0.0/8]\nendpoints:\n"+
+		"  - {name: crm, url: http://127.0.0.1:9/hook, secrets_env: TEST_WEBHOOK_SECRET, reports: [fees]}\n"+
+		"  - {name: site, url: http://127.0.0.1:9/hook, secrets_env: TEST_WEBHOOK_SECRET, reports: [nosuch, persons]}\n")
+	bridge := testenv.Start(t, "webhook", whEnv, "sink", "webhook", "--nats", url, "--config", hooks, "--reports", "fees,persons", "--log-format", "json")
+	testenv.WaitFor(t, "the bridge to name the unknown endpoint report", func() bool { return strings.Contains(bridge.Logs(), warning) })
+	if err := bridge.Stop(); err != nil {
+		t.Errorf("webhook bridge: %v\n%s", err, bridge.Logs())
+	}
+	bridge = testenv.Start(t, "webhook", whEnv, "sink", "webhook", "--nats", url, "--config", hooks, "--reports", "nosuch", "--log-format", "json")
+	testenv.WaitFor(t, "the bridge to name the unknown --reports report", func() bool { return strings.Contains(bridge.Logs(), warning) })
+	if err := bridge.Stop(); err != nil {
+		t.Errorf("webhook bridge: %v\n%s", err, bridge.Logs())
+	}
+
 	for _, tc := range []struct {
 		report, says string
 	}{

@@ -128,6 +128,7 @@ func runSinkWebhook(ctx context.Context, args []string) error {
 	case "reset":
 		return natsRefusal(nc, webhookReset(ctx, b, cfg, endpoint))
 	}
+	warnUnknownReports(ctx, js, f.prefix, webhookReports(cfg, splitList(f.reports)), log)
 	stopOps, err := serveOps(opshttp.Config{Addr: f.http, Registry: reg, Ready: b.Ready, Pprof: f.pprof, Logger: log}, "--http")
 	if err != nil {
 		return err
@@ -225,4 +226,15 @@ func describeDisablement(d *webhook.Disablement) string {
 		s += " for event " + d.EventID
 	}
 	return s
+}
+
+// webhookReports is every report the bridge was asked for by name: those
+// of --reports and of the endpoints, each once, in order.
+func webhookReports(cfg *webhook.Config, flag []string) []string {
+	names := slices.Clone(flag)
+	for _, ep := range cfg.Endpoints {
+		names = append(names, ep.Reports...)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
