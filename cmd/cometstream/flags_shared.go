@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/cometstream/cometstream/consumer/postgres"
 	"github.com/cometstream/cometstream/internal/config"
@@ -160,4 +162,14 @@ func (c *configCommand) parse(fs *flag.FlagSet, args []string, draft bool) (*con
 		return nil, nil, err
 	}
 	return cfg, log, nil
+}
+
+// inFile names the configuration file in an invalid-configuration error
+// found after it loaded (an API key's variable unset, a key file
+// unreadable), as the loader's own errors name it.
+func inFile(path string, err error) error {
+	if err == nil || !errors.Is(err, config.ErrInvalid) || strings.HasPrefix(err.Error(), path+": ") {
+		return err
+	}
+	return fmt.Errorf("%s: %w", path, err)
 }

@@ -50,7 +50,7 @@ func runInspect(ctx context.Context, args []string) error {
 	}
 	key, err := ref.Report.ResolveAPIKey(ref.Field, log)
 	if err != nil {
-		return err
+		return inFile(*cf.path, err)
 	}
 	client, err := comet.New(comet.Config{
 		BaseURL: ref.Source.BaseURL, APIKey: key, Timeout: ref.Source.Timeout,

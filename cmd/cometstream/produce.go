@@ -39,7 +39,7 @@ func runProduce(ctx context.Context, args []string) error {
 	path, creds := cc.path, cc.creds
 	reports, err := producerReports(cfg, log)
 	if err != nil {
-		return err
+		return inFile(*path, err)
 	}
 	var allowDeletes []string
 	if *allow != "" {
@@ -55,7 +55,7 @@ func runProduce(ctx context.Context, args []string) error {
 		log.Info("nats.listen is set in the configuration: starting the embedded server, not connecting to $NATS_URL (set nats.url or --nats to use another server)",
 			"nats.listen", cfg.NATS.Listen, "NATS_URL", redact.URLs(os.Getenv("NATS_URL")))
 	}
-	return produce(ctx, cfg, url, reports, allowDeletes, log, produceOptions{unsafeListen: *unsafe, creds: creds, urlFrom: from, command: "cometstream produce --config " + *path})
+	return inFile(*path, produce(ctx, cfg, url, reports, allowDeletes, log, produceOptions{unsafeListen: *unsafe, creds: creds, urlFrom: from, command: "cometstream produce --config " + *path}))
 }
 
 // produceOptions are the command line's additions to the configuration.
