@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/cometstream/cometstream/event"
 )
@@ -162,7 +163,7 @@ func Start(o Options) (*server.Server, error) {
 		if u.NKey != "" {
 			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms, Account: acc})
 		} else {
-			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password, Permissions: perms, Account: acc})
+			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: held(u.Password), Permissions: perms, Account: acc})
 		}
 	}
 	if c := o.Cluster; c != nil {
@@ -301,3 +302,20 @@ func (l *logger) Errorf(format string, v ...any) {
 }
 func (l *logger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *logger) Tracef(format string, v ...any) {}
+
+// held is the password the server keeps for a user: a bcrypt hash, so that
+// it warns of no plaintext password when the password came from a variable
+// or a file. The hash never leaves this process, which holds the password
+// anyway, so the cheapest cost does: a client's connect checks it in about
+// a millisecond. A hash given is kept, and so is a password bcrypt cannot
+// take (over 72 bytes), which the server then compares as it is.
+func held(password string) string {
+	if password == "" || strings.HasPrefix(password, "$2") {
+		return password
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		return password
+	}
+	return string(hash)
+}
