@@ -129,11 +129,13 @@ func (s *endpointState) end() {
 }
 
 // disabling claims the disabling of the endpoint: false when another
-// worker has already claimed it, or it is disabled.
+// worker has already claimed it, or it is disabled, or its record is
+// written and not yet seen by the watch (a second 410 of deliveries in
+// flight together would write and log it again).
 func (s *endpointState) disabling() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.waitRev == pendingRev || s.local != nil || s.off != nil {
+	if s.rev < s.waitRev || s.local != nil || s.off != nil {
 		return false
 	}
 	s.waitRev = pendingRev
