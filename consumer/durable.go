@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,7 +51,14 @@ type Config struct {
 	// DeadLetterStream holds dead letters, under DeadLetterSubject; default
 	// "<stream>_DLQ". It is created when the first message goes there.
 	DeadLetterStream string
-	Logger           *slog.Logger
+	// InUseWait bounds how long Run and RunEach wait, when the durable
+	// consumer exists with other settings (filter, AckWait,
+	// MaxAckPending), for the process reading it to stop before they
+	// change them; still read then, they return ErrConsumerInUse instead
+	// of changing another process's consumer under it. A stopped or
+	// crashed reader's pull requests expire within 30s. Default 35s.
+	InUseWait time.Duration
+	Logger    *slog.Logger
 }
 
 // defaultBackoff is the retry schedule of a Consumer or a Reader whose
@@ -67,6 +75,15 @@ var (
 	// occur.
 	ErrFilter = errors.New("consumer: invalid filter")
 )
+
+// ErrConsumerInUse is returned by Run and RunEach when the durable
+// consumer exists with other settings and another process goes on reading
+// it: two processes sharing a durable name must agree on its filter.
+var ErrConsumerInUse = errors.New("consumer: the durable consumer is read by another process with other settings")
+
+// defaultInUseWait outlasts the 30s expiry of a stopped reader's pull
+// requests.
+const defaultInUseWait = 35 * time.Second
 
 // ErrConsumerGone is returned by Run, RunEach and Reader.Run when the
 // server ends the consumption while it runs: the durable consumer was
@@ -130,6 +147,9 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	if cfg.MaxAckPending <= 0 {
 		cfg.MaxAckPending = 4 * cfg.BatchSize
+	}
+	if cfg.InUseWait <= 0 {
+		cfg.InUseWait = defaultInUseWait
 	}
 	cfg.DeadLetterStream = cmp.Or(cfg.DeadLetterStream, DefaultDeadLetterStream(cfg.Stream))
 	if cfg.Logger == nil {
@@ -224,7 +244,10 @@ func (c *Consumer) open(ctx context.Context) (jetstream.Consumer, error) {
 			// Keep the position under the new settings.
 			want.DeliverPolicy, want.OptStartSeq = jetstream.DeliverByStartSequencePolicy, max(c.cfg.StartSeq, info.AckFloor.Stream+1)
 		}
-		if err := c.js.DeleteConsumer(ctx, c.cfg.Stream, c.cfg.Durable); err != nil {
+		if err := c.waitUnread(ctx, existing); err != nil {
+			return nil, err
+		}
+		if err := c.js.DeleteConsumer(ctx, c.cfg.Stream, c.cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return nil, fmt.Errorf("replace consumer %s: %w", c.cfg.Durable, natsconn.DeleteRefused(err))
 		}
 	}
@@ -233,6 +256,40 @@ func (c *Consumer) open(ctx context.Context) (jetstream.Consumer, error) {
 		return nil, fmt.Errorf("create consumer %s: %w", c.cfg.Durable, err)
 	}
 	return cons, nil
+}
+
+// waitUnread waits, up to InUseWait, until no process reads the consumer
+// (no pull request waits on it), before its settings are changed.
+func (c *Consumer) waitUnread(ctx context.Context, cons jetstream.Consumer) error {
+	deadline := time.Now().Add(c.cfg.InUseWait)
+	warned := false
+	for {
+		info, err := cons.Info(ctx)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil // deleted meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
+		}
+		if info.NumWaiting == 0 {
+			return nil
+		}
+		filter := strings.Join(append([]string{info.Config.FilterSubject}, info.Config.FilterSubjects...), " ")
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("%w: consumer %s of %s is still read (%d pull requests waiting) with filter %s after %s; give this one its own durable name, or stop the other",
+				ErrConsumerInUse, c.cfg.Durable, c.cfg.Stream, info.NumWaiting, strings.TrimSpace(filter), c.cfg.InUseWait)
+		}
+		if !warned {
+			c.log.Warn("the consumer is read with other settings: waiting for its reader to stop before changing them",
+				"consumer", c.cfg.Durable, "filter", strings.TrimSpace(filter), "waiting_requests", info.NumWaiting, "up_to", c.cfg.InUseWait)
+			warned = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // retry calls h with the batch until it succeeds, then acknowledges it; a

@@ -336,3 +336,84 @@ func TestClosedConnectionEndsTheRun(t *testing.T) {
 		}
 	}
 }
+
+// TestConsumerInUseIsNotChanged: a second process with the same durable
+// name and another filter does not change the consumer under the first,
+// which would then read the other's reports: it waits for the first to
+// stop and, when it does not, returns ErrConsumerInUse. Once the first has
+// stopped, the second changes the filter and keeps the position.
+func TestConsumerInUseIsNotChanged(t *testing.T) {
+	js := world(t)
+	publishRow(t, js, "players", 1)
+	first, err := New(Config{JetStream: js, Durable: "shared", Filter: Filter{Reports: []string{"players"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	firstDone := make(chan error, 1)
+	go func() {
+		firstDone <- first.Run(ctx, func(_ context.Context, batch []*Message) error {
+			for _, m := range batch {
+				got <- m.Subject
+			}
+			return nil
+		})
+	}()
+	if r := <-got; r != "comet.players.row.created.1" {
+		t.Fatalf("first got %q", r)
+	}
+	second, err := New(Config{JetStream: js, Durable: "shared", Filter: Filter{Reports: []string{"fees"}}, InUseWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.Run(context.Background(), func(context.Context, []*Message) error {
+		t.Error("the second consumer ran while the first read the consumer")
+		return nil
+	})
+	if !errors.Is(err, ErrConsumerInUse) || !strings.Contains(err.Error(), "comet.players.") {
+		t.Errorf("second: %v, want ErrConsumerInUse naming the first's filter", err)
+	}
+	info, err := js.Consumer(context.Background(), "COMET", "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := info.CachedInfo().Config.FilterSubject; !strings.Contains(f, ".players.") {
+		t.Errorf("the consumer's filter is %q, changed under its reader", f)
+	}
+	publishRow(t, js, "fees", 2)
+	publishRow(t, js, "players", 3)
+	if r := <-got; r != "comet.players.row.created.3" {
+		t.Errorf("first got %q after the refusal, want players 3 (and no fees)", r)
+	}
+	cancel()
+	if err := <-firstDone; err != nil {
+		t.Fatal(err)
+	}
+
+	// The first stopped: the second changes the filter, at the position
+	// (fees 2 lies behind it, so fees 4 is the next).
+	publishRow(t, js, "fees", 4)
+	second, err = New(Config{JetStream: js, Durable: "shared", Filter: Filter{Reports: []string{"fees"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	go func() {
+		_ = second.Run(ctx2, func(_ context.Context, batch []*Message) error {
+			for _, m := range batch {
+				got <- m.Subject
+			}
+			return nil
+		})
+	}()
+	select {
+	case r := <-got:
+		if r != "comet.fees.row.created.4" {
+			t.Errorf("second got %q, want fees 4 (fees 2 lies behind the position)", r)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("the second never read once the first had stopped")
+	}
+}
