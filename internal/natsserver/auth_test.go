@@ -2,7 +2,6 @@ package natsserver
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,13 +11,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -224,62 +221,4 @@ func TestRefusesPublicListenWithoutAuth(t *testing.T) {
 		t.Fatalf("with the unsafe flag: %v", err)
 	}
 	srv.Shutdown()
-}
-
-// TestPasswordsHeldHashed: passwords given in plain text (from a variable
-// or a file) are held as bcrypt hashes, so the server warns of no
-// plaintext password; each still admits its user and no other password
-// does. A password too long for bcrypt is held as it is, and works.
-func TestPasswordsHeldHashed(t *testing.T) {
-	long := strings.Repeat("p", 80)
-	start := func(users ...User) (string, string) {
-		var buf lockedBuffer
-		srv, err := Start(Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Users: users,
-			Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(srv.Shutdown)
-		return srv.ClientURL(), buf.String()
-	}
-	url, logs := start(User{Name: "producer", Password: "producer-pw", Role: "producer"}, User{Name: "sink", Password: "sink-pw", Role: "subscriber"})
-	if strings.Contains(logs, "Plaintext passwords") {
-		t.Errorf("the server warns of plaintext passwords:\n%s", logs)
-	}
-	longURL, _ := start(User{Name: "long", Password: long, Role: "subscriber"})
-	for _, tc := range []struct {
-		url, user, pw string
-		ok            bool
-	}{
-		{url, "producer", "producer-pw", true},
-		{url, "sink", "sink-pw", true},
-		{url, "producer", "producer-pX", false},
-		{url, "producer", "sink-pw", false},
-		{url, "producer", "", false},
-		{longURL, "long", long, true},
-		{longURL, "long", long[:72], false},
-	} {
-		_, _, err := connect(t, tc.url, tc.user, tc.pw)
-		if (err == nil) != tc.ok {
-			t.Errorf("%s with %q: connect error %v, want admitted %v", tc.user, tc.pw, err, tc.ok)
-		}
-	}
-}
-
-// lockedBuffer collects what the server's goroutines log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
