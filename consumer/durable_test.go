@@ -417,3 +417,37 @@ func TestConsumerInUseIsNotChanged(t *testing.T) {
 		t.Fatal("the second never read once the first had stopped")
 	}
 }
+
+// TestReaderGoroutinesStayBounded: a running Reader's goroutines do not
+// grow with the batches it hands out (an ordered consumer's Closed starts
+// one per call).
+func TestReaderGoroutinesStayBounded(t *testing.T) {
+	js := world(t)
+	r, err := NewReader(ReaderConfig{JetStream: js, BatchSize: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handled := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- r.Run(ctx, func(context.Context, []*Message) error {
+			handled <- struct{}{}
+			return nil
+		})
+	}()
+	publishRow(t, js, "players", 0)
+	<-handled
+	before := runtime.NumGoroutine()
+	for n := 1; n <= 300; n++ {
+		publishRow(t, js, "players", n)
+		<-handled
+	}
+	if after := runtime.NumGoroutine(); after > before+20 {
+		t.Errorf("%d goroutines after 300 batches, %d before: they grow with the batches", after, before)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -23,6 +23,8 @@ type intake struct {
 	wg    sync.WaitGroup
 	once  sync.Once
 	ended ending
+	// closed is cc.Closed(), taken once.
+	closed <-chan struct{}
 }
 
 // unit is what the decoder hands to the handler loop, in stream order: a
@@ -55,6 +57,8 @@ func startIntake(cons jetstream.Consumer, batchSize int, keepBad bool, log *slog
 		return nil, fmt.Errorf("consume: %w", err)
 	}
 	in.cc = cc
+	// Once: an ordered consumer's Closed starts a goroutine per call.
+	in.closed = cc.Closed()
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
@@ -125,7 +129,7 @@ func (in *intake) next(ctx context.Context) (unit, bool, error) {
 		return u, true, nil
 	case <-ctx.Done():
 		return unit{}, false, nil
-	case <-in.cc.Closed():
+	case <-in.closed:
 		if ctx.Err() != nil {
 			return unit{}, false, nil // shutting down: the connection closed after ctx
 		}
