@@ -266,7 +266,7 @@ func embeddedUsers(e config.Embedded, log *slog.Logger) ([]natsserver.User, erro
 	var out []natsserver.User
 	for i, u := range e.Users {
 		field := fmt.Sprintf("nats.embedded.users[%d]", i)
-		nu := natsserver.User{Name: u.Name, NKey: u.NKey, Role: u.Role, Password: u.PasswordHash, System: u.SystemAccount}
+		nu := natsserver.User{Name: u.Name, NKey: u.NKey, Role: u.Role, PasswordHash: u.PasswordHash, System: u.SystemAccount}
 		switch {
 		case u.PasswordEnv != "":
 			v, err := config.Secret(field+".password", "", u.PasswordEnv)

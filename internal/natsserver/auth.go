@@ -11,8 +11,11 @@ import (
 // User is an account of the embedded server.
 type User struct {
 	Name string
-	// Password is plain text or a bcrypt hash ($2a$…).
+	// Password is the password in plain text (from a variable or a file):
+	// the server holds it as a bcrypt hash.
 	Password string
+	// PasswordHash is a bcrypt hash ($2a$…) given instead of Password.
+	PasswordHash string
 	// NKey is a public user nkey, instead of a name and password.
 	NKey string
 	// Role is producer, subscriber or admin.

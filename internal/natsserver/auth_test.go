@@ -30,7 +30,7 @@ func startAuth(t *testing.T, tls *TLS) string {
 	srv, err := Start(Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", TLS: tls, Users: []User{
 		{Name: "producer", Password: "producer-pw", Role: "producer"},
 		{Name: "sink", Password: "sink-pw", Role: "subscriber"},
-		{Name: "admin", Password: string(hash), Role: "admin"},
+		{Name: "admin", PasswordHash: string(hash), Role: "admin"},
 	}})
 	if err != nil {
 		t.Fatal(err)

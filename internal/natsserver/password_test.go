@@ -14,9 +14,11 @@ import (
 // TestPasswordsHeldHashed: passwords given in plain text (from a variable
 // or a file) are held as bcrypt hashes, so the server warns of no
 // plaintext password; each still admits its user and no other password
-// does. A password too long for bcrypt is held as it is, and works.
+// does, one that looks like a hash included. A password too long for
+// bcrypt is held as it is, and works.
 func TestPasswordsHeldHashed(t *testing.T) {
 	long := strings.Repeat("p", 80)
+	const dollar = "$2a$10$plain-not-a-hash"
 	start := func(users ...natsserver.User) (string, string) {
 		var buf testenv.Buffer
 		srv, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), Listen: "127.0.0.1:0", Users: users,
@@ -27,7 +29,9 @@ func TestPasswordsHeldHashed(t *testing.T) {
 		t.Cleanup(srv.Shutdown)
 		return srv.ClientURL(), buf.String()
 	}
-	url, logs := start(natsserver.User{Name: "producer", Password: "producer-pw", Role: "producer"}, natsserver.User{Name: "sink", Password: "sink-pw", Role: "subscriber"})
+	url, logs := start(natsserver.User{Name: "producer", Password: "producer-pw", Role: "producer"}, natsserver.User{Name: "sink", Password: "sink-pw", Role: "subscriber"},
+		// A plain password that looks like a hash is still a password.
+		natsserver.User{Name: "dollar", Password: dollar, Role: "subscriber"})
 	if strings.Contains(logs, "Plaintext passwords") {
 		t.Errorf("the server warns of plaintext passwords:\n%s", logs)
 	}
@@ -41,6 +45,7 @@ func TestPasswordsHeldHashed(t *testing.T) {
 		{url, "producer", "producer-pX", false},
 		{url, "producer", "sink-pw", false},
 		{url, "producer", "", false},
+		{url, "dollar", dollar, true},
 		{longURL, "long", long, true},
 		{longURL, "long", long[:72], false},
 	} {

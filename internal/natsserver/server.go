@@ -163,7 +163,7 @@ func Start(o Options) (*server.Server, error) {
 		if u.NKey != "" {
 			opts.Nkeys = append(opts.Nkeys, &server.NkeyUser{Nkey: u.NKey, Permissions: perms, Account: acc})
 		} else {
-			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: held(u.Password), Permissions: perms, Account: acc})
+			opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: held(u), Permissions: perms, Account: acc})
 		}
 	}
 	if c := o.Cluster; c != nil {
@@ -303,19 +303,19 @@ func (l *logger) Errorf(format string, v ...any) {
 func (l *logger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 func (l *logger) Tracef(format string, v ...any) {}
 
-// held is the password the server keeps for a user: a bcrypt hash, so that
-// it warns of no plaintext password when the password came from a variable
-// or a file. The hash never leaves this process, which holds the password
-// anyway, so the cheapest cost does: a client's connect checks it in about
-// a millisecond. A hash given is kept, and so is a password bcrypt cannot
-// take (over 72 bytes), which the server then compares as it is.
-func held(password string) string {
-	if password == "" || strings.HasPrefix(password, "$2") {
-		return password
+// held is the password the server keeps for a user: the hash given, or a
+// bcrypt hash of the plain password, so that the server warns of no
+// plaintext password. The hash never leaves this process, which holds the
+// password anyway, so the cheapest cost does: a client's connect checks it
+// in about a millisecond. A password bcrypt cannot take (over 72 bytes) is
+// kept as it is, which the server compares as it is (and warns of).
+func held(u User) string {
+	if u.PasswordHash != "" || u.Password == "" {
+		return u.PasswordHash
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	hash, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcrypt.MinCost)
 	if err != nil {
-		return password
+		return u.Password
 	}
 	return string(hash)
 }
