@@ -188,10 +188,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	for {
 		u, ok, err := in.next(ctx)
 		if !ok {
-			if err != nil {
-				return fmt.Errorf("consumer %s of %s: %w", c.cfg.Durable, c.cfg.Stream, err)
-			}
-			return nil
+			return c.named(err)
 		}
 		if u.bad != nil {
 			err = c.deadLetter(ctx, u.bad, 1, u.badErr)
@@ -258,38 +255,44 @@ func (c *Consumer) open(ctx context.Context) (jetstream.Consumer, error) {
 	return cons, nil
 }
 
+// named says which consumer an error that ended the consumption is of;
+// nil stays nil.
+func (c *Consumer) named(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("consumer %s of %s: %w", c.cfg.Durable, c.cfg.Stream, err)
+}
+
 // waitUnread waits, up to InUseWait, until no process reads the consumer
 // (no pull request waits on it), before its settings are changed.
 func (c *Consumer) waitUnread(ctx context.Context, cons jetstream.Consumer) error {
+	info := cons.CachedInfo() // just read by open
+	if info.NumWaiting == 0 {
+		return nil
+	}
+	filter := strings.TrimSpace(info.Config.FilterSubject + " " + strings.Join(info.Config.FilterSubjects, " "))
+	c.log.Warn("the consumer is read with other settings: waiting for its reader to stop before changing them",
+		"consumer", c.cfg.Durable, "filter", filter, "waiting_requests", info.NumWaiting, "up_to", c.cfg.InUseWait)
 	deadline := time.Now().Add(c.cfg.InUseWait)
-	warned := false
-	for {
-		info, err := cons.Info(ctx)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil // deleted meanwhile
-		}
-		if err != nil {
-			return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
-		}
-		if info.NumWaiting == 0 {
-			return nil
-		}
-		filter := strings.Join(append([]string{info.Config.FilterSubject}, info.Config.FilterSubjects...), " ")
+	for info.NumWaiting > 0 {
 		if !time.Now().Before(deadline) {
 			return fmt.Errorf("%w: consumer %s of %s is still read (%d pull requests waiting) with filter %s after %s; give this one its own durable name, or stop the other",
-				ErrConsumerInUse, c.cfg.Durable, c.cfg.Stream, info.NumWaiting, strings.TrimSpace(filter), c.cfg.InUseWait)
-		}
-		if !warned {
-			c.log.Warn("the consumer is read with other settings: waiting for its reader to stop before changing them",
-				"consumer", c.cfg.Durable, "filter", strings.TrimSpace(filter), "waiting_requests", info.NumWaiting, "up_to", c.cfg.InUseWait)
-			warned = true
+				ErrConsumerInUse, c.cfg.Durable, c.cfg.Stream, info.NumWaiting, filter, c.cfg.InUseWait)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(250 * time.Millisecond):
 		}
+		var err error
+		if info, err = cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil // deleted meanwhile
+		} else if err != nil {
+			return fmt.Errorf("consumer %s: %w", c.cfg.Durable, err)
+		}
 	}
+	return nil
 }
 
 // retry calls h with the batch until it succeeds, then acknowledges it; a

@@ -71,7 +71,7 @@ func (c *Consumer) RunEach(ctx context.Context, workers int, h func(context.Cont
 		if ctx.Err() != nil {
 			break // shutting down: the connection closed after ctx
 		}
-		gone = fmt.Errorf("consumer %s of %s: %w", c.cfg.Durable, c.cfg.Stream, ended.err())
+		gone = c.named(ended.err())
 	}
 	close(done)
 	cc.Stop()

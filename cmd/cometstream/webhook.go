@@ -229,7 +229,7 @@ func describeDisablement(d *webhook.Disablement) string {
 }
 
 // webhookReports is every report the bridge was asked for by name: those
-// of --reports and of the endpoints, each once, in order.
+// of --reports and of the endpoints, each once, sorted.
 func webhookReports(cfg *webhook.Config, flag []string) []string {
 	names := slices.Clone(flag)
 	for _, ep := range cfg.Endpoints {

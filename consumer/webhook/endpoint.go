@@ -176,13 +176,22 @@ func (b *Bridge) consumerConfig(st *endpointState) consumer.Config {
 	}
 }
 
+// start is where an endpoint whose consumer does not exist begins: its
+// start, or StartAll under Options.FromStart.
+func (b *Bridge) start(st *endpointState) Start {
+	if b.o.FromStart {
+		return StartAll
+	}
+	return st.ep.Start
+}
+
 // ensureConsumer creates the consumer of an endpoint starting at new
 // events, when it does not exist and the endpoint starts so; with
 // StartAll the consumer package creates it at the beginning. The settings
 // are those consumer.Consumer opens it with, so that it keeps this one
 // (and its position) rather than replacing it.
 func (b *Bridge) ensureConsumer(ctx context.Context, st *endpointState, log func(msg string, args ...any)) error {
-	if st.ep.Start == StartAll || b.o.FromStart {
+	if b.start(st) == StartAll {
 		return nil
 	}
 	_, err := b.o.JetStream.Consumer(ctx, b.o.Stream, st.durable)
@@ -257,11 +266,7 @@ func (b *Bridge) runEndpoint(ctx context.Context, st *endpointState) error {
 		if errors.Is(err, jetstream.ErrConsumerDeleted) && ctx.Err() == nil {
 			// Deleted under the bridge (nats consumer rm): as after a
 			// reset, it is created again as the endpoint starts.
-			start := st.ep.Start
-			if b.o.FromStart {
-				start = StartAll
-			}
-			log.Warn("the endpoint's consumer was deleted while the bridge delivered; creating it again", "consumer", st.durable, "start", start, "err", err)
+			log.Warn("the endpoint's consumer was deleted while the bridge delivered; creating it again", "consumer", st.durable, "start", b.start(st), "err", err)
 			continue
 		}
 		if err != nil {
